@@ -1,0 +1,152 @@
+"""The ``xent`` command line: parse, call the library, render, map errors to exit codes.
+
+Exit codes: 0 ok, 1 a mathematical check or verification failed, 2 bad input
+or usage, 130 interrupted. Every error is one line on stderr, never a traceback
+(set ``XENT_DEBUG=1`` to see one).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from typing import Any
+
+import click
+
+from .._version import __version__
+from ..errors import XentInputError, XentMathError
+
+EXIT_OK = 0
+EXIT_MATH = 1
+EXIT_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def error_line(message: str) -> None:
+    """Print one line to stderr (newlines folded so it stays one line)."""
+    text = " ".join(str(message).split())
+    click.echo(f"xent: error: {text}", err=True)
+
+
+def warning_line(message: str) -> None:
+    text = " ".join(str(message).split())
+    click.echo(f"xent: warning: {text}", err=True)
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:  # pragma: no cover - exercised via subprocess
+    raise _Interrupted()
+
+
+class XentGroup(click.Group):
+    """A click group whose ``main`` turns every failure into one line and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise _Interrupted() from None
+
+    def main(  # type: ignore[override]
+        self,
+        args: Any = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        code = self._run(args, prog_name, complete_var, **extra)
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+    def _run(self, args: Any, prog_name: str | None, complete_var: str | None, **extra: Any) -> int:
+        debug = bool(os.environ.get("XENT_DEBUG"))
+        try:
+            rv = super().main(args, prog_name or "xent", complete_var, standalone_mode=False, **extra)
+        except XentInputError as exc:
+            error_line(str(exc))
+            return EXIT_INPUT
+        except XentMathError as exc:
+            error_line(str(exc))
+            return EXIT_MATH
+        except click.UsageError as exc:
+            hint = ""
+            if exc.ctx is not None:
+                hint = f" (see '{exc.ctx.command_path} --help')"
+            error_line(exc.format_message() + hint)
+            return EXIT_INPUT
+        except click.ClickException as exc:
+            error_line(exc.format_message())
+            return exc.exit_code if exc.exit_code != 1 else EXIT_INPUT
+        except (_Interrupted, click.Abort, KeyboardInterrupt):
+            click.echo("xent: interrupted", err=True)
+            return EXIT_INTERRUPTED
+        except BrokenPipeError:
+            # The reader went away (``xent ... | head``): not an error of ours.
+            try:
+                sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at exit
+            except OSError:
+                pass
+            return EXIT_OK
+        except MemoryError:
+            error_line("out of memory; try a smaller input or --output with a .npy file")
+            return EXIT_INPUT
+        except Exception as exc:  # noqa: BLE001 - the contract is: never a traceback
+            if debug:
+                raise
+            error_line(
+                f"unexpected failure ({type(exc).__name__}: {exc}); "
+                "set XENT_DEBUG=1 to see where it happened"
+            )
+            return EXIT_INPUT
+        if isinstance(rv, int):
+            return rv
+        return EXIT_OK
+
+
+@click.group(
+    cls=XentGroup,
+    context_settings=CONTEXT_SETTINGS,
+    epilog="""\b
+Examples:
+  xent compute --logits "2,1,0.1;0.1,2,1.9" --labels "1,0"
+  xent compute logits.csv labels.csv --reduction sum --format json
+  xent compute logits.npy labels.csv --output grad.csv
+  xent compute --binary --logits "1,-1,0" --labels "0,0,1" --pos-weight 2
+
+\b
+Exit codes: 0 ok, 1 math/verification failure, 2 bad input or usage.
+""",
+)
+@click.version_option(__version__, "-V", "--version", prog_name="xent", message="%(prog)s %(version)s")
+def cli() -> None:
+    """xent: a trusted reference for softmax / cross-entropy math.
+
+    Compute losses and gradients with PyTorch's semantics, derive them
+    symbolically, and verify other implementations against the reference.
+    """
+
+
+def _register() -> None:
+    from .compute import compute
+
+    cli.add_command(compute)
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    try:
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    except (ValueError, OSError):  # not in the main thread
+        pass
+    cli.main(args=argv, prog_name="xent")

@@ -1,0 +1,259 @@
+"""``xent compute``: loss, per-sample losses, probabilities and gradient."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import XentInputError, XentWarning
+from . import CONTEXT_SETTINGS, warning_line
+
+EPILOG = """\b
+Examples:
+  xent compute --logits "2,1,0.1;0.1,2,1.9" --labels "1,0"
+  xent compute logits.csv labels.csv --reduction sum --format json
+  xent compute logits.npy labels.csv --output grad.csv
+  xent compute logits.csv probs.csv --targets prob --label-smoothing 0.1
+  xent compute --binary logits.csv multilabel.csv --pos-weight 3
+  cat logits.csv | xent compute - labels.csv
+
+\b
+LOGITS and LABELS are CSV/TSV/space-separated text (optional header row) or
+.npy files; '-' reads standard input. Labels are read by shape: N values (a
+column or one row) are class indices, an N x C table is a row of target
+probabilities per sample (--targets forces either).
+"""
+
+
+@click.command(context_settings=CONTEXT_SETTINGS, epilog=EPILOG)
+@click.argument("inputs", nargs=-1, metavar="[LOGITS] [LABELS]")
+@click.option("--logits", "logits_text", metavar="ROWS", help="Logits inline: values split by ',', rows by ';'.")
+@click.option(
+    "--labels",
+    "labels_text",
+    metavar="ROWS",
+    help="Labels inline: class indices '1,0' or target rows '0,1,0;1,0,0'.",
+)
+@click.option(
+    "--targets",
+    type=click.Choice(["auto", "index", "prob"]),
+    default="auto",
+    show_default=True,
+    help="How to read the labels: by shape, as class indices, or as probability rows.",
+)
+@click.option("--reduction", type=click.Choice(["mean", "sum", "none"]), default="mean", show_default=True)
+@click.option("--weight", metavar="W1,...,WC", help="Class weights (cross-entropy) or per-column weights (--binary).")
+@click.option(
+    "--ignore-index",
+    type=int,
+    default=None,
+    metavar="K",
+    help="Samples whose class index is K are ignored. [default: -100, as PyTorch]",
+)
+@click.option("--label-smoothing", type=float, default=0.0, metavar="EPS", help="Mix EPS/C into every target, 0 <= EPS <= 1.")
+@click.option("--binary", is_flag=True, help="Sigmoid binary cross-entropy with logits (multi-label).")
+@click.option("--pos-weight", metavar="Q[,...]", help="--binary: weight of positive targets, one value or one per column.")
+@click.option("--dtype", type=click.Choice(["float64", "float32"]), default="float64", show_default=True)
+@click.option(
+    "--header",
+    type=click.Choice(["auto", "yes", "no"]),
+    default="auto",
+    show_default=True,
+    help="Whether text files start with a header row (auto: when no cell of the first row is a number).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "csv"]),
+    default=None,
+    help="Output format. [default: table on a terminal, json otherwise]",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(path_type=Path),
+    metavar="PATH",
+    help="Also write the gradient to PATH (.csv, .tsv, .txt or .npy), atomically.",
+)
+@click.option("--digits", type=click.IntRange(1, 17), default=4, show_default=True, help="Significant digits in the table.")
+def compute(
+    inputs: tuple[str, ...],
+    logits_text: str | None,
+    labels_text: str | None,
+    targets: str,
+    reduction: str,
+    weight: str | None,
+    ignore_index: int | None,
+    label_smoothing: float,
+    binary: bool,
+    pos_weight: str | None,
+    dtype: str,
+    header: str,
+    fmt: str | None,
+    output: Path | None,
+    digits: int,
+) -> None:
+    """Compute softmax cross-entropy (or sigmoid BCE) exactly as PyTorch defines it.
+
+    Prints the loss, per-sample losses, probabilities and the gradient with
+    respect to the logits. For --reduction none the gradient is that of the
+    sum, so each row is its own sample's gradient.
+    """
+    from .. import files
+
+    logits_path, labels_path = _sources(inputs, logits_text, labels_text)
+    _check_options(binary, targets, ignore_index, label_smoothing, pos_weight)
+    out_fmt = files.check_output_path(output, [p for p in (logits_path, labels_path) if p]) if output else None
+
+    logits_tab = files.parse_inline(logits_text, "--logits") if logits_text is not None else files.read_table(
+        logits_path, header=header  # type: ignore[arg-type]
+    )
+    labels_tab = files.parse_inline(labels_text, "--labels") if labels_text is not None else files.read_table(
+        labels_path, header=header  # type: ignore[arg-type]
+    )
+    n, c = logits_tab.shape
+    arranged = files.arrange_targets(labels_tab, n, c, targets, binary=binary)
+    if arranged.target_type == "prob" and ignore_index is not None:
+        raise XentInputError("--ignore-index applies to class-index targets, not probability rows")
+    weight_vec = files.parse_vector(weight, "--weight") if weight is not None else None
+    pos_vec = files.parse_vector(pos_weight, "--pos-weight") if pos_weight is not None else None
+
+    result = _run(
+        logits_tab,
+        arranged,
+        binary=binary,
+        weight=weight_vec,
+        pos_weight=pos_vec,
+        ignore_index=-100 if ignore_index is None else ignore_index,
+        reduction=reduction,
+        label_smoothing=label_smoothing,
+        dtype=dtype,
+    )
+
+    if output is not None and out_fmt is not None:
+        files.write_array(output, result.grad, out_fmt)
+
+    notes = [_place_warning(note, logits_tab, arranged) for note in result.warnings]
+    if c == 1 and not binary:
+        notes.append("the logits have a single class: softmax is 1 and the loss is 0 (did you mean --binary?)")
+    for note in notes:
+        warning_line(note)
+
+    from . import render
+
+    meta = {
+        "logits": logits_tab.source,
+        "labels": labels_tab.source,
+        "dtype": dtype,
+        "weight": None if weight_vec is None else weight_vec.tolist(),
+        "ignore_index": None if binary else (-100 if ignore_index is None else ignore_index),
+        "label_smoothing": None if binary else label_smoothing,
+        "pos_weight": None if pos_vec is None else pos_vec.tolist(),
+        "output": None if output is None else str(output),
+        "warnings": notes,
+    }
+    chosen = fmt or ("table" if render.stdout_is_terminal() else "json")
+    if chosen == "json":
+        click.echo(render.to_json(result, meta, arranged.values))
+    elif chosen == "csv":
+        click.echo(render.to_csv(result), nl=False)
+    else:
+        render.print_table(result, meta, arranged.values, digits=digits)
+
+
+def _sources(
+    inputs: tuple[str, ...], logits_text: str | None, labels_text: str | None
+) -> tuple[str | None, str | None]:
+    free = list(inputs)
+    need = [name for name, text in (("LOGITS", logits_text), ("LABELS", labels_text)) if text is None]
+    if len(free) > len(need):
+        extra = free[len(need)]
+        given = " and ".join(f"--{n.lower()}" for n, t in (("LOGITS", logits_text), ("LABELS", labels_text)) if t is not None)
+        why = f" ({given} given inline)" if given else ""
+        raise click.UsageError(f"unexpected extra argument {extra!r}{why}")
+    if len(free) < len(need):
+        missing = need[len(free)]
+        raise click.UsageError(f"missing {missing}: give a file, '-' for standard input, or --{missing.lower()} ROWS")
+    paths: dict[str, str | None] = {"LOGITS": None, "LABELS": None}
+    for name, path in zip(need, free):
+        paths[name] = path
+    if paths["LOGITS"] == "-" and paths["LABELS"] == "-":
+        raise click.UsageError("only one of LOGITS and LABELS can be read from standard input ('-')")
+    return paths["LOGITS"], paths["LABELS"]
+
+
+def _check_options(
+    binary: bool, targets: str, ignore_index: int | None, label_smoothing: float, pos_weight: str | None
+) -> None:
+    if binary:
+        if targets != "auto":
+            raise click.UsageError("--targets does not apply to --binary (labels have the logits' shape)")
+        if ignore_index is not None:
+            raise click.UsageError("--ignore-index does not apply to --binary (PyTorch's BCE has none)")
+        if label_smoothing != 0.0:
+            raise click.UsageError("--label-smoothing does not apply to --binary (PyTorch's BCE has none)")
+    elif pos_weight is not None:
+        raise click.UsageError("--pos-weight applies only to --binary")
+
+
+def _run(logits_tab: Any, arranged: Any, *, binary: bool, **options: Any) -> Any:
+    from .. import numeric
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", XentWarning)
+            if binary:
+                return numeric.binary_cross_entropy(
+                    logits_tab.values,
+                    arranged.values,
+                    weight=options["weight"],
+                    pos_weight=options["pos_weight"],
+                    reduction=options["reduction"],
+                    dtype=options["dtype"],
+                )
+            return numeric.cross_entropy(
+                logits_tab.values,
+                arranged.values,
+                weight=options["weight"],
+                ignore_index=options["ignore_index"],
+                reduction=options["reduction"],
+                label_smoothing=options["label_smoothing"],
+                target_type=arranged.target_type,
+                dtype=options["dtype"],
+            )
+    except XentInputError as exc:
+        raise _place_error(exc, logits_tab, arranged) from None
+
+
+def _locate(operand: str | None, index: tuple[int, ...] | None, logits_tab: Any, arranged: Any):
+    from .. import files
+
+    if operand == "logits":
+        row, col = files.logits_locator(logits_tab)(index or ())
+        return logits_tab.source, row, col
+    if operand == "target":
+        row, col = arranged.locate(index or ())
+        return arranged.source, row, col
+    if operand in ("weight", "pos_weight"):
+        return f"--{operand.replace('_', '-')}", None, (index[0] + 1 if index else None)
+    return None, None, None
+
+
+def _place_error(exc: XentInputError, logits_tab: Any, arranged: Any) -> XentInputError:
+    if exc.source is not None or exc.operand is None:
+        return exc
+    source, row, col = _locate(exc.operand, exc.index, logits_tab, arranged)
+    if source is None:
+        return exc
+    return exc.at(source, row, col)
+
+
+def _place_warning(note: XentWarning, logits_tab: Any, arranged: Any) -> str:
+    source, row, col = _locate(note.operand, note.index, logits_tab, arranged)
+    if source is None:
+        return note.message
+    where = ", ".join(p for p in (f"row {row}" if row else "", f"column {col}" if col else "") if p)
+    return f"{source}: {where}: {note.message}" if where else f"{source}: {note.message}"

@@ -1,0 +1,202 @@
+"""Rendering results as a rich table, JSON or CSV (the only place rich is used)."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import sys
+from typing import Any, Sequence
+
+import numpy as np
+
+MAX_ROWS = 40
+MAX_COLS = 8
+
+
+def stdout_is_terminal() -> bool:
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+# --------------------------------------------------------------------------
+# Numbers
+# --------------------------------------------------------------------------
+
+
+def json_number(x: float, dtype: np.dtype | None = None) -> str:
+    """A JSON token for a float: shortest round-trip digits; non-finite as a string."""
+    x = float(x)
+    if math.isnan(x):
+        return '"nan"'
+    if math.isinf(x):
+        return '"inf"' if x > 0 else '"-inf"'
+    if dtype is not None and dtype == np.float32:
+        return str(np.float32(x))
+    return repr(x)
+
+
+def _json_vector(values: np.ndarray, dtype: np.dtype) -> str:
+    return "[" + ", ".join(json_number(v, dtype) for v in values.tolist()) + "]"
+
+
+def _json_matrix(values: np.ndarray, dtype: np.dtype, indent: str) -> str:
+    if values.shape[0] == 0:
+        return "[]"
+    inner = (",\n" + indent + "  ").join(_json_vector(row, dtype) for row in values)
+    return "[\n" + indent + "  " + inner + "\n" + indent + "]"
+
+
+def to_json(result: Any, meta: dict[str, Any], targets: np.ndarray) -> str:
+    """The whole result as JSON (non-finite numbers appear as "inf"/"-inf"/"nan")."""
+    dt = result.grad.dtype
+    head: dict[str, Any] = {
+        "kind": result.kind,
+        "reduction": result.reduction,
+        "n": result.n,
+        "classes": result.classes,
+        "targets": result.target_type,
+        "dtype": str(dt),
+        "options": {
+            "weight": meta.get("weight"),
+            "ignore_index": meta.get("ignore_index"),
+            "label_smoothing": meta.get("label_smoothing"),
+            "pos_weight": meta.get("pos_weight"),
+        },
+        "inputs": {"logits": meta.get("logits"), "labels": meta.get("labels")},
+        "output": meta.get("output"),
+        "warnings": list(meta.get("warnings", [])),
+    }
+    parts = ["{"]
+    items = [(k, json.dumps(v)) for k, v in head.items()]
+    loss = "null" if result.loss is None else json_number(result.loss, dt)
+    items.insert(2, ("loss", loss))
+    denom = "null" if result.denominator is None else json_number(result.denominator)
+    items.insert(3, ("denominator", denom))
+    losses = result.losses
+    if losses.ndim == 2:
+        items.append(("losses", _json_matrix(losses, dt, "  ")))
+    else:
+        items.append(("losses", _json_vector(losses, dt)))
+    items.append(("probs", _json_matrix(result.probs, dt, "  ")))
+    items.append(("grad", _json_matrix(result.grad, dt, "  ")))
+    parts.append(",\n".join(f'  "{k}": {v}' for k, v in items))
+    parts.append("}")
+    return "\n".join(parts)
+
+
+def to_csv(result: Any) -> str:
+    """One row per sample: losses, probabilities, gradient; then the reduced loss."""
+    dt = result.grad.dtype
+    c = result.classes
+    buf = io.StringIO()
+    if result.losses.ndim == 2:
+        loss_cols = [f"loss_{j}" for j in range(c)]
+    else:
+        loss_cols = ["loss"]
+    cols = ["sample", *loss_cols, *(f"p_{j}" for j in range(c)), *(f"grad_{j}" for j in range(c))]
+    buf.write(",".join(cols) + "\n")
+    fmt = _csv_formatter(dt)
+    losses = result.losses.reshape(result.n, -1)
+    for i in range(result.n):
+        cells = [str(i)]
+        cells += [fmt(v) for v in losses[i].tolist()]
+        cells += [fmt(v) for v in result.probs[i].tolist()]
+        cells += [fmt(v) for v in result.grad[i].tolist()]
+        buf.write(",".join(cells) + "\n")
+    if result.loss is not None:
+        buf.write(",".join([result.reduction, fmt(result.loss)] + [""] * (len(cols) - 2)) + "\n")
+    return buf.getvalue()
+
+
+def _csv_formatter(dt: np.dtype):
+    def fmt(x: float) -> str:
+        token = json_number(x, dt)
+        return token.strip('"')
+
+    return fmt
+
+
+# --------------------------------------------------------------------------
+# Table
+# --------------------------------------------------------------------------
+
+
+def _g(x: float, digits: int, *, keep_zeros: bool = True) -> str:
+    if math.isnan(x):
+        return "nan"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return f"{x:#.{digits}g}" if keep_zeros else f"{x:.{digits}g}"
+
+
+def _vector(values: Sequence[float], digits: int) -> str:
+    vals = list(values)
+    if len(vals) > MAX_COLS:
+        shown = [_g(v, digits) for v in vals[:5]] + ["…"] + [_g(v, digits) for v in vals[-2:]]
+    else:
+        shown = [_g(v, digits) for v in vals]
+    return "[" + ", ".join(shown) + "]"
+
+
+def _target_cell(target: np.ndarray, i: int, result: Any, ignore_index: Any, digits: int) -> str:
+    if result.target_type == "index":
+        t = int(target[i])
+        if ignore_index is not None and t == ignore_index:
+            return f"{t} (ignored)"
+        return str(t)
+    return _vector(target[i].tolist(), digits)
+
+
+def print_table(result: Any, meta: dict[str, Any], targets: np.ndarray, *, digits: int = 4, file: Any = None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=file, highlight=False, soft_wrap=False)
+    binary = result.kind != "cross_entropy"
+    title = "binary cross-entropy with logits" if binary else "softmax cross-entropy"
+    extras = []
+    if meta.get("weight") is not None:
+        extras.append("weighted")
+    if meta.get("label_smoothing"):
+        extras.append(f"label smoothing {meta['label_smoothing']:g}")
+    if meta.get("pos_weight") is not None:
+        extras.append("pos_weight")
+    caption = (
+        f"{result.n} sample{'s' if result.n != 1 else ''} × {result.classes} "
+        f"{'columns' if binary else 'classes'} · {result.target_type} targets · {result.grad.dtype}"
+        + (" · " + ", ".join(extras) if extras else "")
+    )
+    table = Table(title=title, caption=caption, show_lines=False)
+    table.add_column("#", justify="right", style="dim")
+    table.add_column("target")
+    table.add_column("loss" + (" (elementwise)" if binary else ""), justify="right")
+    table.add_column("sigmoid(z)" if binary else "p = softmax(z)")
+    grad_name = "∂L/∂z" + (" (of the sum)" if result.reduction == "none" else "")
+    table.add_column(grad_name)
+    losses = result.losses.reshape(result.n, -1)
+    shown = min(result.n, MAX_ROWS)
+    for i in range(shown):
+        loss_cell = _vector(losses[i].tolist(), digits) if binary else _g(float(losses[i, 0]), digits)
+        table.add_row(
+            str(i),
+            _target_cell(targets, i, result, meta.get("ignore_index"), digits),
+            loss_cell,
+            _vector(result.probs[i].tolist(), digits),
+            _vector(result.grad[i].tolist(), digits),
+        )
+    console.print(table)
+    if result.n > shown:
+        console.print(f"… {result.n - shown} more samples (use --format json or --output for all of them)")
+    if result.loss is None:
+        console.print("loss: none (reduction='none'; per-sample losses above)")
+    else:
+        if result.reduction == "mean":
+            how = f"mean: sum of the losses / {_g(result.denominator, 12, keep_zeros=False)}"
+        else:
+            how = "sum of the losses"
+        console.print(f"loss = [bold]{_g(result.loss, max(digits, 10))}[/bold]   ({how})")
+    if meta.get("output"):
+        console.print(f"gradient written to {meta['output']}")

@@ -1,0 +1,757 @@
+r"""Numeric reference kernels: softmax cross-entropy and sigmoid BCE, PyTorch semantics.
+
+Everything here is NumPy only (no SymPy, click or rich). The public entry
+points are :func:`cross_entropy` and :func:`binary_cross_entropy`; both
+return a :class:`LossResult`.
+
+Notation, for one sample (a row of the logits) with C classes:
+
+.. math::
+
+    m = \max_j z_j, \qquad
+    S = \sum_j e^{z_j - m}, \qquad
+    \operatorname{lse}(z) = m + \log S, \qquad
+    p_j = e^{z_j - m} / S .
+
+The cross-entropy against a non-negative target vector :math:`a` (class
+weights, label smoothing and probability targets all fold into :math:`a`) is
+
+.. math::
+
+    \ell = -\sum_j a_j \log p_j = \sum_j a_j (m - z_j) + s \log S,
+    \qquad s = \sum_j a_j,
+
+and its gradient is :math:`\partial\ell/\partial z_j = p_j s - a_j`, which is
+:math:`p - y` when :math:`s = 1`.
+
+Numerical care taken (so that results are accurate for any finite logits,
+not only "stable"):
+
+* ``log S`` is computed as ``log1p(S - 1)`` where ``S - 1`` is summed over the
+  non-maximal classes only, so a confident prediction keeps its tiny loss.
+* The gradient at the arg-max class, :math:`p_k s - a_k`, would cancel when
+  :math:`p_k \approx 1`; it is computed as
+  :math:`(\sum_{j\ne k} a_j - a_k \sum_{j\ne k} e^{z_j-m}) / S` instead.
+* Every loss is a sum of non-negative terms (no ``s * lse - a . z``).
+* Row-level scalars (sums, logs, losses) are accumulated in float64 even when
+  the elementwise work is done in float32.
+* Reductions over samples are exact sums (``math.fsum``) so the result does
+  not depend on the order or blocking of the rows.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from .errors import XentInputError, XentWarning
+
+Reduction = Literal["mean", "sum", "none"]
+REDUCTIONS = ("mean", "sum", "none")
+DTYPES = {"float64": np.float64, "float32": np.float32}
+PROB_SUM_TOL = {np.dtype(np.float64): 1e-9, np.dtype(np.float32): 1e-5}
+
+# Rows per block so that one block's working set stays around a few MB.
+_BLOCK_ELEMENTS = 1 << 16
+
+
+@dataclass(frozen=True)
+class LossResult:
+    """Loss, per-sample losses, probabilities and gradient of one computation.
+
+    Attributes:
+        loss: the reduced loss (``None`` for ``reduction="none"``); ``nan``
+            when a mean is taken over zero total weight (as PyTorch does).
+        losses: per-sample losses, shape ``(N,)`` for cross-entropy and the
+            elementwise losses, shape ``(N, C)``, for binary cross-entropy.
+        grad: d loss / d logits, shape ``(N, C)``. For ``reduction="none"``
+            it is the gradient of the *sum*, so row i is sample i's gradient.
+        probs: softmax outputs (cross-entropy) or sigmoid outputs (BCE).
+        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+        kind: ``"cross_entropy"`` or ``"binary_cross_entropy_with_logits"``.
+        target_type: ``"index"``, ``"prob"`` or ``"binary"``.
+        denominator: what the mean divides by (``None`` unless ``mean``).
+        warnings: :class:`~xentcli.errors.XentWarning` objects about the result.
+    """
+
+    loss: float | None
+    losses: np.ndarray
+    grad: np.ndarray
+    probs: np.ndarray
+    reduction: str
+    kind: str
+    target_type: str
+    denominator: float | None = None
+    warnings: tuple[XentWarning, ...] = field(default=())
+
+    @property
+    def n(self) -> int:
+        """Number of samples (rows)."""
+        return int(self.grad.shape[0]) if self.grad.ndim == 2 else 1
+
+    @property
+    def classes(self) -> int:
+        """Number of classes (columns)."""
+        return int(self.grad.shape[-1])
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.grad.dtype
+
+
+# --------------------------------------------------------------------------
+# Validation helpers
+# --------------------------------------------------------------------------
+
+
+def _resolve_dtype(dtype: Any, *arrays: Any) -> np.dtype:
+    if dtype is None:
+        for a in arrays:
+            if isinstance(a, np.ndarray) and a.dtype in (np.float32, np.float64):
+                return a.dtype
+        return np.dtype(np.float64)
+    if isinstance(dtype, str):
+        if dtype not in DTYPES:
+            raise XentInputError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
+        return np.dtype(DTYPES[dtype])
+    dt = np.dtype(dtype)
+    if dt not in (np.float32, np.float64):
+        raise XentInputError(f"dtype must be float32 or float64, not {dt}")
+    return dt
+
+
+def _numeric_array(x: Any, operand: str) -> np.ndarray:
+    try:
+        arr = np.asarray(x)
+    except (ValueError, TypeError) as exc:  # ragged nested lists and the like
+        raise XentInputError(f"cannot be read as an array: {exc}", operand=operand) from None
+    if arr.dtype == object or arr.dtype.kind not in "biuf":
+        raise XentInputError(f"must hold real numbers, not {arr.dtype}", operand=operand)
+    return arr
+
+
+def _first(mask: np.ndarray) -> tuple[int, ...]:
+    return tuple(int(i) for i in np.argwhere(mask)[0])
+
+
+def _as_logits(logits: Any, dt: np.dtype, *, binary: bool) -> tuple[np.ndarray, bool]:
+    """Return 2-D logits in dtype ``dt`` and whether the input was 1-D."""
+    z = _numeric_array(logits, "logits")
+    if z.ndim not in (1, 2):
+        raise XentInputError(
+            f"must be 1-D (one sample) or 2-D (N samples x C classes), got shape {z.shape}",
+            operand="logits",
+        )
+    if z.size == 0:
+        raise XentInputError(f"is empty (shape {z.shape})", operand="logits")
+    was_1d = z.ndim == 1
+    if z.dtype.kind == "f" and z.dtype.itemsize > dt.itemsize:
+        with np.errstate(over="ignore"):
+            zc = z.astype(dt)
+        overflow = np.isinf(zc) & np.isfinite(z)
+        if overflow.any():
+            idx = _first(overflow)
+            raise XentInputError(
+                f"{z[idx]!r} does not fit in {dt} (largest {np.finfo(dt).max:.4g})",
+                operand="logits",
+                index=idx[1:] if was_1d and len(idx) > 1 else idx,
+            )
+        z = zc
+    z = np.ascontiguousarray(z, dtype=dt)
+    if was_1d:
+        z = z.reshape(1, -1)
+    finite = np.isfinite(z)
+    if not finite.all():
+        nan = np.isnan(z)
+        if nan.any():
+            raise XentInputError("NaN is not a valid logit", operand="logits", index=_index(nan, was_1d))
+        posinf = np.isposinf(z)
+        if posinf.any():
+            raise XentInputError(
+                "+inf is not a valid logit (-inf is allowed and masks a class)",
+                operand="logits",
+                index=_index(posinf, was_1d),
+            )
+        if not binary:
+            dead = (~finite).all(axis=1)
+            if dead.any():
+                row = int(np.argmax(dead))
+                raise XentInputError(
+                    "every logit of this sample is -inf: softmax is undefined",
+                    operand="logits",
+                    index=(row,) if not was_1d else None,
+                )
+    return z, was_1d
+
+
+def _index(mask: np.ndarray, was_1d: bool) -> tuple[int, ...]:
+    idx = _first(mask)
+    return idx[1:] if was_1d else idx
+
+
+def _class_vector(x: Any, c: int, operand: str, dt: np.dtype, *, allow_scalar: bool) -> np.ndarray:
+    v = _numeric_array(x, operand)
+    if v.ndim == 0 and allow_scalar:
+        v = np.full(c, v, dtype=np.float64)
+    if v.ndim != 1 or (v.shape[0] != c and not (allow_scalar and v.shape[0] == 1)):
+        expect = f"{c} values (one per class)" + (" or a single value" if allow_scalar else "")
+        raise XentInputError(f"must have {expect}, got shape {v.shape}", operand=operand)
+    v = v.astype(np.float64)
+    if v.shape[0] == 1 and c != 1:
+        v = np.repeat(v, c)
+    bad = ~np.isfinite(v)
+    if bad.any():
+        raise XentInputError("must be finite", operand=operand, index=_first(bad))
+    neg = v < 0
+    if neg.any():
+        i = _first(neg)
+        raise XentInputError(f"must not be negative, got {v[i]:g}", operand=operand, index=i)
+    return v.astype(dt)
+
+
+def _check_reduction(reduction: str) -> None:
+    if reduction not in REDUCTIONS:
+        raise XentInputError(f"reduction must be one of {', '.join(REDUCTIONS)}, not {reduction!r}")
+
+
+def _check_smoothing(label_smoothing: Any) -> float:
+    try:
+        eps = float(label_smoothing)
+    except (TypeError, ValueError):
+        raise XentInputError(f"label_smoothing must be a number, not {label_smoothing!r}") from None
+    if not (0.0 <= eps <= 1.0):
+        raise XentInputError(f"label_smoothing must be between 0 and 1, got {label_smoothing!r}")
+    return eps
+
+
+def _index_targets(
+    target: np.ndarray, n: int, c: int, ignore_index: int, was_1d: bool
+) -> np.ndarray:
+    t = target
+    if was_1d and t.ndim == 0:
+        t = t.reshape(1)
+    if t.ndim != 1 or t.shape[0] != n:
+        raise XentInputError(
+            f"class-index targets must have one value per sample ({n}), got shape {target.shape}",
+            operand="target",
+        )
+    if t.dtype.kind == "b":
+        raise XentInputError("class-index targets must be integers, not booleans", operand="target")
+    if t.dtype.kind == "f":
+        bad = ~np.isfinite(t)
+        if bad.any():
+            i = _first(bad)
+            raise XentInputError(f"{t[i]!r} is not a class index", operand="target", index=i)
+        frac = t != np.floor(t)
+        if frac.any():
+            i = _first(frac)
+            raise XentInputError(
+                f"{t[i]!r} is not a whole number: class indices are integers 0..{c - 1}",
+                operand="target",
+                index=i,
+            )
+    ignored = t == ignore_index
+    out = ((t < 0) | (t >= c)) & ~ignored
+    if out.any():
+        i = _first(out)
+        v = t[i]
+        v = int(v) if abs(float(v)) < 2**63 else float(v)
+        what = "is negative" if v < 0 else f"is out of range for {c} classes"
+        raise XentInputError(
+            f"class index {v} {what} (valid: 0 to {c - 1}; ignore index {ignore_index})",
+            operand="target",
+            index=i,
+        )
+    return np.where(ignored, -1, t).astype(np.int64)
+
+
+def _prob_targets(target: np.ndarray, shape: tuple[int, int], dt: np.dtype, was_1d: bool) -> np.ndarray:
+    y = target.reshape(shape) if was_1d else target
+    if y.dtype.kind == "b":
+        y = y.astype(np.float64)
+    bad = ~np.isfinite(y)
+    if bad.any():
+        raise XentInputError(
+            "probability targets must be finite", operand="target", index=_index(bad, was_1d)
+        )
+    neg = y < 0
+    if neg.any():
+        idx = _first(neg)
+        raise XentInputError(
+            f"probability {y[idx]:g} is negative",
+            operand="target",
+            index=idx[1:] if was_1d else idx,
+        )
+    return np.ascontiguousarray(y, dtype=dt)
+
+
+# --------------------------------------------------------------------------
+# Kernels (one block of rows at a time)
+# --------------------------------------------------------------------------
+
+
+def _row_blocks(n: int, c: int):
+    step = max(1, _BLOCK_ELEMENTS // max(c, 1))
+    for start in range(0, n, step):
+        yield slice(start, min(n, start + step))
+
+
+class _Softmax:
+    """Shifted exponentials of a block: e = exp(z - m), e[k] = 1 at the arg-max k."""
+
+    __slots__ = ("rows", "k", "m", "e", "rest", "S", "logS")
+
+    def __init__(self, z: np.ndarray, work: np.ndarray) -> None:
+        b = z.shape[0]
+        self.rows = np.arange(b)
+        self.k = z.argmax(axis=1)
+        m = z[self.rows, self.k]
+        e = np.subtract(z, m[:, None], out=work)
+        np.exp(e, out=e)
+        e[self.rows, self.k] = 0
+        self.rest = e.sum(axis=1, dtype=np.float64)  # sum over the non-maximal classes
+        e[self.rows, self.k] = 1
+        self.m = m.astype(np.float64)
+        self.e = e
+        self.S = 1.0 + self.rest
+        self.logS = np.log1p(self.rest)
+
+    def probs(self, out: np.ndarray) -> None:
+        np.divide(self.e, self.S.astype(out.dtype)[:, None], out=out)
+
+
+def _ce_index_block(z, t, wy, scale, grad, probs):
+    """Class-index targets, no smoothing. Returns per-sample losses (float64)."""
+    sm = _Softmax(z, grad)
+    r, k = sm.rows, sm.k
+    valid = t >= 0
+    tt = np.where(valid, t, k)
+    zt = z[r, tt].astype(np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        nll = (sm.m - zt) + sm.logS  # -log p_t, a sum of two non-negative terms
+        losses = np.where(wy > 0, wy * nll, 0.0)
+    if probs is not None:
+        sm.probs(probs)
+    # grad = scale * wy * (p - onehot(t))
+    coef = scale * wy
+    e = sm.e
+    np.multiply(e, (coef / sm.S).astype(e.dtype)[:, None], out=e)
+    on_max = tt == k
+    off = ~on_max
+    e[r[off], tt[off]] -= coef[off].astype(e.dtype)  # p_t <= 1/2 here: no cancellation
+    e[r[on_max], k[on_max]] = (0.0 - coef[on_max] * sm.rest[on_max] / sm.S[on_max]).astype(e.dtype)
+    return losses
+
+
+def _ce_dense_block(z, a, scale, grad, probs):
+    """Dense non-negative target rows ``a`` (weights/smoothing folded in).
+
+    ``a`` is a scratch buffer owned by the caller: it is modified.
+    """
+    sm = _Softmax(z, grad)
+    r, k = sm.rows, sm.k
+    ak = a[r, k].astype(np.float64)
+    a[r, k] = 0
+    s_rest = a.sum(axis=1, dtype=np.float64)
+    a[r, k] = ak
+    s = s_rest + ak
+    # sum_j a_j (m - z_j): every term is >= 0.
+    d = np.subtract(sm.m.astype(z.dtype)[:, None], z)
+    masked = np.isinf(d)
+    inf_rows = None
+    if masked.any():
+        inf_rows = (masked & (a > 0)).any(axis=1)
+        d[masked] = 0
+    np.multiply(d, a, out=d)
+    with np.errstate(over="ignore", invalid="ignore"):
+        losses = d.sum(axis=1, dtype=np.float64) + s * sm.logS
+    if inf_rows is not None:
+        losses[inf_rows] = np.inf
+    if probs is not None:
+        sm.probs(probs)
+    e = sm.e
+    np.multiply(e, (scale * s / sm.S).astype(e.dtype)[:, None], out=e)
+    e -= (scale * a).astype(e.dtype) if scale != 1.0 else a
+    e[r, k] = (scale * (s_rest - ak * sm.rest) / sm.S).astype(e.dtype)
+    return losses
+
+
+# --------------------------------------------------------------------------
+# Reductions
+# --------------------------------------------------------------------------
+
+
+def exact_sum(values: np.ndarray) -> float:
+    """Correctly rounded sum of float values (order-independent)."""
+    try:
+        return math.fsum(np.asarray(values, dtype=np.float64).ravel().tolist())
+    except OverflowError:
+        return math.inf
+
+
+# --------------------------------------------------------------------------
+# Public API
+# --------------------------------------------------------------------------
+
+
+def cross_entropy(
+    logits: Any,
+    target: Any,
+    *,
+    weight: Any = None,
+    ignore_index: int = -100,
+    reduction: Reduction = "mean",
+    label_smoothing: float = 0.0,
+    target_type: Literal["index", "prob"] | None = None,
+    dtype: Any = None,
+) -> LossResult:
+    r"""Softmax cross-entropy with the semantics of ``torch.nn.functional.cross_entropy``.
+
+    Args:
+        logits: ``(N, C)`` unnormalised scores (or ``(C,)`` for one sample).
+            Any finite value; ``-inf`` masks a class; NaN and ``+inf`` are errors.
+        target: ``(N,)`` class indices in ``[0, C)`` (or ``ignore_index``), or
+            ``(N, C)`` non-negative probability rows. Rows that do not sum to 1
+            are used as given (a :class:`XentWarning` says so).
+        weight: ``(C,)`` non-negative class weights :math:`w`.
+        ignore_index: class-index targets equal to it contribute nothing and
+            are left out of the mean's denominator (index targets only).
+        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+        label_smoothing: :math:`\varepsilon \in [0, 1]`.
+        target_type: ``"index"`` or ``"prob"``; by default, as PyTorch: a target
+            with the logits' shape holds probabilities, otherwise indices.
+        dtype: ``"float64"`` or ``"float32"``; default: float32 if the logits
+            are float32, else float64.
+
+    With :math:`\log p_{ic} = z_{ic} - \operatorname{lse}(z_i)`, the effective
+    target row is
+
+    .. math::
+
+        a_{ic} = w_c \bigl((1-\varepsilon)\, y_{ic} + \varepsilon / C\bigr)
+
+    where :math:`y_i` is the one-hot row of an index target (all zero for an
+    ignored sample) or the given probability row, and :math:`w_c = 1` without
+    weights. Then
+
+    .. math::
+
+        \ell_i = -\sum_c a_{ic} \log p_{ic}, \qquad
+        \frac{\partial \ell_i}{\partial z_{ic}} = p_{ic} \sum_{c'} a_{ic'} - a_{ic}.
+
+    ``sum`` adds the :math:`\ell_i`; ``mean`` divides the sum by
+    :math:`\sum_{i\,\text{not ignored}} w_{y_i}` for index targets (the count of
+    non-ignored samples without weights) and by :math:`N` for probability
+    targets, exactly as PyTorch does. Without weights or smoothing and with
+    :math:`\sum_c y_{ic} = 1` the gradient is :math:`p - y` (divided by the
+    denominator for ``mean``).
+
+    Returns:
+        :class:`LossResult`.
+
+    Raises:
+        XentInputError: for any invalid input or option.
+
+    Example:
+        >>> r = cross_entropy([[2, 1, 0.1], [0.1, 2, 1.9]], [1, 0])
+        >>> round(r.loss, 3), [round(v, 3) for v in r.losses]
+        (2.019, [1.417, 2.62])
+    """
+    _check_reduction(reduction)
+    eps = _check_smoothing(label_smoothing)
+    dt = _resolve_dtype(dtype, logits)
+    z, was_1d = _as_logits(logits, dt, binary=False)
+    n, c = z.shape
+    y_raw = _numeric_array(target, "target")
+    if target_type is None:
+        target_type = "prob" if y_raw.shape == (z.shape[1:] if was_1d else z.shape) else "index"
+    if target_type not in ("index", "prob"):
+        raise XentInputError(f"target_type must be 'index' or 'prob', not {target_type!r}")
+    w = None if weight is None else _class_vector(weight, c, "weight", dt, allow_scalar=False)
+    try:
+        ignore_index = int(ignore_index)
+    except (TypeError, ValueError):
+        raise XentInputError(f"ignore_index must be an integer, not {ignore_index!r}") from None
+
+    notes: list[XentWarning] = []
+    grad = np.empty((n, c), dtype=dt)
+    probs = np.empty((n, c), dtype=dt)
+    losses = np.empty(n, dtype=np.float64)
+
+    if target_type == "index":
+        t = _index_targets(y_raw, n, c, ignore_index, was_1d)
+        valid = t >= 0
+        wy = np.where(valid, 1.0 if w is None else w.astype(np.float64)[np.where(valid, t, 0)], 0.0)
+        denom = exact_sum(wy) if reduction == "mean" else None
+    else:
+        if ignore_index >= 0:
+            raise XentInputError(
+                "ignore_index is not supported for probability targets (PyTorch requires it < 0)"
+            )
+        y = _prob_targets(y_raw, (n, c), dt, was_1d)
+        denom = float(n) if reduction == "mean" else None
+        _warn_unnormalised(y, was_1d, notes)
+
+    scale = 1.0 if denom is None or denom == 0 else 1.0 / denom
+    for sl in _row_blocks(n, c):
+        zb = z[sl]
+        if target_type == "index" and eps == 0.0:
+            losses[sl] = _ce_index_block(zb, t[sl], wy[sl], scale, grad[sl], probs[sl])
+            continue
+        if target_type == "index":
+            tb = t[sl]
+            vb = tb >= 0
+            a = np.empty(zb.shape, dtype=dt)
+            a[...] = (eps / c) if w is None else (eps / c) * w
+            rows = np.nonzero(vb)[0]
+            a[rows, tb[rows]] += ((1.0 - eps) * wy[sl][rows]).astype(dt)
+            a[~vb] = 0
+        else:
+            a = y[sl].copy()
+            if eps:
+                a *= 1.0 - eps
+                a += eps / c
+            if w is not None:
+                a *= w
+        losses[sl] = _ce_dense_block(zb, a, scale, grad[sl], probs[sl])
+
+    loss = _reduce(losses, reduction, denom, notes)
+    _warn_nonfinite(losses, z, was_1d, notes)
+    if denom is not None and denom == 0:
+        grad[...] = 0
+    losses_out = losses.astype(dt)
+    return _finish(
+        LossResult(
+            loss=loss,
+            losses=losses_out[0] if was_1d else losses_out,
+            grad=grad[0] if was_1d else grad,
+            probs=probs[0] if was_1d else probs,
+            reduction=reduction,
+            kind="cross_entropy",
+            target_type=target_type,
+            denominator=denom,
+            warnings=tuple(notes),
+        )
+    )
+
+
+def _reduce(losses: np.ndarray, reduction: str, denom: float | None, notes: list[XentWarning]) -> float | None:
+    if reduction == "none":
+        return None
+    total = exact_sum(losses)
+    if reduction == "sum":
+        return total
+    if denom == 0:
+        notes.append(
+            XentWarning(
+                "the mean is 0/0: every sample is ignored or has zero weight "
+                "(PyTorch returns nan and a zero gradient)"
+            )
+        )
+        return math.nan
+    return total / denom
+
+
+def _warn_unnormalised(y: np.ndarray, was_1d: bool, notes: list[XentWarning]) -> None:
+    sums = y.sum(axis=1, dtype=np.float64)
+    off = np.abs(sums - 1.0) > PROB_SUM_TOL[y.dtype] * max(1, y.shape[1]) ** 0.5
+    if off.any():
+        i = int(np.argmax(off))
+        count = int(off.sum())
+        notes.append(
+            XentWarning(
+                f"{count} probability row{'s' if count > 1 else ''} do{'es' if count == 1 else ''} "
+                f"not sum to 1 (this one sums to {sums[i]:.6g}); used as given, not renormalised: "
+                "the gradient is p*sum(y) - y",
+                operand="target",
+                index=None if was_1d else (i,),
+            )
+        )
+
+
+def _warn_nonfinite(losses: np.ndarray, z: np.ndarray, was_1d: bool, notes: list[XentWarning]) -> None:
+    bad = ~np.isfinite(losses)
+    if not bad.any():
+        return
+    i = int(np.argmax(bad))
+    count = int(bad.sum())
+    masked_row = bool(np.isneginf(z[i]).any())
+    if masked_row:
+        why = "the target puts weight on a class masked with -inf, so -log p = inf"
+    else:
+        why = f"it exceeds the {z.dtype} range"
+    notes.append(
+        XentWarning(
+            f"the loss is infinite for {count} sample{'s' if count > 1 else ''}: {why}",
+            operand="logits",
+            index=None if was_1d else (i,),
+        )
+    )
+
+
+def _finish(result: LossResult) -> LossResult:
+    for note in result.warnings:
+        warnings.warn(note, stacklevel=3)
+    return result
+
+
+# --------------------------------------------------------------------------
+# Binary cross-entropy with logits
+# --------------------------------------------------------------------------
+
+
+def _bce_block(x, y, w, pw, scale, grad, probs):
+    """Elementwise BCE with logits. Returns elementwise losses (float64)."""
+    ax = np.abs(x)
+    e = np.exp(-ax)  # in (0, 1]
+    lp = np.log1p(e).astype(np.float64)
+    pos = x >= 0
+    one_e = 1 + e
+    sig = np.where(pos, 1 / one_e, e / one_e)  # sigmoid(x)
+    cosig = np.where(pos, e / one_e, 1 / one_e)  # 1 - sigmoid(x)
+    x64 = x.astype(np.float64)
+    sp_pos = np.maximum(-x64, 0) + lp  # -log sigmoid(x)
+    sp_neg = np.maximum(x64, 0) + lp  # -log(1 - sigmoid(x))
+    y64 = y.astype(np.float64)
+    cpos = y64 if pw is None else pw.astype(np.float64) * y64
+    cneg = 1.0 - y64
+    with np.errstate(invalid="ignore"):
+        loss = np.where(cpos > 0, cpos * sp_pos, 0.0) + np.where(cneg > 0, cneg * sp_neg, 0.0)
+    if w is not None:
+        loss = loss * w.astype(np.float64)
+    probs[...] = sig
+    g = cneg * sig - cpos * cosig
+    if w is not None:
+        g = g * w.astype(np.float64)
+    grad[...] = g * scale
+    return loss
+
+
+def binary_cross_entropy(
+    logits: Any,
+    target: Any,
+    *,
+    weight: Any = None,
+    pos_weight: Any = None,
+    reduction: Reduction = "mean",
+    dtype: Any = None,
+) -> LossResult:
+    r"""Sigmoid binary cross-entropy with logits (``binary_cross_entropy_with_logits``).
+
+    Every element is its own binary problem (multi-label classification).
+
+    Args:
+        logits: ``(N, C)`` (or ``(C,)``) scores :math:`x`; ``-inf`` allowed.
+        target: same shape, values :math:`y \in [0, 1]`.
+        weight: rescaling weight :math:`w`, one value or one per column.
+        pos_weight: weight :math:`q` of the positive term, one value or one per column.
+        reduction: ``"mean"`` (over all N*C elements), ``"sum"`` or ``"none"``.
+        dtype: ``"float64"`` or ``"float32"``.
+
+    .. math::
+
+        \ell = w \bigl[q\, y \operatorname{softplus}(-x) + (1 - y) \operatorname{softplus}(x)\bigr]
+             = -w \bigl[q\, y \log\sigma(x) + (1-y)\log(1-\sigma(x))\bigr]
+
+    .. math::
+
+        \frac{\partial \ell}{\partial x} = w \bigl[(1-y)\,\sigma(x) - q\, y\,(1-\sigma(x))\bigr]
+        \;=\; w(\sigma(x) - y) \text{ when } q = 1.
+
+    ``softplus(t) = max(t, 0) + log1p(exp(-|t|))`` keeps every term accurate.
+
+    Example:
+        >>> r = binary_cross_entropy([1.0, -1.0, 0.0], [0.0, 0.0, 1.0], reduction="none")
+        >>> [round(v, 7) for v in r.losses]
+        [1.3132617, 0.3132617, 0.6931472]
+    """
+    _check_reduction(reduction)
+    dt = _resolve_dtype(dtype, logits)
+    x, was_1d = _as_logits(logits, dt, binary=True)
+    n, c = x.shape
+    y = _numeric_array(target, "target")
+    if y.shape != ((c,) if was_1d else (n, c)):
+        raise XentInputError(
+            f"binary targets must have the logits' shape {(c,) if was_1d else (n, c)}, got {y.shape}",
+            operand="target",
+        )
+    y = y.reshape(n, c).astype(np.float64)
+    bad = ~np.isfinite(y) | (y < 0) | (y > 1)
+    if bad.any():
+        idx = _first(bad)
+        raise XentInputError(
+            f"binary target {y[idx]:g} is outside [0, 1]",
+            operand="target",
+            index=idx[1:] if was_1d else idx,
+        )
+    w = None if weight is None else _class_vector(weight, c, "weight", dt, allow_scalar=True)
+    pw = None if pos_weight is None else _class_vector(pos_weight, c, "pos_weight", dt, allow_scalar=True)
+    denom = float(n * c) if reduction == "mean" else None
+    scale = 1.0 if denom is None else 1.0 / denom
+    grad = np.empty((n, c), dtype=dt)
+    probs = np.empty((n, c), dtype=dt)
+    losses = np.empty((n, c), dtype=np.float64)
+    for sl in _row_blocks(n, c):
+        losses[sl] = _bce_block(x[sl], y[sl], w, pw, scale, grad[sl], probs[sl])
+    notes: list[XentWarning] = []
+    loss = _reduce(losses, reduction, denom, notes)
+    bad = ~np.isfinite(losses)
+    if bad.any():
+        idx = _first(bad)
+        notes.append(
+            XentWarning(
+                f"the loss is infinite for {int(bad.sum())} element(s): a positive target "
+                "on a logit of -inf, so -log sigmoid = inf",
+                operand="logits",
+                index=idx[1:] if was_1d else idx,
+            )
+        )
+    losses_out = losses.astype(dt)
+    return _finish(
+        LossResult(
+            loss=loss,
+            losses=losses_out[0] if was_1d else losses_out,
+            grad=grad[0] if was_1d else grad,
+            probs=probs[0] if was_1d else probs,
+            reduction=reduction,
+            kind="binary_cross_entropy_with_logits",
+            target_type="binary",
+            denominator=denom,
+            warnings=tuple(notes),
+        )
+    )
+
+
+binary_cross_entropy_with_logits = binary_cross_entropy
+
+
+# --------------------------------------------------------------------------
+# Small stable building blocks (used by derive's numeric cross-check and verify)
+# --------------------------------------------------------------------------
+
+
+def logsumexp(z: Any, axis: int = -1) -> np.ndarray:
+    """``log(sum(exp(z)))`` along ``axis``, shifted by the max (``-inf`` entries allowed)."""
+    z = np.asarray(z, dtype=np.float64)
+    m = np.max(z, axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0.0)
+    with np.errstate(divide="ignore"):
+        out = np.log(np.sum(np.exp(z - m), axis=axis, keepdims=True)) + m
+    return np.squeeze(out, axis=axis)
+
+
+def softmax(z: Any, axis: int = -1) -> np.ndarray:
+    """Softmax along ``axis``, shifted by the max."""
+    z = np.asarray(z, dtype=np.float64)
+    e = np.exp(z - np.max(z, axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def log_softmax(z: Any, axis: int = -1) -> np.ndarray:
+    """``z - logsumexp(z)``, never ``log(softmax(z))``."""
+    z = np.asarray(z, dtype=np.float64)
+    return z - np.expand_dims(logsumexp(z, axis=axis), axis)
