@@ -134,6 +134,12 @@ def _numeric_array(x: Any, operand: str) -> np.ndarray:
     return arr
 
 
+def _num(v: Any) -> str:
+    """A value as users wrote it: 0.5, 3, nan (never np.float64(0.5))."""
+    f = float(v)
+    return str(int(f)) if f.is_integer() and abs(f) < 2**63 else repr(f)
+
+
 def _first(mask: np.ndarray) -> tuple[int, ...]:
     return tuple(int(i) for i in np.argwhere(mask)[0])
 
@@ -156,7 +162,7 @@ def _as_logits(logits: Any, dt: np.dtype, *, binary: bool) -> tuple[np.ndarray, 
         if overflow.any():
             idx = _first(overflow)
             raise XentInputError(
-                f"{z[idx]!r} does not fit in {dt} (largest {np.finfo(dt).max:.4g})",
+                f"{_num(z[idx])} does not fit in {dt} (largest {np.finfo(dt).max:.4g})",
                 operand="logits",
                 index=idx[1:] if was_1d and len(idx) > 1 else idx,
             )
@@ -245,12 +251,12 @@ def _index_targets(
         bad = ~np.isfinite(t)
         if bad.any():
             i = _first(bad)
-            raise XentInputError(f"{t[i]!r} is not a class index", operand="target", index=i)
+            raise XentInputError(f"{_num(t[i])} is not a class index", operand="target", index=i)
         frac = t != np.floor(t)
         if frac.any():
             i = _first(frac)
             raise XentInputError(
-                f"{t[i]!r} is not a whole number: class indices are integers 0..{c - 1}",
+                f"{_num(t[i])} is not a whole number: class indices are integers 0..{c - 1}",
                 operand="target",
                 index=i,
             )

@@ -112,6 +112,7 @@ class XentGroup(click.Group):
 
 
 @click.group(
+    name="xent",
     cls=XentGroup,
     context_settings=CONTEXT_SETTINGS,
     epilog="""\b

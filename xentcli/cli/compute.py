@@ -197,6 +197,8 @@ def _check_options(
             raise click.UsageError("--label-smoothing does not apply to --binary (PyTorch's BCE has none)")
     elif pos_weight is not None:
         raise click.UsageError("--pos-weight applies only to --binary")
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise click.BadParameter(f"{label_smoothing!r} is not between 0 and 1", param_hint="'--label-smoothing'")
 
 
 def _run(logits_tab: Any, arranged: Any, *, binary: bool, **options: Any) -> Any:
