@@ -330,8 +330,11 @@ class _Softmax:
         np.divide(self.e, self.S.astype(out.dtype)[:, None], out=out)
 
 
-def _ce_index_block(z, t, wy, scale, grad, probs):
-    """Class-index targets, no smoothing. Returns per-sample losses (float64)."""
+def _ce_index_block(z, t, wy, denom, grad, probs):
+    """Class-index targets, no smoothing. Returns per-sample losses (float64).
+
+    ``denom`` divides the gradient (the mean's denominator) or is ``None``.
+    """
     sm = _Softmax(z, grad)
     r, k = sm.rows, sm.k
     valid = t >= 0
@@ -342,8 +345,9 @@ def _ce_index_block(z, t, wy, scale, grad, probs):
         losses = np.where(wy > 0, wy * nll, 0.0)
     if probs is not None:
         sm.probs(probs)
-    # grad = scale * wy * (p - onehot(t))
-    coef = scale * wy
+    # grad = wy / denom * (p - onehot(t)); wy / denom is formed first so that a tiny
+    # denominator (subnormal total weight) cannot overflow on its own.
+    coef = wy if denom is None else wy / denom
     e = sm.e
     np.multiply(e, (coef / sm.S).astype(e.dtype)[:, None], out=e)
     on_max = tt == k
@@ -353,7 +357,7 @@ def _ce_index_block(z, t, wy, scale, grad, probs):
     return losses
 
 
-def _ce_dense_block(z, a, scale, grad, probs):
+def _ce_dense_block(z, a, denom, grad, probs):
     """Dense non-negative target rows ``a`` (weights/smoothing folded in).
 
     ``a`` is a scratch buffer owned by the caller: it is modified.
@@ -380,9 +384,12 @@ def _ce_dense_block(z, a, scale, grad, probs):
     if probs is not None:
         sm.probs(probs)
     e = sm.e
-    np.multiply(e, (scale * s / sm.S).astype(e.dtype)[:, None], out=e)
-    e -= (scale * a).astype(e.dtype) if scale != 1.0 else a
-    e[r, k] = (scale * (s_rest - ak * sm.rest) / sm.S).astype(e.dtype)
+    if denom is not None:
+        s, s_rest, ak = s / denom, s_rest / denom, ak / denom
+        a = np.divide(a, denom, out=a) if a.dtype == np.float64 else (a / denom).astype(a.dtype)
+    np.multiply(e, (s / sm.S).astype(e.dtype)[:, None], out=e)
+    e -= a
+    e[r, k] = ((s_rest - ak * sm.rest) / sm.S).astype(e.dtype)
     return losses
 
 
@@ -487,10 +494,13 @@ def cross_entropy(
     grad = np.empty((n, c), dtype=dt)
     probs = np.empty((n, c), dtype=dt)
     losses = np.empty(n, dtype=np.float64)
+    shift = 0  # weights were multiplied by 2**-shift for an exact weighted mean
 
     if target_type == "index":
         t = _index_targets(y_raw, n, c, ignore_index, was_1d)
         valid = t >= 0
+        if w is not None and reduction == "mean":
+            w, shift = _rescale_for_mean(w, t[valid])
         wy = np.where(valid, 1.0 if w is None else w.astype(np.float64)[np.where(valid, t, 0)], 0.0)
         denom = exact_sum(wy) if reduction == "mean" else None
     else:
@@ -502,11 +512,11 @@ def cross_entropy(
         denom = float(n) if reduction == "mean" else None
         _warn_unnormalised(y, was_1d, notes)
 
-    scale = 1.0 if denom is None or denom == 0 else 1.0 / denom
+    div = None if denom is None or denom == 0 else denom
     for sl in _row_blocks(n, c):
         zb = z[sl]
         if target_type == "index" and eps == 0.0:
-            losses[sl] = _ce_index_block(zb, t[sl], wy[sl], scale, grad[sl], probs[sl])
+            losses[sl] = _ce_index_block(zb, t[sl], wy[sl], div, grad[sl], probs[sl])
             continue
         if target_type == "index":
             tb = t[sl]
@@ -523,9 +533,13 @@ def cross_entropy(
                 a += eps / c
             if w is not None:
                 a *= w
-        losses[sl] = _ce_dense_block(zb, a, scale, grad[sl], probs[sl])
+        losses[sl] = _ce_dense_block(zb, a, div, grad[sl], probs[sl])
 
     loss = _reduce(losses, reduction, denom, notes)
+    if shift:
+        # Report per-sample losses and the denominator for the weights as given.
+        losses = np.ldexp(losses, shift)
+        denom = math.ldexp(denom, shift) if denom is not None else None
     _warn_nonfinite(losses, z, was_1d, notes)
     if denom is not None and denom == 0:
         grad[...] = 0
@@ -543,6 +557,26 @@ def cross_entropy(
             warnings=tuple(notes),
         )
     )
+
+
+def _rescale_for_mean(w: np.ndarray, used: np.ndarray) -> tuple[np.ndarray, int]:
+    """Scale class weights by a power of two so the largest weight in use is near 1.
+
+    PyTorch's weighted mean, sum(w_y * nll) / sum(w_y), does not change when
+    every weight is multiplied by the same factor; a power of two does it
+    exactly, and keeps tiny (subnormal) or huge weights from losing digits or
+    overflowing in the products and the denominator.
+    """
+    if used.size == 0:
+        return w, 0
+    top = float(np.max(w[used]))
+    if top == 0.0 or not np.isfinite(top):
+        return w, 0
+    exponent = math.frexp(top)[1]
+    if -64 <= exponent <= 64:
+        return w, 0
+    with np.errstate(over="ignore"):  # a weight far above the used ones may overflow: its terms do too
+        return np.ldexp(w, -exponent).astype(w.dtype), exponent
 
 
 def _reduce(losses: np.ndarray, reduction: str, denom: float | None, notes: list[XentWarning]) -> float | None:
@@ -610,7 +644,7 @@ def _finish(result: LossResult) -> LossResult:
 # --------------------------------------------------------------------------
 
 
-def _bce_block(x, y, w, pw, scale, grad, probs):
+def _bce_block(x, y, w, pw, denom, grad, probs):
     """Elementwise BCE with logits. Returns elementwise losses (float64)."""
     ax = np.abs(x)
     e = np.exp(-ax)  # in (0, 1]
@@ -625,15 +659,15 @@ def _bce_block(x, y, w, pw, scale, grad, probs):
     y64 = y.astype(np.float64)
     cpos = y64 if pw is None else pw.astype(np.float64) * y64
     cneg = 1.0 - y64
+    if w is not None:  # fold the weight into both coefficients: a zero weight is a zero term, never 0 * inf
+        w64 = w.astype(np.float64)
+        cpos = cpos * w64
+        cneg = cneg * w64
     with np.errstate(invalid="ignore"):
         loss = np.where(cpos > 0, cpos * sp_pos, 0.0) + np.where(cneg > 0, cneg * sp_neg, 0.0)
-    if w is not None:
-        loss = loss * w.astype(np.float64)
     probs[...] = sig
     g = cneg * sig - cpos * cosig
-    if w is not None:
-        g = g * w.astype(np.float64)
-    grad[...] = g * scale
+    grad[...] = g if denom is None else g / denom
     return loss
 
 
@@ -697,12 +731,11 @@ def binary_cross_entropy(
     w = None if weight is None else _class_vector(weight, c, "weight", dt, allow_scalar=True)
     pw = None if pos_weight is None else _class_vector(pos_weight, c, "pos_weight", dt, allow_scalar=True)
     denom = float(n * c) if reduction == "mean" else None
-    scale = 1.0 if denom is None else 1.0 / denom
     grad = np.empty((n, c), dtype=dt)
     probs = np.empty((n, c), dtype=dt)
     losses = np.empty((n, c), dtype=np.float64)
     for sl in _row_blocks(n, c):
-        losses[sl] = _bce_block(x[sl], y[sl], w, pw, scale, grad[sl], probs[sl])
+        losses[sl] = _bce_block(x[sl], y[sl], w, pw, denom, grad[sl], probs[sl])
     notes: list[XentWarning] = []
     loss = _reduce(losses, reduction, denom, notes)
     bad = ~np.isfinite(losses)
