@@ -121,6 +121,9 @@ Examples:
   xent compute logits.csv labels.csv --reduction sum --format json
   xent compute logits.npy labels.csv --output grad.csv
   xent compute --binary --logits "1,-1,0" --labels "0,0,1" --pos-weight 2
+  xent derive --classes 3
+  xent derive --classes n --loss nll --format markdown
+  xent derive --check derivations/
 
 \b
 Exit codes: 0 ok, 1 math/verification failure, 2 bad input or usage.
@@ -137,8 +140,10 @@ def cli() -> None:
 
 def _register() -> None:
     from .compute import compute
+    from .derive import derive
 
     cli.add_command(compute)
+    cli.add_command(derive)
 
 
 _register()

@@ -1,0 +1,416 @@
+r"""Exact calculus over exponentials of the logits, with predictable zero tests.
+
+Write :math:`u_k = e^{z_k} > 0`. Softmax, sigmoid and their derivatives are
+rational functions of the :math:`u_k` (and of targets, weights, ...), and
+:math:`\partial/\partial z_j = u_j\,\partial/\partial u_j`.
+
+A :class:`Frac` is a numerator polynomial over a denominator kept as a product
+of polynomial *factors* with exponents, all in one SymPy sparse polynomial
+ring over the rationals (:mod:`sympy.polys.rings`). Keeping the denominator
+factored (the softmax normaliser S appears as the factor S, never expanded
+into S**2) keeps every check small; monomial factors such as u_i are
+cancelled exactly. Two fractions are equal exactly when their numerators,
+brought to the least common multiple of the factored denominators, are the
+same polynomial. There is no ``simplify`` anywhere: a check reduces to the
+zero polynomial or it fails.
+
+A :class:`LogSum` is ``sum_k c_k * log(f_k) + rest`` with polynomial ``f_k``
+and coefficients free of the logits; its derivative is again a :class:`Frac`.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import sympy as sp
+from sympy.polys.rings import PolyElement, PolyRing, ring
+
+__all__ = ["Frac", "LogSum", "Space", "is_zero_expr"]
+
+
+class Space:
+    """The polynomial ring of one derivation: u_1..u_C (= e^{z_k}) plus parameter symbols."""
+
+    def __init__(self, exp_symbols: Sequence[sp.Symbol], params: Sequence[sp.Symbol]):
+        self.u_symbols = list(exp_symbols)
+        self.param_symbols = list(params)
+        self.symbols = self.u_symbols + self.param_symbols
+        self.ring: PolyRing
+        self.ring, *elems = ring(self.symbols, sp.QQ)
+        self.u: list[PolyElement] = elems[: len(self.u_symbols)]
+        self.gen: dict[sp.Symbol, PolyElement] = dict(zip(self.symbols, elems))
+        self._u_index = list(range(len(self.u_symbols)))
+
+    def const(self, value: int | sp.Rational) -> Frac:
+        return Frac(self.ring(sp.Rational(value)))
+
+    def sym(self, symbol: sp.Symbol) -> Frac:
+        return Frac(self.gen[symbol])
+
+    def poly(self, expr: sp.Expr) -> PolyElement:
+        return self.ring.from_expr(sp.expand(expr))
+
+    def from_expr(self, expr: sp.Expr) -> Frac:
+        """A rational expression in the ring's generators (exp(z_k) must already be u_k).
+
+        Raises ``ValueError`` when the expression is not rational in them.
+        """
+        num, den = sp.fraction(sp.together(expr))
+        try:
+            return Frac(self.poly(num)) / Frac(self.poly(den))
+        except (ValueError, TypeError, sp.PolynomialError, sp.CoercionFailed) as exc:
+            raise ValueError(f"not a rational function of the derivation's symbols: {exc}") from None
+
+    def depends_on_logits(self, p: PolyElement) -> bool:
+        nu = len(self.u)
+        return any(any(m[:nu]) for m in p.itermonoms())
+
+
+def _is_monomial(p: PolyElement) -> bool:
+    return len(p) == 1
+
+
+def _divides(m: tuple[int, ...], p: PolyElement) -> bool:
+    return all(all(a >= b for a, b in zip(mon, m)) for mon in p.itermonoms())
+
+
+def _div_monomial(p: PolyElement, mon: tuple[int, ...], coeff) -> PolyElement:
+    R = p.ring
+    return R.from_dict({tuple(a - b for a, b in zip(k, mon)): v / coeff for k, v in p.iterterms()})
+
+
+def _compose(p: PolyElement, subs: dict[int, PolyElement]) -> PolyElement:
+    """``p`` with generator number i replaced by ``subs[i]``; ``p`` itself when untouched."""
+    if not any(m[i] for m in p.itermonoms() for i in subs):
+        return p
+    R = p.ring
+    acc: dict[tuple[int, ...], object] = {}
+    powers: dict[tuple[int, int], PolyElement] = {}
+    for mon, coeff in p.iterterms():
+        mon = list(mon)
+        sub = None
+        for i, g in subs.items():
+            n = mon[i]
+            if n:
+                mon[i] = 0
+                key = (i, n)
+                if key not in powers:
+                    powers[key] = g**n
+                sub = powers[key] if sub is None else sub * powers[key]
+        base = tuple(mon)
+        if sub is None:
+            acc[base] = acc.get(base, 0) + coeff
+            continue
+        for m2, c2 in sub.iterterms():
+            m = tuple(a + b for a, b in zip(base, m2))
+            acc[m] = acc.get(m, 0) + coeff * c2
+    return R.from_dict({m: c for m, c in acc.items() if c})
+
+
+class Frac:
+    """``num / prod(factor ** exp)``: a rational function with a factored denominator.
+
+    Factors are identified by object identity (the same polynomial object is
+    reused wherever it occurs, e.g. the normaliser S); two different objects
+    that happen to be equal polynomials are simply both kept, which costs
+    time but never correctness.
+    """
+
+    __slots__ = ("num", "den")
+
+    def __init__(self, num: PolyElement, den: dict[int, tuple[PolyElement, int]] | None = None):
+        self.num = num
+        self.den: dict[int, tuple[PolyElement, int]] = {} if den is None else den
+        self._normalise()
+
+    # -- construction helpers -------------------------------------------------
+
+    @staticmethod
+    def over(num: PolyElement, *factors: tuple[PolyElement, int] | PolyElement) -> Frac:
+        den: dict[int, tuple[PolyElement, int]] = {}
+        for f in factors:
+            poly, e = f if isinstance(f, tuple) else (f, 1)
+            prev = den.get(id(poly))
+            den[id(poly)] = (poly, e + (prev[1] if prev else 0))
+        return Frac(num, den)
+
+    def _normalise(self) -> None:
+        """Fold constant factors into the numerator and cancel monomial factors."""
+        if not self.den:
+            return
+        for key in list(self.den):
+            poly, e = self.den[key]
+            if poly.is_ground:
+                c = poly.LC
+                if c == 0:
+                    raise ZeroDivisionError("a zero factor in a denominator")
+                self.num = self.num * (1 / c**e) if e else self.num
+                del self.den[key]
+            elif _is_monomial(poly) and self.num:
+                (mon, coeff), = poly.iterterms()
+                while e and _divides(mon, self.num):
+                    self.num = _div_monomial(self.num, mon, coeff)
+                    e -= 1
+                if e:
+                    self.den[key] = (poly, e)
+                else:
+                    del self.den[key]
+
+    @property
+    def ring(self) -> PolyRing:
+        return self.num.ring
+
+    def _lift(self, other: Frac | int | sp.Rational) -> Frac:
+        if isinstance(other, Frac):
+            return other
+        return Frac(self.ring(sp.Rational(other)))
+
+    # -- arithmetic -----------------------------------------------------------
+
+    @staticmethod
+    def _lcm(a: Frac, b: Frac) -> dict[int, tuple[PolyElement, int]]:
+        out = dict(a.den)
+        for k, (poly, e) in b.den.items():
+            if k not in out or out[k][1] < e:
+                out[k] = (poly, e)
+        return out
+
+    def _raised(self, target: dict[int, tuple[PolyElement, int]]) -> PolyElement:
+        num = self.num
+        for k, (poly, e) in target.items():
+            have = self.den.get(k, (poly, 0))[1]
+            for _ in range(e - have):
+                num = num * poly
+        return num
+
+    def __add__(self, other: Frac | int) -> Frac:
+        o = self._lift(other)
+        if not o.num:
+            return self
+        if not self.num:
+            return o
+        L = self._lcm(self, o)
+        return Frac(self._raised(L) + o._raised(L), dict(L))
+
+    __radd__ = __add__
+
+    def __neg__(self) -> Frac:
+        return Frac(-self.num, dict(self.den))
+
+    def __sub__(self, other: Frac | int) -> Frac:
+        return self + (-self._lift(other))
+
+    def __rsub__(self, other: Frac | int) -> Frac:
+        return self._lift(other) - self
+
+    def __mul__(self, other: Frac | int) -> Frac:
+        o = self._lift(other)
+        den = dict(self.den)
+        for k, (poly, e) in o.den.items():
+            den[k] = (poly, e + den.get(k, (poly, 0))[1])
+        return Frac(self.num * o.num, den)
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, other: Frac | int) -> Frac:
+        o = self._lift(other)
+        if not o.num:
+            raise ZeroDivisionError("division by the zero rational function")
+        num = self.num
+        for poly, e in o.den.values():
+            for _ in range(e):
+                num = num * poly
+        den = dict(self.den)
+        prev = den.get(id(o.num))
+        den[id(o.num)] = (o.num, 1 + (prev[1] if prev else 0))
+        return Frac(num, den)
+
+    def __rtruediv__(self, other: Frac | int) -> Frac:
+        return self._lift(other) / self
+
+    @staticmethod
+    def sum(items: Iterable[Frac], ring: PolyRing) -> Frac:
+        """Sum many fractions: numerators over the same factored denominator are added in one pass."""
+        groups: dict[tuple, tuple[dict, dict]] = {}
+        for f in items:
+            key = tuple(sorted((k, e) for k, (_p, e) in f.den.items()))
+            acc, den = groups.setdefault(key, ({}, f.den))
+            for mon, coeff in f.num.iterterms():
+                acc[mon] = acc.get(mon, 0) + coeff
+        total = Frac(ring.zero)
+        for acc, den in groups.values():
+            num = ring.from_dict({m: c for m, c in acc.items() if c})
+            total = total + Frac(num, dict(den))
+        return total
+
+    # -- tests ----------------------------------------------------------------
+
+    def is_zero(self) -> bool:
+        return not self.num
+
+    def equals(self, other: Frac | int) -> bool:
+        """Exact equality as rational functions (numerators over a common denominator)."""
+        o = self._lift(other)
+        L = self._lcm(self, o)
+        return self._raised(L) == o._raised(L)
+
+    # -- calculus -------------------------------------------------------------
+
+    def du(self, index: int) -> Frac:
+        """Partial derivative by the ring generator number ``index`` (quotient rule, factor by factor)."""
+        d_num = self.num.diff(index)
+        moving = []
+        for k, (poly, e) in self.den.items():
+            d = poly.diff(index)
+            if d:
+                moving.append((k, poly, e, d))
+        if not moving:
+            return Frac(d_num, dict(self.den))
+        if len(moving) == 1:
+            _k, f, e, fd = moving[0]
+            num = d_num * f if d_num else d_num
+            term = self.num * fd.LC if fd.is_ground else self.num * fd
+            if e != 1:
+                term = term * e
+            num = num - term
+        else:
+            G = moving[0][1]
+            for _k, poly, _e, _d in moving[1:]:
+                G = G * poly
+            num = d_num * G if d_num else d_num
+            for k, poly, e, d in moving:
+                rest = None
+                for k2, poly2, _e2, _d2 in moving:
+                    if k2 != k:
+                        rest = poly2 if rest is None else rest * poly2
+                term = self.num * d
+                if e != 1:
+                    term = term * e
+                num = num - (term * rest if rest is not None else term)
+        den = dict(self.den)
+        for k, poly, e, _d in moving:
+            den[k] = (poly, e + 1)
+        return Frac(num, den)
+
+    def dz(self, index: int) -> Frac:
+        """Derivative by z_j where u_j = e^{z_j} is generator number ``index``: u_j * d/du_j."""
+        d = self.du(index)
+        return Frac(d.num * self.ring.gens[index], d.den)
+
+    def compose(self, subs: dict[int, PolyElement]) -> Frac:
+        """Substitute polynomials for generators by number, e.g. y_C = 1 - y_1 - ... - y_{C-1}.
+
+        Factors that do not contain a substituted generator are kept as they
+        are (the same objects), so shared denominators stay shared.
+        """
+        out = Frac(_compose(self.num, subs))
+        den: dict[int, tuple[PolyElement, int]] = {}
+        extra = []
+        for k, (poly, e) in self.den.items():
+            new = _compose(poly, subs)
+            if new is poly:
+                den[k] = (poly, e)
+            else:
+                extra.append((new, e))
+        out = Frac(out.num, den)
+        for poly, e in extra:
+            out = out / Frac(poly**e)
+        return out
+
+    def as_expr(self, *symbols: sp.Symbol) -> sp.Expr:
+        den = sp.Mul(*[poly.as_expr(*symbols) ** e for poly, e in self.den.values()])
+        return self.num.as_expr(*symbols) / den
+
+    def evaluate(self, values: dict[PolyElement, object]) -> object:
+        """Value at a point (exact for rational inputs): {generator: value}."""
+        gens = self.ring.gens
+        point = [values.get(g, 0) for g in gens]
+
+        def ev(p: PolyElement):
+            total = 0
+            for mon, coeff in p.iterterms():
+                term = sp.Rational(coeff.numerator, coeff.denominator)
+                for x, e in zip(point, mon):
+                    if e:
+                        term = term * x**e
+                total = total + term
+            return total
+
+        value = ev(self.num)
+        for poly, e in self.den.values():
+            value = value / ev(poly) ** e
+        return value
+
+    def __repr__(self) -> str:
+        return f"Frac({self.num!r} / {[(p, e) for p, e in self.den.values()]!r})"
+
+
+class LogSum:
+    """``sum_k coeff_k * log(poly_k) + rest`` with logit-free coefficients and positive ``poly_k``."""
+
+    def __init__(self, space: Space):
+        self.space = space
+        self._terms: dict[int, tuple[Frac, PolyElement]] = {}
+        self.rest: Frac | None = None
+
+    @property
+    def terms(self) -> list[tuple[Frac, PolyElement]]:
+        return list(self._terms.values())
+
+    def add_log(self, coeff: Frac, arg: Frac) -> LogSum:
+        """Add ``coeff * log(arg)`` using log(a/b) = log a - log b for positive factors."""
+        for poly, e in [(arg.num, 1), *[(p, -e) for p, e in arg.den.values()]]:
+            if poly.is_ground:
+                continue  # log of a constant: no dependence on z (its value is kept in the expression)
+            self._check_free(coeff)
+            key = id(poly)
+            if key in self._terms:  # log(f) terms with the same f combine: c1 log f + c2 log f
+                prev, _ = self._terms[key]
+                self._terms[key] = (prev + coeff * e, poly)
+            else:
+                self._terms[key] = (coeff * e, poly)
+        return self
+
+    def add(self, rest: Frac) -> LogSum:
+        self.rest = rest if self.rest is None else self.rest + rest
+        return self
+
+    def _check_free(self, coeff: Frac) -> None:
+        parts = [coeff.num, *[p for p, _ in coeff.den.values()]]
+        if any(self.space.depends_on_logits(p) for p in parts):
+            raise ValueError("a log coefficient depends on the logits")
+
+    def scaled(self, factor: Frac) -> LogSum:
+        out = LogSum(self.space)
+        out._terms = {k: (c * factor, p) for k, (c, p) in self._terms.items()}
+        out.rest = None if self.rest is None else self.rest * factor
+        return out
+
+    def du(self, index: int) -> Frac:
+        """Partial derivative by the ring generator number ``index`` (the logs' arguments only)."""
+        total = self.space.const(0) if self.rest is None else self.rest.du(index)
+        for coeff, poly in self.terms:
+            d = poly.diff(index)
+            if d:
+                total = total + coeff * Frac.over(d, poly)
+        return total
+
+    def dz(self, index: int) -> Frac:
+        """Derivative by z_j (u_j = e^{z_j} is generator number ``index``)."""
+        total = self.space.const(0) if self.rest is None else self.rest.dz(index)
+        u_j = self.space.ring.gens[index]
+        for coeff, poly in self.terms:
+            d = poly.diff(index)
+            if d:
+                total = total + coeff * Frac.over(u_j * d, poly)
+        return total
+
+
+def is_zero_expr(expr: sp.Expr) -> bool:
+    """Decide ``expr == 0`` for a rational expression by ``together`` + ``expand`` of the numerator.
+
+    Only predictable operations are used; anything that does not reduce to the
+    literal 0 is reported as not zero.
+    """
+    num, _den = sp.fraction(sp.together(sp.expand(expr)))
+    return sp.expand(num) == 0
