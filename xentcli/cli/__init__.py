@@ -124,6 +124,7 @@ Examples:
   xent derive --classes 3
   xent derive --classes n --loss nll --format markdown
   xent derive --check derivations/
+  xent verify mypkg/losses.py:cross_entropy --label-smoothing 0.1
 
 \b
 Exit codes: 0 ok, 1 math/verification failure, 2 bad input or usage.
@@ -141,9 +142,11 @@ def cli() -> None:
 def _register() -> None:
     from .compute import compute
     from .derive import derive
+    from .verify import verify
 
     cli.add_command(compute)
     cli.add_command(derive)
+    cli.add_command(verify)
 
 
 _register()

@@ -1,0 +1,189 @@
+"""The conformance battery: seeded, reproducible cases that expose the usual mistakes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+LARGE_VOCAB = 32_768
+
+
+@dataclass(frozen=True)
+class Options:
+    """What the implementation is supposed to compute (the names of ``xent compute``)."""
+
+    reduction: str = "mean"
+    weight: tuple[float, ...] | None = None
+    ignore_index: int | None = None
+    label_smoothing: float = 0.0
+    binary: bool = False
+    pos_weight: tuple[float, ...] | None = None
+    targets: str = "index"  # index | prob (cross-entropy only)
+    dtype: str = "float64"  # dtype of the arrays handed to the implementation
+
+    @property
+    def fixed_classes(self) -> int | None:
+        """Weights fix the number of classes (columns) of every case."""
+        for vec in (self.weight, self.pos_weight):
+            if vec is not None and len(vec) > 1:
+                return len(vec)
+        return None
+
+    def describe(self) -> str:
+        parts = [f"reduction={self.reduction}"]
+        if self.binary:
+            parts.insert(0, "binary")
+        else:
+            parts.append(f"targets={self.targets}")
+        if self.weight is not None:
+            parts.append("weight=" + ",".join(f"{w:g}" for w in self.weight))
+        if self.ignore_index is not None:
+            parts.append(f"ignore_index={self.ignore_index}")
+        if self.label_smoothing:
+            parts.append(f"label_smoothing={self.label_smoothing:g}")
+        if self.pos_weight is not None:
+            parts.append("pos_weight=" + ",".join(f"{w:g}" for w in self.pos_weight))
+        parts.append(f"inputs={self.dtype}")
+        return ", ".join(parts)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "reduction": self.reduction,
+            "weight": None if self.weight is None else list(self.weight),
+            "ignore_index": self.ignore_index,
+            "label_smoothing": self.label_smoothing,
+            "binary": self.binary,
+            "pos_weight": None if self.pos_weight is None else list(self.pos_weight),
+            "targets": "binary" if self.binary else self.targets,
+            "dtype": self.dtype,
+        }
+
+
+@dataclass
+class Case:
+    """One input of the battery, in float64 (the implementation gets them cast to the chosen dtype)."""
+
+    name: str
+    description: str
+    logits: np.ndarray
+    targets: np.ndarray
+    tags: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.logits.shape  # type: ignore[return-value]
+
+
+def _targets(rng: np.random.Generator, z: np.ndarray, options: Options, kind: str = "auto") -> np.ndarray:
+    n, c = z.shape
+    if options.binary:
+        if kind == "hard":
+            return (rng.random((n, c)) < 0.5).astype(np.float64)
+        return rng.random((n, c))
+    if options.targets == "prob":
+        if kind == "onehot":
+            return np.eye(c)[rng.integers(0, c, size=n)]
+        if kind == "unnormalised":
+            return rng.random((n, c)) * 1.5
+        return rng.dirichlet(np.full(c, 0.7), size=n)
+    t = rng.integers(0, c, size=n)
+    return t.astype(np.int64)
+
+
+def _with_ignored(rng: np.random.Generator, t: np.ndarray, options: Options) -> np.ndarray:
+    if options.ignore_index is None or options.binary or options.targets == "prob":
+        return t
+    t = t.copy()
+    n = t.shape[0]
+    k = max(1, n // 3)
+    t[rng.choice(n, size=k, replace=False)] = options.ignore_index
+    return t
+
+
+def battery(options: Options, seed: int = 0) -> list[Case]:
+    """The cases for these options, reproducible from ``seed``."""
+    rng = np.random.default_rng(seed)
+    fixed = options.fixed_classes
+    C = fixed or 5
+    cases: list[Case] = []
+
+    def add(name: str, description: str, z: np.ndarray, kind: str = "auto", tags: tuple[str, ...] = (),
+            targets: np.ndarray | None = None) -> None:
+        t = _targets(rng, z, options, kind) if targets is None else targets
+        cases.append(Case(name, description, np.asarray(z, dtype=np.float64), t, frozenset(tags)))
+
+    add("random", f"8 samples x {C} classes, logits ~ N(0, 1)", rng.normal(size=(8, C)))
+    add("scale-10", "logits ~ N(0, 10^2)", rng.normal(scale=10.0, size=(8, C)))
+    add("scale-100", "logits ~ N(0, 100^2): exp(z) overflows float32 and float64 unless shifted",
+        rng.normal(scale=100.0, size=(8, C)), tags=("large",))
+    if fixed in (None, 2):
+        add("two-classes", "C = 2", rng.normal(size=(7, 2)))
+    if fixed is None:
+        add("large-vocab", f"4 samples x {LARGE_VOCAB} classes", rng.normal(scale=3.0, size=(4, LARGE_VOCAB)))
+    add("one-sample", "N = 1", rng.normal(size=(1, C)))
+    add("many-samples", f"1000 samples x {C} classes", rng.normal(size=(1000, C)))
+    ties = np.repeat(rng.normal(size=(6, 1)), C, axis=1)
+    ties[3:, : max(1, C // 2)] += 1.0  # two-way ties at the maximum
+    add("ties", "rows with equal logits, and ties at the maximum", ties)
+    add("extreme", "logits up to |z| = 1e4", rng.uniform(-1e4, 1e4, size=(6, C)), tags=("large",))
+
+    if options.binary:
+        n = 6
+        z = rng.uniform(-1e4, 1e4, size=(n, C))
+        y = (z < 0).astype(np.float64)  # confidently wrong everywhere
+        add("confident-wrong", "|z| up to 1e4 with the opposite label: sigmoid(-|z|) underflows", z,
+            targets=y, tags=("large", "confident-wrong"))
+        add("confident-right", "|z| up to 1e4 with the matching label: losses ~ exp(-|z|)", z,
+            targets=1.0 - y, tags=("large", "confident-right"))
+        z = rng.normal(size=(5, C))
+        z[0, 0] = -np.inf
+        yb = rng.random((5, C))
+        yb[0, 0] = 0.0
+        add("masked", "-inf logits with target 0", z, targets=yb, tags=("masked",))
+        add("hard-labels", "targets exactly 0 or 1", rng.normal(size=(8, C)), kind="hard")
+        return cases
+
+    # Cross-entropy: confident predictions put the target probability far from 1/C.
+    n = 6
+    z = rng.normal(size=(n, C))
+    t = rng.integers(0, C, size=n)
+    wrong = z.copy()
+    wrong[np.arange(n), t] = -40.0
+    wrong[np.arange(n), (t + 1) % C] = 40.0  # target probability ~ e^-80 < 1e-12
+    right = z.copy()
+    right[np.arange(n), t] = 60.0  # target probability 1 - O(e^-60)
+    far = z.copy()
+    far[np.arange(n), t] = -5e3
+    far[np.arange(n), (t + 1) % C] = 5e3
+    masked = rng.normal(size=(n, C))
+    if C > 2:
+        masked[np.arange(n), (t + 2) % C] = -np.inf  # a masked class that is never the target
+    else:
+        masked[0, (t[0] + 1) % C] = -np.inf
+
+    def onehot_or_index(tt: np.ndarray) -> np.ndarray:
+        if options.targets == "prob":
+            return np.eye(C)[tt]
+        return tt.astype(np.int64)
+
+    add("confident-wrong", "target probability below 1e-12 (target logit -40, another +40)", wrong,
+        targets=onehot_or_index(t), tags=("confident-wrong",))
+    add("confident-wrong-extreme", "target logit -5000, another +5000: the loss is 1e4", far,
+        targets=onehot_or_index(t), tags=("confident-wrong", "large"))
+    add("confident-right", "target logit 60: the loss and gradient are ~1e-26", right,
+        targets=onehot_or_index(t), tags=("confident-right",))
+    add("masked", "-inf logits (masked classes) that are never the target", masked,
+        targets=onehot_or_index(t), tags=("masked",))
+    if options.targets == "prob":
+        add("one-hot", "one-hot probability rows", rng.normal(size=(8, C)), kind="onehot")
+        add("soft", "soft probability rows (Dirichlet)", rng.normal(size=(8, C)), kind="soft")
+        add("unnormalised", "probability rows that do not sum to 1: the gradient is p*sum(y) - y",
+            rng.normal(size=(8, C)), kind="unnormalised", tags=("unnormalised",))
+    if options.ignore_index is not None and options.targets == "index":
+        z = rng.normal(size=(9, C))
+        tt = _with_ignored(rng, rng.integers(0, C, size=9), options)
+        add("ignored", f"a third of the samples have target {options.ignore_index} (ignored)", z,
+            targets=tt.astype(np.int64), tags=("ignored",))
+    return cases

@@ -1,0 +1,335 @@
+"""Name the mistake behind a failure: compare the implementation with models of known mistakes.
+
+Each model recomputes what a specific, common mistake would return on the
+same inputs (the gradient of the sum with the mean loss, probabilities
+clipped to [eps, 1 - eps], softmax over the wrong axis, ...). When the
+implementation's failing output matches a model, that mistake is named.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from .. import numeric
+from ..errors import XentWarning
+from .battery import Options
+from .runner import CaseResult, reference
+
+CLIP_EPS = (1e-7, 1e-8, 1e-9, 1e-10, 1e-12, 1e-15)
+_EXP_LIMIT = {"float64": 709.0, "float32": 88.0, "float16": 11.0}
+
+
+@dataclass(frozen=True)
+class Model:
+    key: str
+    compute: Callable[[CaseResult, Options, numeric.LossResult], list[tuple[dict, str]]]
+
+
+def _ce(case_logits, targets, options: Options, **changes) -> numeric.LossResult:
+    kw = dict(
+        weight=None if options.weight is None else np.asarray(options.weight),
+        ignore_index=-100 if options.ignore_index is None else options.ignore_index,
+        reduction=options.reduction,
+        label_smoothing=options.label_smoothing,
+        target_type=options.targets,
+        dtype="float64",
+    )
+    kw.update(changes)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", XentWarning)
+        return numeric.cross_entropy(case_logits, targets, **kw)
+
+
+def _out(r: numeric.LossResult) -> dict:
+    return {"loss": np.asarray(r.loss if r.loss is not None else r.losses, dtype=np.float64), "grad": r.grad}
+
+
+def _scaled(ref: numeric.LossResult, loss_factor: float | None, grad_factor: float | None) -> dict:
+    out = {}
+    if loss_factor is not None:
+        out["loss"] = np.asarray(ref.loss if ref.loss is not None else ref.losses, dtype=np.float64) * loss_factor
+    if grad_factor is not None:
+        out["grad"] = ref.grad * grad_factor
+    return out
+
+
+def _n_rows(res: CaseResult) -> int:
+    return res.case.shape[0]
+
+
+# -------------------------------------------------------------------- models
+
+
+def _batch_factor(res: CaseResult, options: Options, ref: numeric.LossResult):
+    out = []
+    if options.reduction == "mean" and ref.denominator and ref.denominator != 1:
+        d = ref.denominator
+        out.append((_scaled(ref, None, d), "the gradient is off by the batch size (N times too large): it is the "
+                    "gradient of the sum while the loss is the mean"))
+        out.append((_scaled(ref, None, 1 / d), "the gradient is off by the batch size (N times too small): it is "
+                    "divided by N twice"))
+        out.append((_scaled(ref, d, None), "the loss is reported as the sum over the batch instead of the mean"))
+    if options.reduction == "sum" and _n_rows(res) > 1:
+        n = _n_rows(res)
+        out.append((_scaled(ref, 1 / n, None), "the loss is reported as the mean instead of the sum"))
+        out.append((_scaled(ref, None, 1 / n), "the gradient is divided by the batch size although the reduction "
+                    "is sum"))
+    return out
+
+
+def _sign(res, options, ref):
+    return [
+        (_scaled(ref, None, -1.0), "the gradient has the wrong sign (y − p instead of p − y)"),
+        (_scaled(ref, -1.0, None), "the loss has the wrong sign (log p instead of −log p)"),
+    ]
+
+
+def _clipping(res, options, ref):
+    if options.binary:
+        return []
+    out = []
+    z = res.case.logits
+    t = res.case.targets
+    for eps in CLIP_EPS:
+        p = numeric.softmax(z)
+        logp = np.log(np.clip(p, eps, 1 - eps))
+        r = _ce(z, t, options)
+        # -sum_c a_c log clip(p_c): rebuild a from the reference gradient's definition via prob targets
+        a = _effective_targets(res, options)
+        with np.errstate(invalid="ignore"):
+            losses = -np.sum(np.where(a > 0, a * logp, 0.0), axis=1)
+        loss = losses if options.reduction == "none" else losses.sum()
+        if options.reduction == "mean":
+            loss = loss / r.denominator
+        out.append(({"loss": np.asarray(loss, dtype=np.float64)},
+                    f"clipping p to [ε, 1 − ε] (ε = {eps:g}, as in 000_*.txt) caps the loss of confident wrong "
+                    f"predictions at −log ε = {-math.log(eps):.3g}"))
+    return out
+
+
+def _effective_targets(res: CaseResult, options: Options) -> np.ndarray:
+    """a_ic = w_c ((1 - eps) y_ic + eps / C), with ignored rows all zero."""
+    z = res.case.logits
+    n, c = z.shape
+    t = res.case.targets
+    if options.targets == "prob":
+        y = np.asarray(t, dtype=np.float64)
+        valid = np.ones(n, dtype=bool)
+    else:
+        ii = -100 if options.ignore_index is None else options.ignore_index
+        valid = t != ii
+        y = np.zeros((n, c))
+        y[np.nonzero(valid)[0], t[valid]] = 1.0
+    eps = options.label_smoothing
+    a = (1 - eps) * y + eps / c
+    a[~valid] = 0.0
+    if options.weight is not None:
+        a = a * np.asarray(options.weight)
+    return a
+
+
+def _unnormalised(res, options, ref):
+    if options.binary or options.targets != "prob" or "unnormalised" not in res.case.tags:
+        return []
+    a = _effective_targets(res, options)
+    p = numeric.softmax(res.case.logits)
+    g = p - a
+    if options.reduction == "mean":
+        g = g / ref.denominator
+    return [({"grad": g}, "the gradient p − y assumes targets that sum to 1; for these targets it is "
+             "p·Σy − y (000_*.txt)")]
+
+
+def _weighted_mean(res, options, ref):
+    if options.binary or options.weight is None or options.reduction != "mean" or options.targets != "index":
+        return []
+    ii = -100 if options.ignore_index is None else options.ignore_index
+    count = float(np.sum(res.case.targets != ii))
+    if not count or not ref.denominator:
+        return []
+    f = ref.denominator / count
+    return [(_scaled(ref, f, f), "the weighted mean is divided by the number of samples instead of the sum of "
+             "their target weights (PyTorch divides by Σ w_{y_i})")]
+
+
+def _smoothing(res, options, ref):
+    eps = options.label_smoothing
+    if options.binary or not eps:
+        return []
+    z = res.case.logits
+    n, c = z.shape
+    if c < 2:
+        return []
+    out = []
+    t = res.case.targets
+    if options.targets == "prob":
+        y = np.asarray(t, dtype=np.float64)
+        valid = np.ones(n, dtype=bool)
+    else:
+        ii = -100 if options.ignore_index is None else options.ignore_index
+        valid = t != ii
+        y = np.zeros((n, c))
+        y[np.nonzero(valid)[0], t[valid]] = 1.0
+    for smoothed, why in (
+        ((1 - eps) * y + eps / (c - 1) * (1 - y), "ε/(C−1) to each of the other classes"),
+        ((1 - eps) * y + eps / (c - 1), "ε/(C−1) to every class"),
+        (y * (1 - eps) + (1 - y) * eps / c, "ε/C to the other classes only"),
+    ):
+        smoothed = smoothed.copy()
+        smoothed[~valid] = 0.0
+        r = _ce(z, smoothed, options, reduction="sum", label_smoothing=0.0, target_type="prob", ignore_index=-100)
+        d = ref.denominator if options.reduction == "mean" else None
+        if options.reduction == "none":
+            model = {"loss": r.losses, "grad": r.grad}
+        else:
+            model = {"loss": np.asarray(r.loss / (d or 1.0)), "grad": r.grad / (d or 1.0)}
+        out.append((model, f"label smoothing gives {why}; PyTorch mixes ε/C into every class: (1 − ε)y + ε/C"))
+    r = _ce(z, t, options, label_smoothing=0.0)
+    out.append((_out(r), "label smoothing is ignored"))
+    return out
+
+
+def _ignored(res, options, ref):
+    if options.binary or options.ignore_index is None or options.targets != "index" or "ignored" not in res.case.tags:
+        return []
+    out = []
+    n = _n_rows(res)
+    if options.reduction == "mean" and ref.denominator:
+        if options.weight is None:
+            f = ref.denominator / n
+            out.append((_scaled(ref, f, f), "ignored samples are counted in the mean's denominator"))
+    if 0 <= options.ignore_index < res.case.shape[1]:
+        r = _ce(res.case.logits, res.case.targets, options, ignore_index=-100)
+        out.append((_out(r), f"ignore_index={options.ignore_index} is not honoured: ignored samples contribute"))
+    return out
+
+
+def _wrong_axis(res, options, ref):
+    if options.binary:
+        return []
+    z = res.case.logits
+    if not np.isfinite(z).all():
+        return []
+    logp = z - numeric.logsumexp(z, axis=0)[None, :]
+    a = _effective_targets(res, options)
+    losses = -np.sum(a * logp, axis=1)
+    loss = losses if options.reduction == "none" else losses.sum()
+    if options.reduction == "mean":
+        loss = loss / ref.denominator
+    return [({"loss": np.asarray(loss, dtype=np.float64)},
+             "softmax is taken over the wrong axis (over the samples instead of the classes)")]
+
+
+def _weights_ignored(res, options, ref):
+    if options.weight is None:
+        return []
+    if options.binary:
+        r = numeric.binary_cross_entropy(res.case.logits, res.case.targets,
+                                         pos_weight=None if options.pos_weight is None else np.asarray(options.pos_weight),
+                                         reduction=options.reduction)
+    else:
+        r = _ce(res.case.logits, res.case.targets, options, weight=None)
+    return [(_out(r), "the class weights are ignored")]
+
+
+def _binary(res, options, ref):
+    if not options.binary:
+        return []
+    out = []
+    if options.reduction == "mean":
+        c = res.case.shape[1]
+        if c > 1:
+            out.append((_scaled(ref, c, c), f"the mean is divided by N instead of the number of elements N·C "
+                        f"(PyTorch's BCE mean is over all {c}·N elements)"))
+    if options.pos_weight is not None:
+        r = numeric.binary_cross_entropy(res.case.logits, res.case.targets,
+                                         weight=None if options.weight is None else np.asarray(options.weight),
+                                         reduction=options.reduction)
+        out.append((_out(r), "pos_weight is ignored"))
+    return out
+
+
+MODELS = [
+    Model("batch", _batch_factor),
+    Model("sign", _sign),
+    Model("clip", _clipping),
+    Model("unnormalised", _unnormalised),
+    Model("weighted-mean", _weighted_mean),
+    Model("smoothing", _smoothing),
+    Model("ignored", _ignored),
+    Model("axis", _wrong_axis),
+    Model("weights", _weights_ignored),
+    Model("binary", _binary),
+]
+
+
+# -------------------------------------------------------------------- rules
+
+
+def _nonfinite(res: CaseResult, options: Options) -> str | None:
+    vals = [v for v in (res.got_loss, res.got_grad) if v is not None]
+    try:
+        bad = any(not np.isfinite(np.asarray(v, dtype=np.float64)).all() for v in vals)
+    except (TypeError, ValueError):
+        return None
+    if not bad:
+        return None
+    z = res.case.logits
+    finite = z[np.isfinite(z)]
+    limit = _EXP_LIMIT.get(options.dtype, 709.0)
+    if res.got_loss is not None and res.case.tags & {"confident-wrong"}:
+        loss = np.asarray(res.got_loss, dtype=np.float64)
+        if np.isposinf(loss).any():
+            return ("the log of softmax underflows: log(p) is −inf when p rounds to 0 for a confident wrong "
+                    "prediction; compute log_softmax(z) = z − logsumexp(z) instead of log(softmax(z))")
+    if finite.size and float(np.max(np.abs(finite))) > limit:
+        return ("overflow or NaN at large logits: softmax is not shifted by the max (exp(z) overflows; subtract "
+                "max(z) first, as the second snippet of 002_*.txt does)")
+    if "masked" in res.case.tags:
+        return "NaN with masked (−inf) logits: 0·log 0 or −inf − (−inf) is not handled"
+    return None
+
+
+def _matches(got: np.ndarray, model: np.ndarray, rtol: float, atol: float) -> bool:
+    """Does the output match a mistake model, relative to the model's own scale (no absolute floor)?"""
+    model = np.asarray(model, dtype=np.float64)
+    if got.shape != model.shape:
+        if got.size == model.size == 1:
+            got = got.reshape(model.shape)
+        else:
+            return False
+    if not (np.isfinite(got).all() and np.isfinite(model).all()):
+        return False
+    scale = float(np.max(np.abs(model))) if model.size else 0.0
+    return bool(np.all(np.abs(got - model) <= rtol * np.abs(model) + atol * scale))
+
+
+def diagnose(res: CaseResult, options: Options) -> str | None:
+    """One line naming the mistake behind a failing case, or ``None`` when none matches."""
+    if res.passed or res.error:
+        return None
+    rule = _nonfinite(res, options)
+    if rule:
+        return rule
+    ref = reference(res.case, options)
+    rtol = max(res.rtol, 1e-6)
+    atol = max(res.atol, 1e-9)
+    got = {"loss": res.got_loss, "grad": res.got_grad}
+    failing = {k for k, comp in (("loss", res.loss), ("grad", res.grad)) if comp is not None and not comp.passed}
+    for model in MODELS:
+        try:
+            candidates = model.compute(res, options, ref)
+        except (ValueError, ZeroDivisionError, FloatingPointError):
+            continue
+        for outputs, message in candidates:
+            keys = [k for k in outputs if got.get(k) is not None]
+            if not keys or not (set(keys) & failing):
+                continue
+            if all(_matches(np.asarray(got[k], dtype=np.float64), outputs[k], rtol, atol) for k in keys):
+                return message
+    return None

@@ -1,0 +1,99 @@
+"""Import the one function the user named: ``path/to/file.py:function`` or ``module.path:function``."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from ..errors import XentInputError
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:300]}"
+
+
+def load(target: str) -> Callable[..., Any]:
+    """Return the callable named by ``target``; every failure is an :class:`XentInputError`.
+
+    Only that module is imported (and what it imports itself); a module path is
+    looked up from the current directory first.
+    """
+    if ":" not in target:
+        raise XentInputError(
+            "name a function as path/to/file.py:function or module.path:function", source=target
+        )
+    where, _, name = target.rpartition(":")
+    if not where or not name:
+        raise XentInputError(
+            "name a function as path/to/file.py:function or module.path:function", source=target
+        )
+    if where.endswith(".py") or os.sep in where or "/" in where:
+        module = _load_file(Path(where), target)
+    else:
+        module = _load_module(where, target)
+    obj: Any = module
+    for part in name.split("."):
+        if not part.isidentifier():
+            raise XentInputError(f"{name!r} is not a Python name", source=target)
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise XentInputError(f"{where} has no attribute {part!r}", source=target) from None
+    if not callable(obj):
+        raise XentInputError(f"{name} is a {type(obj).__name__}, not a function", source=target)
+    return obj
+
+
+def _load_file(path: Path, target: str) -> Any:
+    if not path.exists():
+        raise XentInputError(f"no such file: {path}", source=target)
+    if path.is_dir():
+        raise XentInputError(f"{path} is a directory, not a Python file", source=target)
+    mod_name = f"_xent_verify_target_{abs(hash(str(path.resolve())))}"
+    spec = importlib.util.spec_from_file_location(mod_name, path)
+    if spec is None or spec.loader is None:
+        raise XentInputError(f"cannot import {path}", source=target)
+    module = importlib.util.module_from_spec(spec)
+    parent = str(path.resolve().parent)
+    sys.path.insert(0, parent)  # so the file can import its neighbours
+    sys.modules[mod_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException as exc:  # noqa: BLE001 - the user's import failing is a usage error
+        sys.modules.pop(mod_name, None)
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        raise XentInputError(f"importing {path} failed: {_one_line(exc)}", source=target) from None
+    finally:
+        try:
+            sys.path.remove(parent)
+        except ValueError:
+            pass
+    return module
+
+
+def _load_module(name: str, target: str) -> Any:
+    cwd = os.getcwd()
+    added = cwd not in sys.path
+    if added:
+        sys.path.insert(0, cwd)
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        raise XentInputError(f"no module named {exc.name or name!r} (looked in the current directory "
+                             "and the installed packages)", source=target) from None
+    except BaseException as exc:  # noqa: BLE001
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        raise XentInputError(f"importing {name} failed: {_one_line(exc)}", source=target) from None
+    finally:
+        if added:
+            try:
+                sys.path.remove(cwd)
+            except ValueError:
+                pass
