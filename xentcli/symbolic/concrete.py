@@ -927,7 +927,7 @@ def _bce_steps(dv: Concrete) -> tuple[list[Step], LogSum]:
 
     st3.checks.append(
         dv.check_all(
-            "chain-rule",
+            "cancellation",
             f"∂{lp}/∂σ_i · σ_i(1 − σ_i) = " + ("w_i(σ_i − y_i)" if dv.sym.w else "σ_i − y_i") + f" for all {C} i (an identity in any σ)",
             RING_METHOD.replace("u_k = exp(z_k)", "σ"),
             C,
@@ -1152,6 +1152,8 @@ def title(spec_loss: str, classes: int | str, *, mean: bool, smoothing: bool, we
     if mean:
         extras.append("batch mean")
     tail = f" with {', '.join(extras)}" if extras else ""
+    if isinstance(classes, str):
+        return f"{TITLES[spec_loss]}{tail}, symbolic number of classes {classes}"
     return f"{TITLES[spec_loss]}{tail}, C = {classes}"
 
 

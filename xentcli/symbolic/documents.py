@@ -156,10 +156,11 @@ def to_markdown(d: Derivation) -> str:
 
 
 def _assumption_tex(a: str) -> str:
+    names = {n: sp.IndexedBase(n) for n in ("z", "y", "w")}
     try:
         lhs, rhs = a.split("=")
-        return sp.latex(sp.parse_expr(lhs.strip())) + " = " + rhs.strip()
-    except Exception:  # noqa: BLE001 - a symbolic assumption is shown as written
+        return sp.latex(sp.parse_expr(lhs.strip(), local_dict=names)) + " = " + rhs.strip()
+    except (ValueError, TypeError, SyntaxError, sp.SympifyError):  # shown as written
         return a.replace("_", r"\_")
 
 
@@ -257,10 +258,13 @@ def to_json(d: Derivation) -> str:
         "assumptions": d.assumptions,
         "symbols": d.symbols,
         "parse": (
-            "each expression parses with sympy.parse_expr(s) over the symbols z1..zC, y1..yC"
+            "each expression parses with sympy.parse_expr(s) over the symbols z1..zC, y1..yC (and w1..wC, "
+            "epsilon, n_samples, w_total, rest where used)"
             if concrete
             else "each expression parses with sympy.parse_expr(s, local_dict={name: sympy.IndexedBase(name) for "
-            "name in ('z', 'y', 'w')}); symbolic C"
+            "name in ('z', 'y', 'w')}); the number of classes, the indices i, j, k and epsilon, n_samples, "
+            "w_total, rest are plain symbols; 'gradient' is the generic entry j and 'jacobian' the generic "
+            "entry (i, j)"
         ),
         "loss": d.loss_expr,
         "gradient": d.gradient,
