@@ -14,7 +14,10 @@ In a test suite, ``assert_conforms(my_loss, reduction="mean")`` raises
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable, Sequence
+
+import numpy as np
 
 from ..errors import XentInputError, XentMathError
 from .battery import Case, Options, battery
@@ -108,14 +111,17 @@ def check(
     opts = options or make_options(**option_values)
     cases = battery(opts, seed)
     results = [run_case(fn, case, opts, rtol, atol) for case in cases]
-    return finish(name or getattr(fn, "__qualname__", repr(fn)), opts, seed, results, diagnose)
+    label = name or getattr(fn, "__qualname__", None) or f"{type(fn).__qualname__} instance"
+    return finish(label, opts, seed, results, diagnose)
 
 
 def finish(target: str, opts: Options, seed: int, results: list[CaseResult], diagnose: Callable) -> Report:
     diagnoses: list[str] = []
     for r in results:
         if not r.passed and not r.error:
-            r.diagnosis = diagnose(r, opts)
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                r.diagnosis = diagnose(r, opts)
             if r.diagnosis and r.diagnosis not in diagnoses:
                 diagnoses.append(r.diagnosis)
     checked_grad = any(r.grad is not None for r in results)

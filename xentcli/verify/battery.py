@@ -137,11 +137,6 @@ def battery(options: Options, seed: int = 0) -> list[Case]:
             targets=y, tags=("large", "confident-wrong"))
         add("confident-right", "|z| up to 1e4 with the matching label: losses ~ exp(-|z|)", z,
             targets=1.0 - y, tags=("large", "confident-right"))
-        z = rng.normal(size=(5, C))
-        z[0, 0] = -np.inf
-        yb = rng.random((5, C))
-        yb[0, 0] = 0.0
-        add("masked", "-inf logits with target 0", z, targets=yb, tags=("masked",))
         add("hard-labels", "targets exactly 0 or 1", rng.normal(size=(8, C)), kind="hard")
         return cases
 

@@ -74,6 +74,8 @@ def _batch_factor(res: CaseResult, options: Options, ref: numeric.LossResult):
         out.append((_scaled(ref, None, 1 / d), "the gradient is off by the batch size (N times too small): it is "
                     "divided by N twice"))
         out.append((_scaled(ref, d, None), "the loss is reported as the sum over the batch instead of the mean"))
+        out.append((_scaled(ref, d, d), "the loss and the gradient are the sum over the batch, not the mean "
+                    "(reduction sum computed where mean was asked)"))
     if options.reduction == "sum" and _n_rows(res) > 1:
         n = _n_rows(res)
         out.append((_scaled(ref, 1 / n, None), "the loss is reported as the mean instead of the sum"))
@@ -104,11 +106,15 @@ def _clipping(res, options, ref):
         with np.errstate(invalid="ignore"):
             losses = -np.sum(np.where(a > 0, a * logp, 0.0), axis=1)
         loss = losses if options.reduction == "none" else losses.sum()
+        pc = np.clip(p, eps, 1 - eps)
+        grad = pc * a.sum(axis=1, keepdims=True) - a
         if options.reduction == "mean":
             loss = loss / r.denominator
-        out.append(({"loss": np.asarray(loss, dtype=np.float64)},
-                    f"clipping p to [ε, 1 − ε] (ε = {eps:g}, as in 000_*.txt) caps the loss of confident wrong "
-                    f"predictions at −log ε = {-math.log(eps):.3g}"))
+            grad = grad / r.denominator
+        message = (f"clipping p to [ε, 1 − ε] (ε = {eps:g}, as in 000_*.txt) caps the loss of confident wrong "
+                   f"predictions at −log ε = {-math.log(eps):.3g}")
+        out.append(({"loss": np.asarray(loss, dtype=np.float64), "grad": grad}, message))
+        out.append(({"loss": np.asarray(loss, dtype=np.float64)}, message))
     return out
 
 
@@ -219,10 +225,13 @@ def _wrong_axis(res, options, ref):
     a = _effective_targets(res, options)
     losses = -np.sum(a * logp, axis=1)
     loss = losses if options.reduction == "none" else losses.sum()
+    grad = np.exp(logp) * a.sum(axis=1, keepdims=True) - a
     if options.reduction == "mean":
         loss = loss / ref.denominator
-    return [({"loss": np.asarray(loss, dtype=np.float64)},
-             "softmax is taken over the wrong axis (over the samples instead of the classes)")]
+        grad = grad / ref.denominator
+    message = "softmax is taken over the wrong axis (over the samples instead of the classes)"
+    return [({"loss": np.asarray(loss, dtype=np.float64), "grad": grad}, message),
+            ({"loss": np.asarray(loss, dtype=np.float64)}, message)]
 
 
 def _weights_ignored(res, options, ref):
@@ -271,27 +280,51 @@ MODELS = [
 # -------------------------------------------------------------------- rules
 
 
-def _nonfinite(res: CaseResult, options: Options) -> str | None:
-    vals = [v for v in (res.got_loss, res.got_grad) if v is not None]
-    try:
-        bad = any(not np.isfinite(np.asarray(v, dtype=np.float64)).all() for v in vals)
-    except (TypeError, ValueError):
-        return None
-    if not bad:
+def _nonfinite(res: CaseResult, options: Options, ref: numeric.LossResult) -> str | None:
+    """Explain non-finite outputs where the reference is finite (equal non-finite values are fine)."""
+    want = {"loss": np.asarray(ref.loss if ref.loss is not None else ref.losses, dtype=np.float64), "grad": ref.grad}
+    nan = posinf = False
+    for key, got in (("loss", res.got_loss), ("grad", res.got_grad)):
+        if got is None:
+            continue
+        try:
+            g = np.asarray(got, dtype=np.float64)
+        except (TypeError, ValueError):
+            return None
+        w = want[key]
+        if g.shape != w.shape:
+            if g.size == w.size == 1:
+                g = g.reshape(w.shape)
+            else:
+                continue
+        bad = ~np.isfinite(g) & np.isfinite(w)
+        nan = nan or bool((bad & np.isnan(g)).any())
+        posinf = posinf or (key == "loss" and bool((bad & np.isposinf(g)).any()))
+    if not (nan or posinf):
         return None
     z = res.case.logits
     finite = z[np.isfinite(z)]
     limit = _EXP_LIMIT.get(options.dtype, 709.0)
-    if res.got_loss is not None and res.case.tags & {"confident-wrong"}:
-        loss = np.asarray(res.got_loss, dtype=np.float64)
-        if np.isposinf(loss).any():
-            return ("the log of softmax underflows: log(p) is −inf when p rounds to 0 for a confident wrong "
-                    "prediction; compute log_softmax(z) = z − logsumexp(z) instead of log(softmax(z))")
-    if finite.size and float(np.max(np.abs(finite))) > limit:
+    large = bool(finite.size) and float(np.max(np.abs(finite))) > limit
+    if options.binary:
+        if posinf and not nan:
+            return ("log(sigmoid(x)) underflows for confident predictions: use log σ(x) = −softplus(−x), "
+                    "i.e. max(x, 0) − x·y + log1p(exp(−|x|)), as binary_cross_entropy_with_logits does")
+        if large:
+            return ("overflow or NaN at large logits: exp(−x) overflows in 1/(1 + exp(−x)); use the stable form "
+                    "max(x, 0) − x·y + log1p(exp(−|x|))")
+        return None
+    if nan and large:
         return ("overflow or NaN at large logits: softmax is not shifted by the max (exp(z) overflows; subtract "
                 "max(z) first, as the second snippet of 002_*.txt does)")
+    if posinf:
+        return ("the log of softmax underflows: log(p) is −inf when p rounds to 0 for a confident wrong "
+                "prediction; compute log_softmax(z) = z − logsumexp(z) instead of log(softmax(z))")
     if "masked" in res.case.tags:
         return "NaN with masked (−inf) logits: 0·log 0 or −inf − (−inf) is not handled"
+    if large:
+        return ("overflow or NaN at large logits: softmax is not shifted by the max (exp(z) overflows; subtract "
+                "max(z) first, as the second snippet of 002_*.txt does)")
     return None
 
 
@@ -309,27 +342,60 @@ def _matches(got: np.ndarray, model: np.ndarray, rtol: float, atol: float) -> bo
     return bool(np.all(np.abs(got - model) <= rtol * np.abs(model) + atol * scale))
 
 
+def _distance(a, b) -> float:
+    """Largest difference relative to the scale of ``b``."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        a = a.reshape(b.shape) if a.size == b.size else a
+    if a.shape != b.shape:
+        return np.inf
+    scale = float(np.max(np.abs(b))) if b.size else 1.0
+    return float(np.max(np.abs(a - b))) / (scale or 1.0) if b.size else 0.0
+
+
 def diagnose(res: CaseResult, options: Options) -> str | None:
-    """One line naming the mistake behind a failing case, or ``None`` when none matches."""
+    """One line naming the mistake behind a failing case, or ``None`` when none matches.
+
+    A mistake is named only when its model reproduces the failing output and
+    differs from the reference on this case. Models that explain every failing
+    output (loss and gradient) win over models of one output; a model of one
+    output is only used when the other output passes.
+    """
     if res.passed or res.error:
         return None
-    rule = _nonfinite(res, options)
+    ref = reference(res.case, options)
+    rule = _nonfinite(res, options, ref)
     if rule:
         return rule
-    ref = reference(res.case, options)
     rtol = max(res.rtol, 1e-6)
     atol = max(res.atol, 1e-9)
     got = {"loss": res.got_loss, "grad": res.got_grad}
+    want = {"loss": np.asarray(ref.loss if ref.loss is not None else ref.losses, dtype=np.float64), "grad": ref.grad}
     failing = {k for k, comp in (("loss", res.loss), ("grad", res.grad)) if comp is not None and not comp.passed}
+    candidates = []
     for model in MODELS:
         try:
-            candidates = model.compute(res, options, ref)
+            candidates += model.compute(res, options, ref)
         except (ValueError, ZeroDivisionError, FloatingPointError):
             continue
+    for full in (True, False):
         for outputs, message in candidates:
             keys = [k for k in outputs if got.get(k) is not None]
-            if not keys or not (set(keys) & failing):
+            if not keys:
                 continue
-            if all(_matches(np.asarray(got[k], dtype=np.float64), outputs[k], rtol, atol) for k in keys):
+            if full and not failing <= set(keys):
+                continue
+            if not full and (not set(keys) <= failing or not set(keys) & failing):
+                continue
+            if all(_matches(np.asarray(want[k], dtype=np.float64), outputs[k], res.rtol, res.atol) for k in keys):
+                continue  # the model is indistinguishable from the reference here: it explains nothing
+            if not all(_matches(np.asarray(got[k], dtype=np.float64), outputs[k], rtol, atol) for k in keys):
+                continue
+            # The model must explain the deviation, not just sit inside a loose tolerance: the output is
+            # much closer to the mistake than to the reference.
+            off_ref = max(_distance(got[k], want[k]) for k in keys)
+            off_model = max(_distance(got[k], outputs[k]) for k in keys)
+            if off_model <= 0.05 * off_ref:
                 return message
     return None

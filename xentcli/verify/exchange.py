@@ -61,6 +61,8 @@ def export(directory: Path, options: Options, seed: int, command: str) -> list[C
     for case in cases:
         folder = directory / case.name
         folder.mkdir(exist_ok=True)
+        for stale in ("loss.txt", "grad.csv", "grad.npy"):  # outputs of an earlier run would be judged
+            (folder / stale).unlink(missing_ok=True)
         _write_npy(folder / "logits.npy", case.logits)
         _write_text(folder / "logits.csv", format_rows(case.logits))
         _write_npy(folder / "targets.npy", case.targets)

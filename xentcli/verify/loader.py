@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import os
@@ -45,7 +46,7 @@ def load(target: str) -> Callable[..., Any]:
         except AttributeError:
             raise XentInputError(f"{where} has no attribute {part!r}", source=target) from None
     if not callable(obj):
-        raise XentInputError(f"{name} is a {type(obj).__name__}, not a function", source=target)
+        raise XentInputError(f"{name} is not callable (it is of type {type(obj).__name__})", source=target)
     return obj
 
 
@@ -63,7 +64,8 @@ def _load_file(path: Path, target: str) -> Any:
     sys.path.insert(0, parent)  # so the file can import its neighbours
     sys.modules[mod_name] = module
     try:
-        spec.loader.exec_module(module)
+        with contextlib.redirect_stdout(sys.stderr):  # the user's prints must not corrupt our JSON
+            spec.loader.exec_module(module)
     except BaseException as exc:  # noqa: BLE001 - the user's import failing is a usage error
         sys.modules.pop(mod_name, None)
         if isinstance(exc, KeyboardInterrupt):
@@ -83,7 +85,8 @@ def _load_module(name: str, target: str) -> Any:
     if added:
         sys.path.insert(0, cwd)
     try:
-        return importlib.import_module(name)
+        with contextlib.redirect_stdout(sys.stderr):
+            return importlib.import_module(name)
     except ModuleNotFoundError as exc:
         raise XentInputError(f"no module named {exc.name or name!r} (looked in the current directory "
                              "and the installed packages)", source=target) from None
