@@ -42,6 +42,8 @@ not only "stable"):
 from __future__ import annotations
 
 import math
+import os
+import threading
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -55,8 +57,13 @@ REDUCTIONS = ("mean", "sum", "none")
 DTYPES = {"float64": np.float64, "float32": np.float32}
 PROB_SUM_TOL = {np.dtype(np.float64): 1e-9, np.dtype(np.float32): 1e-5}
 
-# Rows per block so that one block's working set stays around a few MB.
-_BLOCK_ELEMENTS = 1 << 16
+# Rows per block: a block's working set stays in the processor's cache, and blocks
+# are shared among threads (NumPy releases the GIL inside its loops).
+_BLOCK_ELEMENTS = 1 << 19
+_BCE_BLOCK_ELEMENTS = 1 << 18  # BCE keeps ~8 block-sized arrays live: smaller blocks stay in cache
+_PARALLEL_MIN = 1 << 20  # below this many elements one thread is faster
+_POOL: Any = None
+_LOCAL = threading.local()
 
 
 @dataclass(frozen=True)
@@ -79,9 +86,9 @@ class LossResult:
     """
 
     loss: float | None
-    losses: np.ndarray
+    losses: np.ndarray | None
     grad: np.ndarray
-    probs: np.ndarray
+    probs: np.ndarray | None
     reduction: str
     kind: str
     target_type: str
@@ -300,27 +307,89 @@ def _prob_targets(target: np.ndarray, shape: tuple[int, int], dt: np.dtype, was_
 # --------------------------------------------------------------------------
 
 
-def _row_blocks(n: int, c: int):
-    step = max(1, _BLOCK_ELEMENTS // max(c, 1))
-    for start in range(0, n, step):
-        yield slice(start, min(n, start + step))
+def _row_blocks(n: int, c: int, elements: int = _BLOCK_ELEMENTS) -> list[slice]:
+    step = max(1, elements // max(c, 1))
+    return [slice(start, min(n, start + step)) for start in range(0, n, step)]
+
+
+def _workers() -> int:
+    try:
+        return max(1, min(8, len(os.sched_getaffinity(0))))
+    except (AttributeError, OSError):
+        return max(1, min(8, os.cpu_count() or 1))
+
+
+def _for_blocks(work, n: int, c: int, elements: int = _BLOCK_ELEMENTS) -> list[Any]:
+    """Run ``work(slice)`` over cache-sized row blocks, on all cores for large inputs.
+
+    Each worker thread takes one contiguous share of the rows and walks its
+    blocks in order (few hand-offs of the GIL between threads). Each row's
+    result depends only on that row, so threading never changes a single bit
+    of the output. Returns the results of all blocks in row order.
+    """
+    global _POOL
+    blocks = _row_blocks(n, c, elements)
+    workers = _workers()
+    if len(blocks) < 2 or n * c < _PARALLEL_MIN or workers < 2:
+        return [work(sl) for sl in blocks]
+    if _POOL is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="xent")
+    shares = [blocks[i::workers] for i in range(workers)]  # interleaved: equal work per thread
+    per_share = list(_POOL.map(lambda share: [work(sl) for sl in share], shares))
+    out: list[Any] = [None] * len(blocks)
+    for i, results in enumerate(per_share):
+        out[i::workers] = results
+    return out
+
+
+def _total(partials: list[Any]) -> ExactSum:
+    out = ExactSum()
+    for p in partials:
+        if p is not None:
+            out.merge(p)
+    return out
+
+
+_SHORT_ROWS = 64  # rows up to this length are summed with einsum (no per-row call overhead)
+
+
+def _row_sums(e: np.ndarray) -> np.ndarray:
+    """Row sums accumulated in float64.
+
+    Short rows, and float32 rows of any length, go through einsum with a
+    float64 accumulator (no per-row call overhead; a float64 running sum of
+    float32 values loses nothing that float32 can show); long float64 rows use
+    NumPy's pairwise summation.
+    """
+    if e.shape[1] <= _SHORT_ROWS or e.dtype != np.float64:
+        return np.einsum("ij->i", e, dtype=np.float64)
+    return e.sum(axis=1)
 
 
 class _Softmax:
-    """Shifted exponentials of a block: e = exp(z - m), e[k] = 1 at the arg-max k."""
+    """Shifted exponentials of a block: e = exp(z - m), with e = 1 at the arg-max k.
 
-    __slots__ = ("rows", "k", "m", "e", "rest", "S", "logS")
+    ``base`` + column gives flat indices into the block (faster than 2-D
+    fancy indexing); ``rest`` is the sum over the non-maximal classes, so
+    S = 1 + rest and log S = log1p(rest) stay accurate for confident rows.
+    """
+
+    __slots__ = ("base", "k", "kf", "m", "e", "rest", "S", "logS")
 
     def __init__(self, z: np.ndarray, work: np.ndarray) -> None:
-        b = z.shape[0]
-        self.rows = np.arange(b)
+        b, c = z.shape
+        self.base = np.arange(0, b * c, c)
         self.k = z.argmax(axis=1)
-        m = z[self.rows, self.k]
+        self.kf = self.base + self.k
+        m = z.reshape(-1)[self.kf]
         e = np.subtract(z, m[:, None], out=work)
         np.exp(e, out=e)
-        e[self.rows, self.k] = 0
-        self.rest = e.sum(axis=1, dtype=np.float64)  # sum over the non-maximal classes
-        e[self.rows, self.k] = 1
+        ef = e.reshape(-1)
+        ef[self.kf] = 0
+        self.rest = _row_sums(e)
+        ef[self.kf] = 1
         self.m = m.astype(np.float64)
         self.e = e
         self.S = 1.0 + self.rest
@@ -333,13 +402,14 @@ class _Softmax:
 def _ce_index_block(z, t, wy, denom, grad, probs):
     """Class-index targets, no smoothing. Returns per-sample losses (float64).
 
-    ``denom`` divides the gradient (the mean's denominator) or is ``None``.
+    ``denom`` divides the gradient (the mean's denominator) or is ``None``;
+    ``probs`` is an output buffer or ``None`` when probabilities are not wanted.
     """
     sm = _Softmax(z, grad)
-    r, k = sm.rows, sm.k
     valid = t >= 0
-    tt = np.where(valid, t, k)
-    zt = z[r, tt].astype(np.float64)
+    tt = np.where(valid, t, sm.k)
+    tf = sm.base + tt
+    zt = z.reshape(-1)[tf].astype(np.float64)
     with np.errstate(invalid="ignore", over="ignore"):
         nll = (sm.m - zt) + sm.logS  # -log p_t, a sum of two non-negative terms
         losses = np.where(wy > 0, wy * nll, 0.0)
@@ -349,11 +419,12 @@ def _ce_index_block(z, t, wy, denom, grad, probs):
     # denominator (subnormal total weight) cannot overflow on its own.
     coef = wy if denom is None else wy / denom
     e = sm.e
-    np.multiply(e, (coef / sm.S).astype(e.dtype)[:, None], out=e)
-    on_max = tt == k
-    off = ~on_max
-    e[r[off], tt[off]] -= coef[off].astype(e.dtype)  # p_t <= 1/2 here: no cancellation
-    e[r[on_max], k[on_max]] = (0.0 - coef[on_max] * sm.rest[on_max] / sm.S[on_max]).astype(e.dtype)
+    ef = e.reshape(-1)
+    per_row = coef / sm.S
+    np.multiply(e, per_row.astype(e.dtype)[:, None], out=e)
+    ef[tf] -= coef.astype(e.dtype)  # p_t - 1 with p_t <= 1/2 when t is not the arg-max: no cancellation
+    # At the arg-max: p_k = 1/S, and when it is the target, p_k - 1 = -rest/S without cancellation.
+    ef[sm.kf] = np.where(tt == sm.k, 0.0 - coef * sm.rest / sm.S, per_row).astype(e.dtype)
     return losses
 
 
@@ -362,35 +433,56 @@ def _ce_dense_block(z, a, denom, grad, probs):
 
     ``a`` is a scratch buffer owned by the caller: it is modified.
     """
-    sm = _Softmax(z, grad)
-    r, k = sm.rows, sm.k
-    ak = a[r, k].astype(np.float64)
-    a[r, k] = 0
-    s_rest = a.sum(axis=1, dtype=np.float64)
-    a[r, k] = ak
+    b, c = z.shape
+    base = np.arange(0, b * c, c)
+    k = z.argmax(axis=1)
+    kf = base + k
+    m = z.reshape(-1)[kf]
+    zm = np.subtract(z, m[:, None], out=grad)  # z - m <= 0
+    # sum_j a_j (m - z_j) = -sum_j a_j (z_j - m): every term has the same sign (no cancellation).
+    with np.errstate(invalid="ignore"):
+        cross = -_row_dot(a, zm)
+    bad = ~np.isfinite(cross)
+    if bad.any():  # -inf logits: a zero target there is a zero term, a positive one makes the loss infinite
+        for i in np.nonzero(bad)[0]:
+            masked = np.isneginf(zm[i])
+            if (a[i][masked] > 0).any():
+                cross[i] = np.inf
+            else:
+                keep = ~masked
+                cross[i] = -float(np.dot(a[i][keep].astype(np.float64), zm[i][keep].astype(np.float64)))
+    e = np.exp(zm, out=zm)
+    ef = e.reshape(-1)
+    ef[kf] = 0
+    rest = _row_sums(e)  # sum over the non-maximal classes
+    ef[kf] = 1
+    S = 1.0 + rest
+    logS = np.log1p(rest)
+    af = a.reshape(-1)
+    ak = af[kf].astype(np.float64)
+    af[kf] = 0
+    s_rest = _row_sums(a)
+    af[kf] = ak
     s = s_rest + ak
-    # sum_j a_j (m - z_j): every term is >= 0.
-    d = np.subtract(sm.m.astype(z.dtype)[:, None], z)
-    masked = np.isinf(d)
-    inf_rows = None
-    if masked.any():
-        inf_rows = (masked & (a > 0)).any(axis=1)
-        d[masked] = 0
-    np.multiply(d, a, out=d)
     with np.errstate(over="ignore", invalid="ignore"):
-        losses = d.sum(axis=1, dtype=np.float64) + s * sm.logS
-    if inf_rows is not None:
-        losses[inf_rows] = np.inf
+        losses = cross + s * logS
     if probs is not None:
-        sm.probs(probs)
-    e = sm.e
+        np.divide(e, S.astype(probs.dtype)[:, None], out=probs)
     if denom is not None:
         s, s_rest, ak = s / denom, s_rest / denom, ak / denom
-        a = np.divide(a, denom, out=a) if a.dtype == np.float64 else (a / denom).astype(a.dtype)
-    np.multiply(e, (s / sm.S).astype(e.dtype)[:, None], out=e)
+        np.divide(a, denom, out=a)
+    np.multiply(e, (s / S).astype(e.dtype)[:, None], out=e)
     e -= a
-    e[r, k] = ((s_rest - ak * sm.rest) / sm.S).astype(e.dtype)
+    ef[kf] = ((s_rest - ak * rest) / S).astype(e.dtype)
     return losses
+
+
+def _row_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise dot products accumulated in float64."""
+    if a.shape[1] <= _SHORT_ROWS or a.dtype != np.float64:
+        return np.einsum("ij,ij->i", a, b, dtype=np.float64)
+    prod = np.multiply(a, b, out=_scratch("rowdot", a.shape, a.dtype))
+    return prod.sum(axis=1)
 
 
 # --------------------------------------------------------------------------
@@ -398,12 +490,81 @@ def _ce_dense_block(z, a, denom, grad, probs):
 # --------------------------------------------------------------------------
 
 
-def exact_sum(values: np.ndarray) -> float:
-    """Correctly rounded sum of float values (order-independent)."""
-    try:
-        return math.fsum(np.asarray(values, dtype=np.float64).ravel().tolist())
-    except OverflowError:
-        return math.inf
+class ExactSum:
+    """An exact, order-independent running sum of float64 values.
+
+    Every finite double is m * 2**(e - 53) with an integer |m| < 2**53. Values
+    are bucketed by exponent; each bucket's mantissas are summed exactly (as
+    26-bit halves, whose float64 sums stay integers below 2**53), and the
+    buckets are combined in a Python integer. :meth:`value` rounds the exact
+    total once, correctly. Adding arrays in any order or chunking gives the
+    same bits, which is what lets a streamed file reproduce the in-memory
+    result exactly.
+    """
+
+    _OFFSET = 1127  # 2**-1127 divides m * 2**(e - 53) for every double (e >= -1073): shifts stay >= 0
+    _CHUNK = 1 << 25  # elements per bincount call, so each half-sum stays below 2**53
+
+    def __init__(self) -> None:
+        self._total = 0
+        self._nan = False
+        self._pos_inf = False
+        self._neg_inf = False
+
+    def add(self, values: Any) -> ExactSum:
+        x = np.asarray(values, dtype=np.float64).ravel()
+        for start in range(0, x.size, self._CHUNK):
+            self._add(x[start : start + self._CHUNK])
+        return self
+
+    def _add(self, x: np.ndarray) -> None:
+        finite = np.isfinite(x)
+        if not finite.all():
+            bad = x[~finite]
+            self._nan |= bool(np.isnan(bad).any())
+            self._pos_inf |= bool(np.isposinf(bad).any())
+            self._neg_inf |= bool(np.isneginf(bad).any())
+            x = x[finite]
+        if not x.size:
+            return
+        mant, expo = np.frexp(x)  # zeros give mantissa 0 and add nothing  # x = mant * 2**expo, 0.5 <= |mant| < 1
+        m = (mant * 9007199254740992.0).astype(np.int64)  # exact: |m| < 2**53
+        hi = m >> 26
+        lo = m - (hi << 26)  # 0 <= lo < 2**26
+        lowest = int(expo.min())
+        bucket = expo - lowest
+        hi_sums = np.bincount(bucket, weights=hi.astype(np.float64))
+        lo_sums = np.bincount(bucket, weights=lo.astype(np.float64))
+        total = 0
+        for b in np.nonzero((hi_sums != 0) | (lo_sums != 0))[0]:
+            mant_sum = (int(hi_sums[b]) << 26) + int(lo_sums[b])
+            total += mant_sum << (int(b) + lowest - 53 + self._OFFSET)
+        self._total += total
+
+    def merge(self, other: ExactSum) -> ExactSum:
+        """Add another exact sum (exactly)."""
+        self._total += other._total
+        self._nan |= other._nan
+        self._pos_inf |= other._pos_inf
+        self._neg_inf |= other._neg_inf
+        return self
+
+    def value(self) -> float:
+        if self._nan or (self._pos_inf and self._neg_inf):
+            return math.nan
+        if self._pos_inf:
+            return math.inf
+        if self._neg_inf:
+            return -math.inf
+        try:
+            return self._total / (1 << self._OFFSET)  # one correct rounding (CPython's int / int)
+        except OverflowError:
+            return math.inf if self._total > 0 else -math.inf
+
+
+def exact_sum(values: Any) -> float:
+    """Correctly rounded sum of float values, independent of their order."""
+    return ExactSum().add(values).value()
 
 
 # --------------------------------------------------------------------------
@@ -421,6 +582,7 @@ def cross_entropy(
     label_smoothing: float = 0.0,
     target_type: Literal["index", "prob"] | None = None,
     dtype: Any = None,
+    with_probs: bool = True,
 ) -> LossResult:
     r"""Softmax cross-entropy with the semantics of ``torch.nn.functional.cross_entropy``.
 
@@ -439,6 +601,8 @@ def cross_entropy(
             with the logits' shape holds probabilities, otherwise indices.
         dtype: ``"float64"`` or ``"float32"``; default: float32 if the logits
             are float32, else float64.
+        with_probs: also return the softmax probabilities (``probs`` is
+            ``None`` otherwise, which saves a pass and an N x C array).
 
     With :math:`\log p_{ic} = z_{ic} - \operatorname{lse}(z_i)`, the effective
     target row is
@@ -492,7 +656,7 @@ def cross_entropy(
 
     notes: list[XentWarning] = []
     grad = np.empty((n, c), dtype=dt)
-    probs = np.empty((n, c), dtype=dt)
+    probs = np.empty((n, c), dtype=dt) if with_probs else None
     losses = np.empty(n, dtype=np.float64)
     shift = 0  # weights were multiplied by 2**-shift for an exact weighted mean
 
@@ -501,8 +665,12 @@ def cross_entropy(
         valid = t >= 0
         if w is not None and reduction == "mean":
             w, shift = _rescale_for_mean(w, t[valid])
-        wy = np.where(valid, 1.0 if w is None else w.astype(np.float64)[np.where(valid, t, 0)], 0.0)
-        denom = exact_sum(wy) if reduction == "mean" else None
+        if w is None:
+            wy = valid.astype(np.float64)
+            denom = float(np.count_nonzero(valid)) if reduction == "mean" else None
+        else:
+            wy = np.where(valid, w.astype(np.float64)[np.where(valid, t, 0)], 0.0)
+            denom = exact_sum(wy) if reduction == "mean" else None
     else:
         if ignore_index >= 0:
             raise XentInputError(
@@ -513,29 +681,34 @@ def cross_entropy(
         _warn_unnormalised(y, was_1d, notes)
 
     div = None if denom is None or denom == 0 else denom
-    for sl in _row_blocks(n, c):
+
+    def work(sl: slice) -> ExactSum | None:
         zb = z[sl]
+        pb = None if probs is None else probs[sl]
         if target_type == "index" and eps == 0.0:
-            losses[sl] = _ce_index_block(zb, t[sl], wy[sl], div, grad[sl], probs[sl])
-            continue
+            losses[sl] = _ce_index_block(zb, t[sl], wy[sl], div, grad[sl], pb)
+            return None if reduction == "none" else ExactSum().add(losses[sl])
+        a = _scratch("targets", zb.shape, dt)
         if target_type == "index":
             tb = t[sl]
             vb = tb >= 0
-            a = np.empty(zb.shape, dtype=dt)
             a[...] = (eps / c) if w is None else (eps / c) * w
             rows = np.nonzero(vb)[0]
             a[rows, tb[rows]] += ((1.0 - eps) * wy[sl][rows]).astype(dt)
             a[~vb] = 0
         else:
-            a = y[sl].copy()
             if eps:
-                a *= 1.0 - eps
+                np.multiply(y[sl], 1.0 - eps, out=a)
                 a += eps / c
+            else:
+                np.copyto(a, y[sl])
             if w is not None:
                 a *= w
-        losses[sl] = _ce_dense_block(zb, a, div, grad[sl], probs[sl])
+        losses[sl] = _ce_dense_block(zb, a, div, grad[sl], pb)
+        return None if reduction == "none" else ExactSum().add(losses[sl])
 
-    loss = _reduce(losses, reduction, denom, notes)
+    total = _total(_for_blocks(work, n, c))
+    loss = _reduce(total, reduction, denom, notes)
     if shift:
         # Report per-sample losses and the denominator for the weights as given.
         losses = np.ldexp(losses, shift)
@@ -549,7 +722,7 @@ def cross_entropy(
             loss=loss,
             losses=losses_out[0] if was_1d else losses_out,
             grad=grad[0] if was_1d else grad,
-            probs=probs[0] if was_1d else probs,
+            probs=probs[0] if was_1d and probs is not None else probs,
             reduction=reduction,
             kind="cross_entropy",
             target_type=target_type,
@@ -579,10 +752,10 @@ def _rescale_for_mean(w: np.ndarray, used: np.ndarray) -> tuple[np.ndarray, int]
         return np.ldexp(w, -exponent).astype(w.dtype), exponent
 
 
-def _reduce(losses: np.ndarray, reduction: str, denom: float | None, notes: list[XentWarning]) -> float | None:
+def _reduce(exact: ExactSum, reduction: str, denom: float | None, notes: list[XentWarning]) -> float | None:
     if reduction == "none":
         return None
-    total = exact_sum(losses)
+    total = exact.value()
     if reduction == "sum":
         return total
     if denom == 0:
@@ -644,31 +817,88 @@ def _finish(result: LossResult) -> LossResult:
 # --------------------------------------------------------------------------
 
 
-def _bce_block(x, y, w, pw, denom, grad, probs):
-    """Elementwise BCE with logits. Returns elementwise losses (float64)."""
-    ax = np.abs(x)
-    e = np.exp(-ax)  # in (0, 1]
-    lp = np.log1p(e).astype(np.float64)
-    pos = x >= 0
-    one_e = 1 + e
-    sig = np.where(pos, 1 / one_e, e / one_e)  # sigmoid(x)
-    cosig = np.where(pos, e / one_e, 1 / one_e)  # 1 - sigmoid(x)
-    x64 = x.astype(np.float64)
-    sp_pos = np.maximum(-x64, 0) + lp  # -log sigmoid(x)
-    sp_neg = np.maximum(x64, 0) + lp  # -log(1 - sigmoid(x))
-    y64 = y.astype(np.float64)
-    cpos = y64 if pw is None else pw.astype(np.float64) * y64
-    cneg = 1.0 - y64
-    if w is not None:  # fold the weight into both coefficients: a zero weight is a zero term, never 0 * inf
-        w64 = w.astype(np.float64)
-        cpos = cpos * w64
-        cneg = cneg * w64
-    with np.errstate(invalid="ignore"):
-        loss = np.where(cpos > 0, cpos * sp_pos, 0.0) + np.where(cneg > 0, cneg * sp_neg, 0.0)
-    probs[...] = sig
-    g = cneg * sig - cpos * cosig
-    grad[...] = g if denom is None else g / denom
-    return loss
+def _scratch(name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """A per-thread reusable buffer (fresh block-sized arrays would page-fault on every block)."""
+    size = int(np.prod(shape))
+    buf = getattr(_LOCAL, name, None)
+    if buf is None or buf.size < size or buf.dtype != dtype:
+        buf = np.empty(size, dtype=dtype)
+        setattr(_LOCAL, name, buf)
+    return buf[:size].reshape(shape)
+
+
+def _zeros(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """A per-thread block of zeros (max/min against an array is 3x faster than against a scalar)."""
+    z = _scratch("zeros", shape, dtype)
+    if getattr(_LOCAL, "zeros_ok", None) != (z.size, np.dtype(dtype)):
+        z[...] = 0
+        _LOCAL.zeros_ok = (z.size, np.dtype(dtype))
+    return z
+
+
+def _bce_block(x, y, w, pw, denom, grad, probs, loss_out, masked):
+    """Elementwise BCE with logits in the logits' dtype.
+
+    With t = exp(min(x, 0)), u = exp(-max(x, 0)) and a = t u = exp(-|x|) in (0, 1]:
+    sigmoid(x) = t / (1 + a) and 1 - sigmoid(x) = u / (1 + a), both without
+    cancellation and without branches. With the coefficients c- = (1 - y) w and
+    c+ = q y w, the loss c- softplus(x) + c+ softplus(-x) is
+    (c- + c+) log1p(a) + c- max(x, 0) - c+ min(x, 0), a sum of non-negative terms,
+    and the gradient is (c- t - c+ u) / (1 + a). Writes the elementwise losses into
+    ``loss_out`` when given; returns float64 row sums of the losses. ``masked``:
+    the block may hold -inf logits.
+    """
+    dt = x.dtype
+    f64 = np.float64
+    shape = x.shape
+    zeros = _zeros(shape, dt)
+    mn = np.minimum(x, zeros, out=_scratch("bce_mn", shape, dt))
+    mx = np.maximum(x, zeros, out=_scratch("bce_mx", shape, dt))
+    t = np.exp(mn, out=_scratch("bce_t", shape, dt))
+    u = np.negative(mx, out=_scratch("bce_u", shape, dt))
+    np.exp(u, out=u)
+    a = np.multiply(t, u, out=_scratch("bce_a", shape, dt))
+    d = np.add(a, 1, out=_scratch("bce_d", shape, dt))  # 1 + a
+    if probs is not None:
+        np.divide(t, d, out=probs)  # sigmoid(x)
+    lp = np.log1p(a, out=a)
+    if w is None and pw is None:
+        cneg = np.subtract(1, y, out=_scratch("bce_c", shape, dt))
+        cpos = y
+        loss = np.multiply(cneg, mx, out=mx)  # (1 - y) max(x, 0)
+        loss += lp  # (c- + c+) = 1
+        with np.errstate(invalid="ignore"):
+            np.multiply(cpos, mn, out=mn)  # y min(x, 0) <= 0; nan at a -inf logit with y = 0
+        if masked:
+            mn[cpos == 0] = 0  # a zero coefficient is a zero term
+        loss -= mn
+    else:
+        # With weights the coefficients are formed in float64 and rounded once (tiny products
+        # would otherwise round several times), and so is the loss.
+        cneg = np.subtract(1.0, y, dtype=f64)
+        cpos = y.astype(f64) if pw is None else np.multiply(y, pw, dtype=f64)
+        if w is not None:
+            np.multiply(cneg, w, out=cneg)
+            np.multiply(cpos, w, out=cpos)
+        loss = np.multiply(lp, cneg + cpos, dtype=f64)
+        loss += np.multiply(cneg, mx, dtype=f64)
+        with np.errstate(invalid="ignore"):
+            pos = np.multiply(cpos, mn, dtype=f64)
+        if masked:
+            pos[cpos == 0] = 0
+        loss -= pos
+        cneg = cneg.astype(dt)
+        cpos = cpos.astype(dt)
+    if loss_out is not None:
+        loss_out[...] = loss
+    rows = _row_sums(loss)
+    np.multiply(cneg, t, out=t)
+    np.multiply(cpos, u, out=u)
+    np.subtract(t, u, out=t)  # c- t - c+ u
+    if denom is not None:
+        np.multiply(d, denom, out=d)
+    np.divide(t, d, out=grad)
+    return rows
 
 
 def binary_cross_entropy(
@@ -679,6 +909,8 @@ def binary_cross_entropy(
     pos_weight: Any = None,
     reduction: Reduction = "mean",
     dtype: Any = None,
+    with_probs: bool = True,
+    with_losses: bool = True,
 ) -> LossResult:
     r"""Sigmoid binary cross-entropy with logits (``binary_cross_entropy_with_logits``).
 
@@ -691,6 +923,9 @@ def binary_cross_entropy(
         pos_weight: weight :math:`q` of the positive term, one value or one per column.
         reduction: ``"mean"`` (over all N*C elements), ``"sum"`` or ``"none"``.
         dtype: ``"float64"`` or ``"float32"``.
+        with_probs: also return sigmoid(x) (``probs`` is ``None`` otherwise).
+        with_losses: keep the elementwise losses (for ``mean``/``sum`` they can be
+            skipped: ``losses`` is then ``None`` and no N x C array is filled).
 
     .. math::
 
@@ -719,27 +954,44 @@ def binary_cross_entropy(
             f"binary targets must have the logits' shape {(c,) if was_1d else (n, c)}, got {y.shape}",
             operand="target",
         )
-    y = y.reshape(n, c).astype(np.float64)
-    bad = ~np.isfinite(y) | (y < 0) | (y > 1)
-    if bad.any():
-        idx = _first(bad)
+    y = y.reshape(n, c)
+    if y.dtype.kind == "b":
+        y = y.astype(dt)
+    inside = (y >= 0) & (y <= 1)  # False for NaN as well
+    if not inside.all():
+        idx = _first(~inside)
         raise XentInputError(
-            f"binary target {y[idx]:g} is outside [0, 1]",
+            f"binary target {float(y[idx]):g} is outside [0, 1]",
             operand="target",
             index=idx[1:] if was_1d else idx,
         )
+    y = np.ascontiguousarray(y, dtype=dt)
     w = None if weight is None else _class_vector(weight, c, "weight", dt, allow_scalar=True)
     pw = None if pos_weight is None else _class_vector(pos_weight, c, "pos_weight", dt, allow_scalar=True)
     denom = float(n * c) if reduction == "mean" else None
     grad = np.empty((n, c), dtype=dt)
-    probs = np.empty((n, c), dtype=dt)
-    losses = np.empty((n, c), dtype=np.float64)
-    for sl in _row_blocks(n, c):
-        losses[sl] = _bce_block(x[sl], y[sl], w, pw, denom, grad[sl], probs[sl])
+    probs = np.empty((n, c), dtype=dt) if with_probs else None
+    losses = np.empty((n, c), dtype=dt) if with_losses or reduction == "none" else None
+    masked = bool(np.isneginf(x).any())
+
+    def work(sl: slice) -> ExactSum | None:
+        # Row sums (float64, row-local) then an exact sum over rows: deterministic under any blocking.
+        rows = _bce_block(
+            x[sl], y[sl], w, pw, denom, grad[sl],
+            None if probs is None else probs[sl],
+            None if losses is None else losses[sl],
+            masked,
+        )
+        return None if reduction == "none" else ExactSum().add(rows)
+
+    total = _total(_for_blocks(work, n, c, _BCE_BLOCK_ELEMENTS))
     notes: list[XentWarning] = []
-    loss = _reduce(losses, reduction, denom, notes)
-    bad = ~np.isfinite(losses)
-    if bad.any():
+    loss = _reduce(total, reduction, denom, notes)
+    bad = None if loss is not None and math.isfinite(loss) else ~np.isfinite(losses)
+    if bad is not None and losses is None:  # only the total is known: say which row via a recomputation
+        bad = None
+        notes.append(XentWarning("the loss is infinite: a positive target on a logit of -inf"))
+    if bad is not None and bad.any():
         idx = _first(bad)
         notes.append(
             XentWarning(
@@ -749,13 +1001,13 @@ def binary_cross_entropy(
                 index=idx[1:] if was_1d else idx,
             )
         )
-    losses_out = losses.astype(dt)
+    losses_out = losses
     return _finish(
         LossResult(
             loss=loss,
-            losses=losses_out[0] if was_1d else losses_out,
+            losses=losses_out[0] if was_1d and losses_out is not None else losses_out,
             grad=grad[0] if was_1d else grad,
-            probs=probs[0] if was_1d else probs,
+            probs=probs[0] if was_1d and probs is not None else probs,
             reduction=reduction,
             kind="binary_cross_entropy_with_logits",
             target_type="binary",
