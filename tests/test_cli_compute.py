@@ -358,7 +358,11 @@ def test_output_file(xent, tmp_path, ext):
     else:
         grad = np.loadtxt(out, delimiter="\t" if ext == ".tsv" else ",")
     np.testing.assert_allclose(grad, SEED_GRAD_MEAN, atol=5e-4)
-    np.testing.assert_array_equal(grad, np.array(run.json()["grad"]))  # full precision
+    full = xent("compute", "--logits", SEED_LOGITS, "--labels", SEED_LABELS).json()
+    np.testing.assert_array_equal(grad, np.array(full["grad"]))  # full precision
+    summary = run.json()  # with --output, stdout is a summary: the gradient is in the file
+    assert summary["grad"] is None and summary["output"] == str(out) and summary["rows_written"] == 2
+    assert summary["loss"] == full["loss"]
     assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]  # no temporary left behind
 
 
@@ -367,7 +371,7 @@ def test_output_replaces_an_existing_file_atomically(xent, tmp_path):
     out.write_text("old\n")
     run = xent("compute", "--logits", SEED_LOGITS, "--labels", SEED_LABELS, "-o", out, "--format", "table")
     assert run.code == 0, run
-    assert "gradient written to" in run.stdout
+    assert "gradient of 2 rows written to" in run.stdout
     assert out.read_text() != "old\n"
 
 

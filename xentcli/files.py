@@ -7,33 +7,18 @@ names the source, and the 1-based row (physical line) and column where it can.
 
 from __future__ import annotations
 
-import csv
 import io
 import os
 import re
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from .errors import XentInputError
-
-NPY_MAGIC = b"\x93NUMPY"
-_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\Z")
-_SPECIAL = {
-    "nan": float("nan"),
-    "+nan": float("nan"),
-    "-nan": float("nan"),
-    "inf": float("inf"),
-    "+inf": float("inf"),
-    "-inf": float("-inf"),
-    "infinity": float("inf"),
-    "+infinity": float("inf"),
-    "-infinity": float("-inf"),
-}
+from .sources import NpySource, TextParser, open_source, parse_number
 TEXT_SUFFIXES = (".csv", ".tsv", ".txt")
 ARRAY_SUFFIXES = TEXT_SUFFIXES + (".npy",)
 
@@ -66,36 +51,12 @@ class Table:
 
 
 # --------------------------------------------------------------------------
-# Parsing text
+# Reading
 # --------------------------------------------------------------------------
 
 
 def _parse_number(cell: str) -> float | None:
-    if _NUMBER.match(cell):
-        return float(cell)
-    return _SPECIAL.get(cell.lower())
-
-
-def _detect_delimiter(line: str) -> str | None:
-    for d in ("\t", ",", ";"):
-        if d in line:
-            return d
-    return None  # whitespace-separated or a single column
-
-
-def _split(line: str, delimiter: str | None) -> list[str]:
-    if delimiter is None:
-        return line.split()
-    if '"' in line or "'" in line:
-        return next(csv.reader([line], delimiter=delimiter, quotechar='"', skipinitialspace=True))
-    return line.split(delimiter)
-
-
-def _clean(cell: str) -> str:
-    cell = cell.strip()
-    if len(cell) >= 2 and cell[0] == cell[-1] and cell[0] in "\"'":
-        cell = cell[1:-1].strip()
-    return cell
+    return parse_number(cell)
 
 
 def parse_text(
@@ -115,56 +76,14 @@ def parse_text(
     if text.startswith("\ufeff"):
         text = text[1:]
     if row_separator is None:
-        raw_lines: Iterable[str] = text.splitlines()
+        lines = text.splitlines()
     else:
-        raw_lines = re.split(r"[\n" + re.escape(row_separator) + "]", text)
-    rows: list[list[float]] = []
-    lines: list[int] = []
-    width = None
-    width_line = None
-    seen_header = header == "no"
-    for lineno, line in enumerate(raw_lines, start=1):
-        stripped = line.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        if delimiter is None and width is None and not rows:
-            delimiter = _detect_delimiter(stripped)
-        cells = [_clean(c) for c in _split(stripped, delimiter)]
-        if not seen_header:
-            seen_header = True
-            filled = [c for c in cells if c != ""]
-            if header == "yes" or (filled and all(_parse_number(c) is None for c in filled)):
-                continue
-        if width is None:
-            width, width_line = len(cells), lineno
-        elif len(cells) != width:
-            raise XentInputError(
-                f"has {len(cells)} value{'s' if len(cells) != 1 else ''}, but row {width_line} has "
-                f"{width}: every row needs the same number of columns",
-                source=source,
-                row=lineno,
-            )
-        row = []
-        for col, cell in enumerate(cells, start=1):
-            if cell == "":
-                raise XentInputError("empty cell", source=source, row=lineno, column=col)
-            value = _parse_number(cell)
-            if value is None:
-                shown = cell if len(cell) <= 40 else cell[:37] + "..."
-                raise XentInputError(f"{shown!r} is not a number", source=source, row=lineno, column=col)
-            if value in (float("inf"), float("-inf")) and cell.lower().lstrip("+-") not in (
-                "inf",
-                "infinity",
-            ):
-                raise XentInputError(
-                    f"{cell!r} is out of the float64 range", source=source, row=lineno, column=col
-                )
-            row.append(value)
-        rows.append(row)
-        lines.append(lineno)
-    if not rows:
+        lines = re.split(r"[\n" + re.escape(row_separator) + "]", text)
+    parser = TextParser(source, header=header, delimiter=delimiter)
+    values, numbers = parser.parse_lines(lines, 1)
+    if not values.shape[0]:
         raise XentInputError("is empty: no numbers found", source=source)
-    return Table(np.array(rows, dtype=np.float64), source, np.array(lines, dtype=np.int64))
+    return Table(values, source, numbers)
 
 
 def parse_inline(text: str, option: str) -> Table:
@@ -174,85 +93,17 @@ def parse_inline(text: str, option: str) -> Table:
     return parse_text(text, option, header="no", row_separator=";", delimiter="," if "," in text else None)
 
 
-# --------------------------------------------------------------------------
-# Files
-# --------------------------------------------------------------------------
-
-
-def _load_npy(data: bytes, source: str) -> Table:
-    try:
-        arr = np.load(io.BytesIO(data), allow_pickle=False)
-    except ValueError as exc:
-        msg = str(exc)
-        if "allow_pickle" in msg or "Object arrays" in msg:
-            msg = "holds Python objects (pickled data is never loaded)"
-        raise XentInputError(f"is not a usable .npy file: {msg}", source=source) from None
-    except (OSError, EOFError, TypeError, SyntaxError) as exc:
-        raise XentInputError(f"is not a valid .npy file: {exc}", source=source) from None
-    if not isinstance(arr, np.ndarray):
-        raise XentInputError("is not a single .npy array", source=source)
-    if arr.dtype.kind not in "biuf":
-        raise XentInputError(f"holds {arr.dtype} data; only real numbers can be read", source=source)
-    ndim = arr.ndim
-    if ndim == 0:
-        arr = arr.reshape(1, 1)
-    elif ndim == 1:
-        arr = arr.reshape(-1, 1) if arr.size else arr.reshape(0, 0)
-    elif ndim > 2:
-        raise XentInputError(f"has {ndim} dimensions {arr.shape}; expected 1 or 2", source=source)
-    if arr.size == 0:
-        raise XentInputError(f"is empty (shape {arr.shape})", source=source)
-    if arr.dtype.kind in "biu":
-        values = arr.astype(np.float64)
-        if arr.dtype.kind != "b" and arr.dtype.itemsize == 8:
-            big = np.abs(arr.astype(np.float64)) >= 2**53
-            if big.any():
-                i, j = (int(v) for v in np.argwhere(big)[0])
-                raise XentInputError(
-                    "integer too large to use", source=source, row=i + 1, column=j + 1
-                )
-    else:
-        values = arr if arr.dtype in (np.float32, np.float64) else arr.astype(np.float64)
-    return Table(values, source, None, npy_ndim=ndim)
-
-
-def _read_bytes(path: str, stdin: io.BufferedIOBase | None) -> tuple[bytes, str]:
-    if path == "-":
-        stream = stdin if stdin is not None else sys.stdin.buffer
-        return stream.read(), "<stdin>"
-    p = Path(path)
-    try:
-        if p.is_dir():
-            raise XentInputError("is a directory, not a file", source=path)
-        return p.read_bytes(), path
-    except FileNotFoundError:
-        raise XentInputError("no such file", source=path) from None
-    except PermissionError:
-        raise XentInputError("permission denied", source=path) from None
-    except IsADirectoryError:
-        raise XentInputError("is a directory, not a file", source=path) from None
-    except OSError as exc:
-        raise XentInputError(f"cannot be read: {exc.strerror or exc}", source=path) from None
-
-
 def read_table(path: str, *, header: str = "auto", stdin: io.BufferedIOBase | None = None) -> Table:
-    """Read a CSV/TSV/whitespace text file, a .npy file, or ``-`` (standard input)."""
-    data, source = _read_bytes(path, stdin)
-    if data.startswith(NPY_MAGIC):
-        return _load_npy(data, source)
-    if path.lower().endswith(".npy"):
-        raise XentInputError("is not a .npy file (it does not start with the .npy magic bytes)", source=source)
-    if not data.strip():
-        raise XentInputError("is empty", source=source)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise XentInputError(
-            f"is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})", source=source
-        ) from None
-    if "\x00" in text:
-        raise XentInputError("is binary, not text (it contains NUL bytes)", source=source)
-    return parse_text(text, source, header=header)
+    """Read a CSV/TSV/whitespace text file, a .npy file, or ``-`` (standard input) into memory."""
+    src = open_source(path, header=header, stdin=stdin)
+    if isinstance(src, NpySource):
+        arr = np.asarray(src.array)
+        values = arr if arr.dtype in (np.float32, np.float64) else arr.astype(np.float64)
+        return Table(values, src.name, None, npy_ndim=src.npy_ndim)
+    parts = list(src.chunks())
+    values = parts[0].values if len(parts) == 1 else np.concatenate([p.values for p in parts])
+    lines = parts[0].lines if len(parts) == 1 else np.concatenate([p.lines for p in parts])
+    return Table(values, src.name, lines)
 
 
 # --------------------------------------------------------------------------

@@ -94,6 +94,8 @@ class LossResult:
     target_type: str
     denominator: float | None = None
     warnings: tuple[XentWarning, ...] = field(default=())
+    # The exact sum of the per-sample losses (what streaming combines across chunks).
+    exact_total: Any = field(default=None, repr=False, compare=False)
 
     @property
     def n(self) -> int:
@@ -541,6 +543,17 @@ class ExactSum:
             total += mant_sum << (int(b) + lowest - 53 + self._OFFSET)
         self._total += total
 
+    def add_repeated(self, value: float, count: int) -> ExactSum:
+        """Add ``value`` ``count`` times, exactly (no array of copies)."""
+        if count:
+            if not math.isfinite(value):
+                self._add(np.array([value]))
+            elif value:
+                mant, expo = math.frexp(value)
+                m = int(mant * 9007199254740992.0)
+                self._total += (count * m) << (expo - 53 + self._OFFSET)
+        return self
+
     def merge(self, other: ExactSum) -> ExactSum:
         """Add another exact sum (exactly)."""
         self._total += other._total
@@ -583,6 +596,8 @@ def cross_entropy(
     target_type: Literal["index", "prob"] | None = None,
     dtype: Any = None,
     with_probs: bool = True,
+    _denominator: float | None = None,
+    _shift: int | None = None,
 ) -> LossResult:
     r"""Softmax cross-entropy with the semantics of ``torch.nn.functional.cross_entropy``.
 
@@ -664,7 +679,12 @@ def cross_entropy(
         t = _index_targets(y_raw, n, c, ignore_index, was_1d)
         valid = t >= 0
         if w is not None and reduction == "mean":
-            w, shift = _rescale_for_mean(w, t[valid])
+            if _shift is None:
+                w, shift = _rescale_for_mean(w, t[valid])
+            elif _shift:
+                shift = _shift
+                with np.errstate(over="ignore"):
+                    w = np.ldexp(w, -shift).astype(w.dtype)
         if w is None:
             wy = valid.astype(np.float64)
             denom = float(np.count_nonzero(valid)) if reduction == "mean" else None
@@ -680,6 +700,8 @@ def cross_entropy(
         denom = float(n) if reduction == "mean" else None
         _warn_unnormalised(y, was_1d, notes)
 
+    if _denominator is not None and reduction == "mean":
+        denom = _denominator  # the whole stream's denominator (in the rescaled weights' units)
     div = None if denom is None or denom == 0 else denom
 
     def work(sl: slice) -> ExactSum | None:
@@ -728,6 +750,7 @@ def cross_entropy(
             target_type=target_type,
             denominator=denom,
             warnings=tuple(notes),
+            exact_total=total,
         )
     )
 
@@ -911,6 +934,7 @@ def binary_cross_entropy(
     dtype: Any = None,
     with_probs: bool = True,
     with_losses: bool = True,
+    _denominator: float | None = None,
 ) -> LossResult:
     r"""Sigmoid binary cross-entropy with logits (``binary_cross_entropy_with_logits``).
 
@@ -969,6 +993,8 @@ def binary_cross_entropy(
     w = None if weight is None else _class_vector(weight, c, "weight", dt, allow_scalar=True)
     pw = None if pos_weight is None else _class_vector(pos_weight, c, "pos_weight", dt, allow_scalar=True)
     denom = float(n * c) if reduction == "mean" else None
+    if _denominator is not None and reduction == "mean":
+        denom = _denominator
     grad = np.empty((n, c), dtype=dt)
     probs = np.empty((n, c), dtype=dt) if with_probs else None
     losses = np.empty((n, c), dtype=dt) if with_losses or reduction == "none" else None
@@ -1013,6 +1039,7 @@ def binary_cross_entropy(
             target_type="binary",
             denominator=denom,
             warnings=tuple(notes),
+            exact_total=total,
         )
     )
 

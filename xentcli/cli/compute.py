@@ -108,6 +108,34 @@ def compute(
     _check_options(binary, targets, ignore_index, label_smoothing, pos_weight)
     out_fmt = files.check_output_path(output, [p for p in (logits_path, labels_path) if p]) if output else None
 
+    weight_vec = files.parse_vector(weight, "--weight") if weight is not None else None
+    pos_vec = files.parse_vector(pos_weight, "--pos-weight") if pos_weight is not None else None
+    meta = {
+        "dtype": dtype,
+        "weight": None if weight_vec is None else weight_vec.tolist(),
+        "ignore_index": None if binary else (-100 if ignore_index is None else ignore_index),
+        "label_smoothing": None if binary else label_smoothing,
+        "pos_weight": None if pos_vec is None else pos_vec.tolist(),
+        "output": None if output is None else str(output),
+    }
+    from . import render
+
+    chosen = fmt or ("table" if render.stdout_is_terminal() else "json")
+    files_only = logits_text is None and labels_text is None and "-" not in (logits_path, labels_path)
+    if output is not None and out_fmt is not None and files_only:
+        summary = _streamed(
+            logits_path, labels_path, output, out_fmt, header,  # type: ignore[arg-type]
+            binary=binary, targets=targets, weight=weight_vec, pos_weight=pos_vec,
+            ignore_index=-100 if ignore_index is None else ignore_index, ignore_given=ignore_index is not None,
+            reduction=reduction, label_smoothing=label_smoothing, dtype=dtype,
+        )
+        if summary is not None:
+            for note in summary.warnings:
+                warning_line(note)
+            meta.update(logits=logits_path, labels=labels_path, warnings=summary.warnings, streamed=True)
+            render.print_summary(chosen, summary, meta)
+            return
+
     logits_tab = files.parse_inline(logits_text, "--logits") if logits_text is not None else files.read_table(
         logits_path, header=header  # type: ignore[arg-type]
     )
@@ -118,8 +146,6 @@ def compute(
     arranged = files.arrange_targets(labels_tab, n, c, targets, binary=binary)
     if arranged.target_type == "prob" and ignore_index is not None:
         raise XentInputError("--ignore-index applies to class-index targets, not probability rows")
-    weight_vec = files.parse_vector(weight, "--weight") if weight is not None else None
-    pos_vec = files.parse_vector(pos_weight, "--pos-weight") if pos_weight is not None else None
 
     result = _run(
         logits_tab,
@@ -142,20 +168,10 @@ def compute(
     for note in notes:
         warning_line(note)
 
-    from . import render
-
-    meta = {
-        "logits": logits_tab.source,
-        "labels": labels_tab.source,
-        "dtype": dtype,
-        "weight": None if weight_vec is None else weight_vec.tolist(),
-        "ignore_index": None if binary else (-100 if ignore_index is None else ignore_index),
-        "label_smoothing": None if binary else label_smoothing,
-        "pos_weight": None if pos_vec is None else pos_vec.tolist(),
-        "output": None if output is None else str(output),
-        "warnings": notes,
-    }
-    chosen = fmt or ("table" if render.stdout_is_terminal() else "json")
+    meta.update(logits=logits_tab.source, labels=labels_tab.source, warnings=notes, streamed=False)
+    if output is not None:
+        render.print_summary(chosen, render.summary_of(result, arranged.values), meta)
+        return
     if chosen == "json":
         click.echo(render.to_json(result, meta, arranged.values))
     elif chosen == "csv":
@@ -259,3 +275,68 @@ def _place_warning(note: XentWarning, logits_tab: Any, arranged: Any) -> str:
         return note.message
     where = ", ".join(p for p in (f"row {row}" if row else "", f"column {col}" if col else "") if p)
     return f"{source}: {where}: {note.message}" if where else f"{source}: {note.message}"
+
+
+def _streamed(logits_path: str, labels_path: str, output: Path, out_fmt: str, header: str, **options: Any) -> Any:
+    """Stream the computation to ``output``; ``None`` when the input has to be read into memory."""
+    from .. import sources, stream
+    from ..files import check_output_path  # noqa: F401 - validated by the caller
+
+    def opener(path: str):
+        return lambda: sources.open_source(path, header=header)
+
+    opts = stream.Options(
+        binary=options["binary"], targets=options["targets"], weight=options["weight"],
+        pos_weight=options["pos_weight"], ignore_index=options["ignore_index"], reduction=options["reduction"],
+        label_smoothing=options["label_smoothing"], dtype=options["dtype"], ignore_given=options["ignore_given"],
+    )
+    progress = _progress_bar()
+    try:
+        return stream.stream_compute(
+            sources.open_source(logits_path, header=header),
+            sources.open_source(labels_path, header=header),
+            opener(labels_path),
+            opener(logits_path),
+            opts,
+            lambda width, dtype: stream.GradWriter(output, out_fmt, dtype, width),
+            progress,
+        )
+    except stream.Unstreamable:
+        return None
+    finally:
+        if progress is not None:
+            progress(-1, None)
+
+
+def _progress_bar():
+    """A rich progress bar on stderr when it is a terminal (long runs only); else ``None``."""
+    import sys
+    import time
+
+    try:
+        if not sys.stderr.isatty():
+            return None
+    except (AttributeError, ValueError):
+        return None
+    state: dict[str, Any] = {"bar": None, "task": None, "start": time.monotonic()}
+
+    def report(done: int, total: int | None) -> None:
+        bar = state["bar"]
+        if done < 0:
+            if bar is not None:
+                bar.stop()
+            return
+        if bar is None:
+            if time.monotonic() - state["start"] < 0.5:
+                return  # short runs stay silent
+            from rich.console import Console
+            from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+            bar = Progress("reading", BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+                           console=Console(stderr=True), transient=True)
+            bar.start()
+            state["bar"] = bar
+            state["task"] = bar.add_task("xent", total=total)
+        bar.update(state["task"], completed=done, total=total)
+
+    return report

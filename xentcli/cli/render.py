@@ -200,3 +200,91 @@ def print_table(result: Any, meta: dict[str, Any], targets: np.ndarray, *, digit
         console.print(f"loss = [bold]{_g(result.loss, max(digits, 10))}[/bold]   ({how})")
     if meta.get("output"):
         console.print(f"gradient written to {meta['output']}")
+
+
+# --------------------------------------------------------------------------
+# Summaries (with --output the gradient is in the file; stdout says what was computed)
+# --------------------------------------------------------------------------
+
+
+def summary_of(result: Any, targets: np.ndarray) -> Any:
+    """A :class:`~xentcli.stream.StreamResult` view of an in-memory result."""
+    from ..stream import HEAD_ROWS, StreamResult
+
+    losses = None if result.losses is None else np.asarray(result.losses)[:HEAD_ROWS]
+    return StreamResult(
+        kind=result.kind,
+        reduction=result.reduction,
+        target_type=result.target_type,
+        loss=result.loss,
+        n=result.n,
+        classes=result.classes,
+        denominator=result.denominator,
+        dtype=str(result.grad.dtype),
+        head_losses=losses,
+        head_grad=result.grad[:HEAD_ROWS],
+        head_targets=np.asarray(targets)[:HEAD_ROWS],
+        rows_written=result.n,
+    )
+
+
+def print_summary(fmt: str, s: Any, meta: dict[str, Any]) -> None:
+    import click
+
+    dt = np.dtype(s.dtype)
+    if fmt == "json":
+        doc = [
+            ("kind", json.dumps(s.kind)),
+            ("reduction", json.dumps(s.reduction)),
+            ("loss", "null" if s.loss is None else json_number(s.loss, dt)),
+            ("denominator", "null" if s.denominator is None else json_number(s.denominator)),
+            ("n", str(s.n)),
+            ("classes", str(s.classes)),
+            ("targets", json.dumps(s.target_type)),
+            ("dtype", json.dumps(str(dt))),
+            ("options", json.dumps({k: meta.get(k) for k in ("weight", "ignore_index", "label_smoothing",
+                                                             "pos_weight")})),
+            ("inputs", json.dumps({"logits": meta.get("logits"), "labels": meta.get("labels")})),
+            ("output", json.dumps(meta.get("output"))),
+            ("rows_written", str(s.rows_written)),
+            ("streamed", "true" if meta.get("streamed") else "false"),
+            ("warnings", json.dumps(list(meta.get("warnings", [])))),
+            ("losses", "null"),
+            ("probs", "null"),
+            ("grad", "null"),
+        ]
+        click.echo("{\n" + ",\n".join(f'  "{k}": {v}' for k, v in doc) + "\n}")
+        return
+    if fmt == "csv":
+        click.echo("reduction,loss,n,classes,output")
+        loss = "" if s.loss is None else json_number(s.loss, dt).strip('"')
+        click.echo(f"{s.reduction},{loss},{s.n},{s.classes},{meta.get('output')}")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False, soft_wrap=False)
+    binary = s.kind != "cross_entropy"
+    title = "binary cross-entropy with logits" if binary else "softmax cross-entropy"
+    shown = 0 if s.head_grad is None else s.head_grad.shape[0]
+    table = Table(title=title, caption=f"{s.n} samples × {s.classes} {'columns' if binary else 'classes'} · "
+                  f"{s.target_type} targets · {dt} · first {shown} rows")
+    table.add_column("#", justify="right", style="dim")
+    table.add_column("target")
+    if s.head_losses is not None and s.head_losses.ndim == 1:
+        table.add_column("loss", justify="right")
+    table.add_column("∂L/∂z" + (" (of the sum)" if s.reduction == "none" else ""))
+    for i in range(shown):
+        t = s.head_targets[i]
+        cells = [str(i), str(int(t)) if np.ndim(t) == 0 else _vector(np.ravel(t).tolist(), 4)]
+        if s.head_losses is not None and s.head_losses.ndim == 1:
+            cells.append(_g(float(s.head_losses[i]), 4))
+        cells.append(_vector(s.head_grad[i].tolist(), 4))
+        table.add_row(*cells)
+    console.print(table)
+    if s.loss is None:
+        console.print("loss: none (reduction='none'; per-sample losses are not printed with --output)")
+    else:
+        how = f"mean: sum / {_g(s.denominator, 12, keep_zeros=False)}" if s.reduction == "mean" else "sum"
+        console.print(f"loss = [bold]{_g(s.loss, 10)}[/bold]   ({how})")
+    console.print(f"gradient of {s.rows_written} rows written to {meta.get('output')}")

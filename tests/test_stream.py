@@ -1,0 +1,195 @@
+"""Streaming ``xent compute --output``: the file and the loss equal the in-memory result exactly.
+
+Blocks are made tiny so that every run crosses many read blocks and kernel
+blocks; the reference is the library called on the whole arrays at once.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+from xentcli import numeric, sources
+from xentcli.errors import XentWarning
+
+from conftest import one_error_line
+
+
+@pytest.fixture(autouse=True)
+def tiny_blocks(monkeypatch):
+    monkeypatch.setattr(sources, "CHUNK_BYTES", 997)  # read blocks of a few lines
+    monkeypatch.setattr(numeric, "_BLOCK_ELEMENTS", 64)  # kernel blocks of a few rows
+    monkeypatch.setattr(numeric, "_BCE_BLOCK_ELEMENTS", 64)
+    monkeypatch.setattr(numeric, "_PARALLEL_MIN", 256)  # and threads
+
+
+@pytest.fixture(params=["fast", "numpy"])
+def engine(request, monkeypatch):
+    monkeypatch.setattr(sources, "_POLARS", False if request.param == "numpy" else None)
+    return request.param
+
+
+def write_table(path, arr, kind):
+    if kind == "npy":
+        np.save(path, arr)
+    elif arr.ndim == 1:
+        path.write_text("\n".join(str(int(v)) for v in arr) + "\n")
+    else:
+        path.write_text("\n".join(",".join(repr(float(v)) for v in row) for row in arr) + "\n")
+
+
+def reference(z, y, opts):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", XentWarning)
+        if opts.get("binary"):
+            return numeric.binary_cross_entropy(
+                z, y, weight=opts.get("weight"), pos_weight=opts.get("pos_weight"),
+                reduction=opts["reduction"], dtype=opts["dtype"],
+            )
+        return numeric.cross_entropy(
+            z, y, weight=opts.get("weight"), ignore_index=opts.get("ignore_index", -100),
+            reduction=opts["reduction"], label_smoothing=opts.get("eps", 0.0), dtype=opts["dtype"],
+            target_type="prob" if y.ndim == 2 else "index",
+        )
+
+
+def cli_args(opts):
+    args = ["--reduction", opts["reduction"], "--dtype", opts["dtype"]]
+    if opts.get("binary"):
+        args.append("--binary")
+    if opts.get("weight") is not None:
+        args += ["--weight", ",".join(repr(float(w)) for w in opts["weight"])]
+    if opts.get("pos_weight") is not None:
+        args += ["--pos-weight", ",".join(repr(float(w)) for w in opts["pos_weight"])]
+    if "ignore_index" in opts:
+        args += ["--ignore-index", str(opts["ignore_index"])]
+    if opts.get("eps"):
+        args += ["--label-smoothing", repr(opts["eps"])]
+    return args
+
+
+VARIANTS = {
+    "index": dict(),
+    "index-weights": dict(weight=np.array([0.5, 2.0, 1.0, 3.0, 0.25])),
+    "index-ignore": dict(ignore_index=-1),
+    "index-weights-ignore-smoothing": dict(weight=np.array([0.5, 2.0, 1.0, 3.0, 0.25]), ignore_index=2, eps=0.1),
+    "index-tiny-weights": dict(weight=np.array([1e-310, 2e-310, 1e-309, 3e-310, 5e-310])),
+    "prob": dict(prob=True),
+    "prob-smoothing-weights": dict(prob=True, eps=0.2, weight=np.array([1.0, 2.0, 3.0, 4.0, 5.0])),
+    "binary": dict(binary=True),
+    "binary-weights": dict(binary=True, weight=np.array([1.0, 0.5, 2.0, 1.0, 3.0]),
+                           pos_weight=np.array([2.0, 1.0, 0.5, 4.0, 1.0])),
+}
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize(("in_kind", "out_kind"), [("csv", "npy"), ("npy", "csv"), ("csv", "csv")])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_streamed_equals_in_memory_exactly(xent, tmp_path, engine, variant, reduction, in_kind, out_kind, dtype):
+    opts = dict(VARIANTS[variant], reduction=reduction, dtype=dtype)
+    rng = np.random.default_rng(sum(map(ord, variant)) + len(reduction))
+    n, c = 157, 5
+    z = rng.normal(scale=4.0, size=(n, c))
+    z[3, 1] = -np.inf  # a masked class in some row
+    z[70] = [1e3, -1e3, 0.5, 800.0, -2.0]  # extreme values
+    if opts.get("binary"):
+        z[3, 1] = -5.0
+        y = rng.random((n, c))
+        y[::7] = np.round(y[::7])
+    elif opts.get("prob"):
+        y = rng.dirichlet(np.ones(c), size=n)
+        y[3, 1] = 0.0
+        y[::11] *= 1.3  # unnormalised rows
+    else:
+        y = rng.integers(0, c, size=n)
+        y[3] = 0
+        if "ignore_index" in opts:
+            y[::5] = opts["ignore_index"]
+    lg = tmp_path / f"z.{in_kind}"
+    lb = tmp_path / f"y.{in_kind}"
+    write_table(lg, z, in_kind)
+    write_table(lb, y if in_kind == "npy" or y.ndim == 2 else y, in_kind)
+    out = tmp_path / f"g.{out_kind}"
+    run = xent("compute", lg, lb, "--output", out, "--format", "json", *cli_args(opts))
+    assert run.code == 0, run
+    doc = run.json()
+    assert doc["streamed"] is True and doc["rows_written"] == n
+    want = reference(z, y.astype(float) if y.ndim == 2 else y, opts)
+    if out_kind == "npy":
+        got = np.load(out)
+        assert got.dtype == np.dtype(dtype)
+    else:  # text carries each value's shortest round-trip digits in the compute dtype
+        got = np.loadtxt(out, delimiter=",", ndmin=2).astype(dtype)
+    np.testing.assert_array_equal(got, want.grad)
+    if reduction == "none":
+        assert doc["loss"] is None
+    else:
+        expect = want.loss
+        token = json.dumps(doc["loss"]) if isinstance(doc["loss"], str) else doc["loss"]
+        if isinstance(token, str):
+            assert token.strip('"') == ("nan" if expect != expect else "inf" if expect > 0 else "-inf")
+        else:
+            # JSON carries float32 results with float32's shortest digits
+            assert np.array(token, dtype=dtype) == np.array(expect, dtype=dtype)
+        assert doc["denominator"] == want.denominator
+
+
+def test_stream_writes_nothing_when_a_late_block_is_bad(xent, tmp_path, engine):
+    z = np.random.default_rng(0).normal(size=(300, 4))
+    lines = [",".join(repr(float(v)) for v in row) for row in z]
+    lines[250] = "1,2,x,4"
+    lg = tmp_path / "z.csv"
+    lg.write_text("\n".join(lines) + "\n")
+    lb = tmp_path / "y.csv"
+    lb.write_text("\n".join(str(i % 4) for i in range(300)) + "\n")
+    out = tmp_path / "g.csv"
+    out.write_text("earlier result\n")
+    run = xent("compute", lg, lb, "-o", out)
+    line = one_error_line(run)
+    assert "z.csv" in line and "row 251" in line and "column 3" in line
+    assert out.read_text() == "earlier result\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.csv", "y.csv", "z.csv"]
+
+
+@pytest.mark.parametrize(("n_labels", "fragment"), [(299, "logits have more rows"), (301, "the logits have 300 rows")])
+def test_stream_label_count_mismatch(xent, tmp_path, engine, n_labels, fragment):
+    z = np.random.default_rng(0).normal(size=(300, 4))
+    lg = tmp_path / "z.csv"
+    lg.write_text("\n".join(",".join(repr(float(v)) for v in row) for row in z) + "\n")
+    lb = tmp_path / "y.csv"
+    lb.write_text("\n".join(str(i % 4) for i in range(n_labels)) + "\n")
+    out = tmp_path / "g.npy"
+    run = xent("compute", lg, lb, "-o", out, "--reduction", "sum")
+    line = one_error_line(run)
+    assert "y.csv" in line and fragment in line
+    assert not out.exists()
+
+
+def test_stream_label_out_of_range_names_its_row(xent, tmp_path, engine):
+    z = np.random.default_rng(0).normal(size=(300, 4))
+    lg = tmp_path / "z.csv"
+    lg.write_text("\n".join(",".join(repr(float(v)) for v in row) for row in z) + "\n")
+    labels = [str(i % 4) for i in range(300)]
+    labels[287] = "9"
+    lb = tmp_path / "y.csv"
+    lb.write_text("label\n" + "\n".join(labels) + "\n")
+    run = xent("compute", lg, lb, "-o", tmp_path / "g.csv")
+    line = one_error_line(run)
+    assert "y.csv: row 289, column 1: class index 9 is out of range" in line
+
+
+def test_single_row_labels_fall_back_to_memory(xent, tmp_path, engine):
+    z = np.random.default_rng(0).normal(size=(30, 4))
+    lg = tmp_path / "z.csv"
+    lg.write_text("\n".join(",".join(repr(float(v)) for v in row) for row in z) + "\n")
+    lb = tmp_path / "y.csv"
+    lb.write_text(",".join(str(i % 4) for i in range(30)) + "\n")
+    out = tmp_path / "g.npy"
+    run = xent("compute", lg, lb, "-o", out, "--format", "json")
+    assert run.code == 0, run
+    assert run.json()["streamed"] is False
+    np.testing.assert_array_equal(np.load(out), numeric.cross_entropy(z, np.arange(30) % 4).grad)

@@ -1,0 +1,425 @@
+"""Reading tables of numbers in chunks: CSV/TSV/space-separated text, .npy, or standard input.
+
+Text is read in blocks of lines. Each block is parsed by a fast engine when
+it can be trusted (polars, when installed; otherwise a vectorised NumPy/Python
+path with strict guards) and by the careful parser otherwise: the careful
+parser is the reference for what is accepted, and the one that names the
+file, row (physical line) and column of any problem. A fast engine is only
+ever used on blocks it parses to exactly the same numbers.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+import sys
+from dataclasses import dataclass
+from typing import Any, BinaryIO, Iterator
+
+import numpy as np
+
+from .errors import XentInputError
+
+NPY_MAGIC = b"\x93NUMPY"
+CHUNK_BYTES = 8 << 20
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\Z")
+_SPECIAL = {
+    "nan": float("nan"),
+    "+nan": float("nan"),
+    "-nan": float("nan"),
+    "inf": float("inf"),
+    "+inf": float("inf"),
+    "-inf": float("-inf"),
+    "infinity": float("inf"),
+    "+infinity": float("inf"),
+    "-infinity": float("-inf"),
+}
+
+
+def parse_number(cell: str) -> float | None:
+    """A number as the careful parser reads it (plain decimals and inf/nan words), or ``None``."""
+    if _NUMBER.match(cell):
+        return float(cell)
+    return _SPECIAL.get(cell.lower())
+
+
+def _detect_delimiter(line: str) -> str | None:
+    for d in ("\t", ",", ";"):
+        if d in line:
+            return d
+    return None  # whitespace-separated or a single column
+
+
+def _split(line: str, delimiter: str | None) -> list[str]:
+    if delimiter is None:
+        return line.split()
+    if '"' in line or "'" in line:
+        return next(csv.reader([line], delimiter=delimiter, quotechar='"', skipinitialspace=True))
+    return line.split(delimiter)
+
+
+def _clean(cell: str) -> str:
+    cell = cell.strip()
+    if len(cell) >= 2 and cell[0] == cell[-1] and cell[0] in "\"'":
+        cell = cell[1:-1].strip()
+    return cell
+
+
+_POLARS: Any = None
+
+
+def polars() -> Any:
+    """The polars module if it is installed (the optional ``xentcli[fast]`` extra), else ``None``."""
+    global _POLARS
+    if _POLARS is None:
+        if os.environ.get("XENT_NO_POLARS"):
+            _POLARS = False
+        else:
+            try:
+                import polars as pl
+
+                _POLARS = pl
+            except ImportError:
+                _POLARS = False
+    return _POLARS or None
+
+
+class TextParser:
+    """Parses delimited numbers line by line, keeping delimiter, header and width across blocks."""
+
+    def __init__(self, source: str, *, header: str = "auto", delimiter: str | None = None) -> None:
+        self.source = source
+        self.header = header
+        self.delimiter = delimiter
+        self.delimiter_known = delimiter is not None
+        self.header_done = header == "no"
+        self.width: int | None = None
+        self.width_line: int | None = None
+        self.rows = 0
+
+    # -- careful --------------------------------------------------------------
+
+    def parse_lines(self, lines: list[str], first_line: int) -> tuple[np.ndarray, np.ndarray]:
+        """The reference parser: every accepted value, and the physical line of each row."""
+        rows: list[list[float]] = []
+        numbers: list[int] = []
+        for offset, line in enumerate(lines):
+            lineno = first_line + offset
+            stripped = line.strip()
+            if not stripped or stripped.startswith("#"):
+                continue
+            if not self.delimiter_known:
+                self.delimiter = _detect_delimiter(stripped)
+                self.delimiter_known = True
+            cells = [_clean(c) for c in _split(stripped, self.delimiter)]
+            if not self.header_done:
+                self.header_done = True
+                filled = [c for c in cells if c != ""]
+                if self.header == "yes" or (filled and all(parse_number(c) is None for c in filled)):
+                    continue
+            if self.width is None:
+                self.width, self.width_line = len(cells), lineno
+            elif len(cells) != self.width:
+                raise XentInputError(
+                    f"has {len(cells)} value{'s' if len(cells) != 1 else ''}, but row {self.width_line} has "
+                    f"{self.width}: every row needs the same number of columns",
+                    source=self.source,
+                    row=lineno,
+                )
+            row = []
+            for col, cell in enumerate(cells, start=1):
+                if cell == "":
+                    raise XentInputError("empty cell", source=self.source, row=lineno, column=col)
+                value = parse_number(cell)
+                if value is None:
+                    shown = cell if len(cell) <= 40 else cell[:37] + "..."
+                    raise XentInputError(f"{shown!r} is not a number", source=self.source, row=lineno, column=col)
+                if value in (float("inf"), float("-inf")) and cell.lower().lstrip("+-") not in ("inf", "infinity"):
+                    raise XentInputError(
+                        f"{cell!r} is out of the float64 range", source=self.source, row=lineno, column=col
+                    )
+                row.append(value)
+            rows.append(row)
+            numbers.append(lineno)
+        self.rows += len(rows)
+        width = self.width or 0
+        values = np.array(rows, dtype=np.float64).reshape(len(rows), width)
+        return values, np.array(numbers, dtype=np.int64)
+
+    # -- fast -----------------------------------------------------------------
+
+    def parse_block(
+        self, data: bytes, first_line: int, offset: int = 0, newlines: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Parse a block of complete lines (``data`` ends with a newline or at the end of the input).
+
+        ``offset`` is the block's byte offset in the input (for error messages);
+        ``newlines`` its number of newlines, when the caller counted them already.
+        """
+        if not self.header_done or self.width is None:
+            # Read lines carefully until the first data row has fixed delimiter, header and width.
+            head_end = 0
+            line = first_line
+            values_parts = []
+            lines_parts = []
+            while (not self.header_done or self.width is None) and head_end < len(data):
+                nl = data.find(b"\n", head_end)
+                stop = len(data) if nl < 0 else nl + 1
+                v, ln = self.parse_lines([_decode(data[head_end:stop], self.source, offset + head_end)], line)
+                if v.shape[0]:
+                    values_parts.append(v)
+                    lines_parts.append(ln)
+                head_end = stop
+                line += 1
+            if head_end < len(data):
+                rest_v, rest_l = self.parse_block(data[head_end:], line, offset + head_end)
+                values_parts.append(rest_v)
+                lines_parts.append(rest_l)
+            if not values_parts:
+                return np.empty((0, self.width or 0)), np.empty(0, dtype=np.int64)
+            return np.concatenate(values_parts), np.concatenate(lines_parts)
+        if not data:
+            return np.empty((0, self.width)), np.empty(0, dtype=np.int64)
+        if newlines is None:
+            newlines = data.count(b"\n")
+        nlines = newlines + (0 if data.endswith(b"\n") else 1)
+        fast = self._polars_block(data, nlines) if polars() is not None else self._numpy_block(data, nlines)
+        if fast is not None:
+            self.rows += fast.shape[0]
+            return fast, np.arange(first_line, first_line + nlines, dtype=np.int64)
+        text = _decode(data, self.source, offset)
+        return self.parse_lines(text.split("\n") if not text.endswith("\n") else text[:-1].split("\n"), first_line)
+
+    def _polars_block(self, data: bytes, nlines: int) -> np.ndarray | None:
+        pl = polars()
+        if self.delimiter is None or self.width is None or b"#" in data:
+            return None
+        try:
+            frame = pl.read_csv(
+                data,
+                has_header=False,
+                separator=self.delimiter,
+                schema={f"c{i}": pl.Float64 for i in range(self.width)},
+                quote_char='"',
+                raise_if_empty=False,
+            )
+        except Exception:  # noqa: BLE001 - anything polars dislikes goes to the careful parser
+            return None
+        if frame.height != nlines or frame.null_count().to_numpy().sum():
+            return None  # blank lines, ragged rows or empty cells: let the careful parser say which
+        values = frame.to_numpy(order="c") if frame.width > 1 else frame.to_numpy().reshape(-1, 1)
+        if values.dtype != np.float64 or not np.isfinite(values).all():
+            return None  # nan/inf words and out-of-range numbers are told apart by the careful parser
+        return np.ascontiguousarray(values)
+
+    def _numpy_block(self, data: bytes, nlines: int) -> np.ndarray | None:
+        delim = self.delimiter
+        if delim is None or self.width is None:
+            return None
+        # Strict guards: only plain unquoted ASCII numbers separated by the delimiter, no spaces.
+        if not data.isascii() or any(
+            ch in data for ch in (b" ", b'"', b"'", b"_", b"#", b"\t" if delim != "\t" else b"\x00")
+        ):
+            return None
+        raw = np.frombuffer(data, dtype=np.uint8)
+        newlines = np.flatnonzero(raw == 10)
+        delims = np.flatnonzero(raw == ord(delim))
+        ends = newlines if data.endswith(b"\n") else np.append(newlines, len(data))
+        per_line = np.diff(np.searchsorted(delims, ends), prepend=0)
+        if per_line.size != nlines or (per_line != self.width - 1).any():
+            return None
+        tokens = data.replace(delim.encode(), b" ").split()
+        if len(tokens) != nlines * self.width:
+            return None
+        try:
+            values = np.array([float(t) for t in tokens], dtype=np.float64)
+        except ValueError:
+            return None
+        if not np.isfinite(values).all():
+            return None
+        return values.reshape(nlines, self.width)
+
+
+def _decode(data: bytes, source: str, offset: int) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise XentInputError(
+            f"is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {offset + exc.start})", source=source
+        ) from None
+
+
+@dataclass
+class Chunk:
+    """Consecutive rows of a table and the 1-based physical line (text) or row (.npy) of each."""
+
+    values: np.ndarray
+    lines: np.ndarray
+
+
+class TextSource:
+    """A text table read in blocks of whole lines."""
+
+    kind = "text"
+
+    def __init__(self, stream: BinaryIO, name: str, *, header: str = "auto", first: bytes = b"",
+                 total_bytes: int | None = None, chunk_bytes: int | None = None) -> None:
+        self.stream = stream
+        self.name = name
+        self.parser = TextParser(name, header=header)
+        self.pending = first
+        self.total_bytes = total_bytes
+        self.chunk_bytes = chunk_bytes or CHUNK_BYTES
+        self.bytes_read = 0
+        self.offset = 0
+        self.line = 1
+        self.started = False
+        self.done = False
+
+    @property
+    def width(self) -> int | None:
+        return self.parser.width
+
+    def _blocks(self) -> Iterator[tuple[bytes, int, int, int]]:
+        """Blocks of whole lines: (bytes, first line number, byte offset, number of newlines)."""
+        tail = self.pending
+        self.pending = b""
+        while True:
+            more = self.stream.read(self.chunk_bytes)
+            if not more:
+                if tail:
+                    yield tail, self.line, self.offset, tail.count(b"\n")
+                return
+            self.bytes_read += len(more)
+            cut = more.rfind(b"\n")
+            if cut < 0:  # a line longer than a chunk
+                tail += more
+                continue
+            view = memoryview(more)
+            block = b"".join((tail, view[: cut + 1])) if tail else bytes(view[: cut + 1])
+            tail = bytes(view[cut + 1 :])
+            newlines = block.count(b"\n")
+            yield block, self.line, self.offset, newlines
+            self.line += newlines
+            self.offset += len(block)
+
+    def chunks(self) -> Iterator[Chunk]:
+        seen_numbers = False
+        for block, line, offset, newlines in self._blocks():
+            if not self.started:
+                self.started = True
+                if block.startswith(b"\xef\xbb\xbf"):
+                    block = block[3:]
+                    self.offset += 3
+                    offset += 3
+            if b"\x00" in block:
+                raise XentInputError("is binary, not text (it contains NUL bytes)", source=self.name)
+            values, lines = self.parser.parse_block(block, line, offset, newlines)
+            if values.shape[0]:
+                seen_numbers = True
+                yield Chunk(values, lines)
+        self.done = True
+        if not seen_numbers:
+            raise XentInputError("is empty: no numbers found" if self.started else "is empty", source=self.name)
+
+
+class NpySource:
+    """A .npy file (memory-mapped when it is a file) read in row blocks."""
+
+    kind = "npy"
+
+    def __init__(self, array: np.ndarray, name: str, ndim: int, rows_per_chunk: int | None = None) -> None:
+        self.array = array
+        self.name = name
+        self.npy_ndim = ndim
+        self.total_bytes = int(array.nbytes)
+        self.bytes_read = 0
+        c = array.shape[1] if array.ndim == 2 else 1
+        self.rows_per_chunk = rows_per_chunk or max(1, (CHUNK_BYTES // 8) // max(1, c))
+
+    @property
+    def width(self) -> int:
+        return int(self.array.shape[1])
+
+    @property
+    def rows(self) -> int:
+        return int(self.array.shape[0])
+
+    def chunks(self) -> Iterator[Chunk]:
+        n = self.array.shape[0]
+        step = self.rows_per_chunk
+        for start in range(0, n, step):
+            block = np.asarray(self.array[start : start + step])
+            self.bytes_read = min(self.total_bytes, (start + step) * self.array.strides[0])
+            yield Chunk(block, np.arange(start + 1, start + 1 + block.shape[0], dtype=np.int64))
+
+
+def load_npy(data_or_path: bytes | str, name: str) -> NpySource:
+    """Validate and open a .npy (never unpickling); 1-D arrays become one column."""
+    try:
+        if isinstance(data_or_path, bytes):
+            arr = np.load(io.BytesIO(data_or_path), allow_pickle=False)
+        else:
+            arr = np.load(data_or_path, mmap_mode="r", allow_pickle=False)
+    except ValueError as exc:
+        msg = str(exc)
+        if "allow_pickle" in msg or "Object arrays" in msg or "Python objects" in msg:
+            msg = "holds Python objects (pickled data is never loaded)"
+        raise XentInputError(f"is not a usable .npy file: {msg}", source=name) from None
+    except (OSError, EOFError, TypeError, SyntaxError) as exc:
+        raise XentInputError(f"is not a valid .npy file: {exc}", source=name) from None
+    if not isinstance(arr, np.ndarray):
+        raise XentInputError("is not a single .npy array", source=name)
+    if arr.dtype.kind not in "biuf":
+        raise XentInputError(f"holds {arr.dtype} data; only real numbers can be read", source=name)
+    ndim = arr.ndim
+    if ndim == 0:
+        arr = arr.reshape(1, 1)
+    elif ndim == 1:
+        arr = arr.reshape(-1, 1)
+    elif ndim > 2:
+        raise XentInputError(f"has {ndim} dimensions {arr.shape}; expected 1 or 2", source=name)
+    if arr.size == 0:
+        raise XentInputError(f"is empty (shape {arr.shape})", source=name)
+    if arr.dtype.kind in "iu" and arr.dtype.itemsize == 8:
+        big = np.abs(arr.astype(np.float64)) >= 2**53
+        if big.any():
+            i, j = (int(v) for v in np.argwhere(big)[0])
+            raise XentInputError("integer too large to use", source=name, row=i + 1, column=j + 1)
+    return NpySource(arr, name, ndim)
+
+
+def open_source(path: str, *, header: str = "auto", stdin: BinaryIO | None = None) -> TextSource | NpySource:
+    """A chunked source for a path, or ``-`` for standard input (text or .npy, by content)."""
+    if path == "-":
+        stream = stdin if stdin is not None else sys.stdin.buffer
+        first = stream.read(len(NPY_MAGIC))
+        if first.startswith(NPY_MAGIC):
+            return load_npy(first + stream.read(), "<stdin>")
+        return TextSource(stream, "<stdin>", header=header, first=first)
+    try:
+        if os.path.isdir(path):
+            raise XentInputError("is a directory, not a file", source=path)
+        stream = open(path, "rb")  # noqa: SIM115 - the source owns it until the program ends
+    except FileNotFoundError:
+        raise XentInputError("no such file", source=path) from None
+    except PermissionError:
+        raise XentInputError("permission denied", source=path) from None
+    except IsADirectoryError:
+        raise XentInputError("is a directory, not a file", source=path) from None
+    except OSError as exc:
+        raise XentInputError(f"cannot be read: {exc.strerror or exc}", source=path) from None
+    first = stream.read(len(NPY_MAGIC))
+    if first.startswith(NPY_MAGIC):
+        stream.close()
+        return load_npy(path, path)
+    if path.lower().endswith(".npy"):
+        stream.close()
+        raise XentInputError("is not a .npy file (it does not start with the .npy magic bytes)", source=path)
+    size = os.fstat(stream.fileno()).st_size
+    if not first.strip() and size <= len(first):
+        stream.close()
+        raise XentInputError("is empty", source=path)
+    return TextSource(stream, path, header=header, first=first, total_bytes=size)

@@ -1,0 +1,472 @@
+"""Streaming ``xent compute``: read, compute and write in row blocks, in bounded memory.
+
+The logits (and, for probability or binary targets, the labels) are read a
+block of rows at a time, the gradient of each block is written to the output
+file as soon as it is computed, and the loss is accumulated exactly across
+blocks (:class:`~xentcli.numeric.ExactSum`). Reading the next block overlaps
+with computing and writing the current one. Each row's numbers depend only
+on that row and on the whole stream's denominator, which is known before the
+first block is computed, so the output is bit for bit the in-memory result.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import queue
+import tempfile
+import threading
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, Callable, Iterator
+
+import numpy as np
+
+from . import numeric
+from .errors import XentInputError, XentWarning
+from .numeric import ExactSum
+from .sources import Chunk, NpySource, TextSource, polars
+
+HEAD_ROWS = 40
+
+
+# --------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------
+
+
+class GradWriter:
+    """Write row blocks of a 2-D float array to ``path`` (CSV/TSV text or .npy) atomically.
+
+    Everything goes to a temporary file in the same directory, renamed into
+    place by :meth:`commit`; :meth:`abort` (or any failure) removes it and
+    leaves an earlier file at ``path`` untouched.
+    """
+
+    _NPY_HEADER = 128  # bytes reserved for a .npy header; rewritten with the real shape at the end
+
+    def __init__(self, path: Path, fmt: str, dtype: np.dtype, width: int) -> None:
+        self.path = path
+        self.fmt = fmt
+        self.dtype = np.dtype(dtype)
+        self.width = width
+        self.rows = 0
+        parent = path.parent if str(path.parent) else Path(".")
+        fd, self.tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+        self.fh: BinaryIO = os.fdopen(fd, "wb")
+        if fmt == "npy":
+            self.fh.write(self._npy_header(0))
+
+    def _npy_header(self, rows: int) -> bytes:
+        descr = np.lib.format.dtype_to_descr(self.dtype)
+        text = repr({"descr": descr, "fortran_order": False, "shape": (rows, self.width)})
+        head = b"\x93NUMPY\x01\x00"
+        size = self._NPY_HEADER - len(head) - 2
+        body = text.encode("latin1").ljust(size - 1) + b"\n"
+        if len(body) != size:
+            raise XentInputError("the gradient is too large for a .npy header", source=str(self.path))
+        return head + size.to_bytes(2, "little") + body
+
+    def write(self, block: np.ndarray) -> None:
+        block = np.ascontiguousarray(block, dtype=self.dtype)
+        if self.fmt == "npy":
+            self.fh.write(block.tobytes())
+        else:
+            self.fh.write(format_block(block, "\t" if self.fmt == "tsv" else ","))
+        self.rows += block.shape[0]
+
+    def commit(self) -> None:
+        if self.fmt == "npy":
+            self.fh.seek(0)
+            self.fh.write(self._npy_header(self.rows))
+        self.fh.flush()
+        os.fsync(self.fh.fileno())
+        self.fh.close()
+        try:
+            mode = self.path.stat().st_mode & 0o777 if self.path.exists() else 0o666 & ~_umask()
+            os.chmod(self.tmp, mode)
+        except OSError:
+            pass
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        try:
+            self.fh.close()
+        finally:
+            try:
+                os.unlink(self.tmp)
+            except OSError:
+                pass
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def format_block(block: np.ndarray, delimiter: str) -> bytes:
+    """Text of a 2-D float block with round-trip precision (shortest digits through polars)."""
+    pl = polars()
+    if pl is not None:
+        import io
+
+        frame = pl.from_numpy(block, schema=[f"c{i}" for i in range(block.shape[1])], orient="row")
+        buf = io.BytesIO()
+        frame.write_csv(buf, include_header=False, separator=delimiter, line_terminator="\n")
+        return buf.getvalue()
+    fmt = "%.9g" if block.dtype == np.float32 else "%.17g"
+    import io
+
+    buf = io.StringIO()
+    np.savetxt(buf, block, fmt=fmt, delimiter=delimiter)
+    return buf.getvalue().encode("ascii")
+
+
+# --------------------------------------------------------------------------
+# Rows of labels, in step with the logits
+# --------------------------------------------------------------------------
+
+
+class RowReader:
+    """Hands out exactly ``k`` rows at a time from a chunked source."""
+
+    def __init__(self, chunks: Iterator[Chunk]) -> None:
+        self.chunks = chunks
+        self.buffer: list[Chunk] = []
+        self.buffered = 0
+        self.exhausted = False
+
+    def take(self, k: int) -> Chunk | None:
+        while self.buffered < k and not self.exhausted:
+            try:
+                c = next(self.chunks)
+            except StopIteration:
+                self.exhausted = True
+                break
+            self.buffer.append(c)
+            self.buffered += c.values.shape[0]
+        if self.buffered < k:
+            return None
+        parts_v, parts_l, need = [], [], k
+        while need:
+            c = self.buffer[0]
+            r = c.values.shape[0]
+            if r <= need:
+                parts_v.append(c.values)
+                parts_l.append(c.lines)
+                self.buffer.pop(0)
+                need -= r
+            else:
+                parts_v.append(c.values[:need])
+                parts_l.append(c.lines[:need])
+                self.buffer[0] = Chunk(c.values[need:], c.lines[need:])
+                need = 0
+        self.buffered -= k
+        if len(parts_v) == 1:
+            return Chunk(parts_v[0], parts_l[0])
+        return Chunk(np.concatenate(parts_v), np.concatenate(parts_l))
+
+    def rest(self) -> int:
+        """Rows left over (reads to the end)."""
+        for c in self.chunks:
+            self.buffered += c.values.shape[0]
+        self.exhausted = True
+        return self.buffered
+
+
+# --------------------------------------------------------------------------
+# The computation
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class StreamResult:
+    """What a streamed computation reports (the gradient itself is in the output file)."""
+
+    kind: str
+    reduction: str
+    target_type: str
+    loss: float | None
+    n: int
+    classes: int
+    denominator: float | None
+    dtype: str
+    warnings: list[str] = field(default_factory=list)
+    head_losses: np.ndarray | None = None
+    head_grad: np.ndarray | None = None
+    head_probs: np.ndarray | None = None
+    head_targets: np.ndarray | None = None
+    rows_written: int = 0
+
+
+@dataclass
+class Options:
+    binary: bool
+    targets: str  # auto | index | prob
+    weight: np.ndarray | None
+    pos_weight: np.ndarray | None
+    ignore_index: int
+    reduction: str
+    label_smoothing: float
+    dtype: str
+    ignore_given: bool = False
+
+
+class Unstreamable(Exception):
+    """This input cannot be streamed (labels laid out as one row, or a pre-pass on standard input)."""
+
+
+def _place(exc: XentInputError, logits_chunk: Chunk, labels_chunk: Chunk | None, logits_name: str,
+           labels_name: str, labels_is_column: bool) -> XentInputError:
+    """Turn a library error (array position in a block) into file/row/column."""
+    if exc.source is not None or exc.operand is None:
+        return exc
+    idx = exc.index or ()
+    if exc.operand == "logits":
+        row = int(logits_chunk.lines[idx[0]]) if idx else None
+        return exc.at(logits_name, row, (idx[1] + 1) if len(idx) > 1 else None)
+    if exc.operand == "target" and labels_chunk is not None:
+        row = int(labels_chunk.lines[idx[0]]) if idx else None
+        col = (idx[1] + 1) if len(idx) > 1 else (1 if labels_is_column else None)
+        return exc.at(labels_name, row, col)
+    if exc.operand in ("weight", "pos_weight"):
+        return exc.at(f"--{exc.operand.replace('_', '-')}", None, (idx[0] + 1) if idx else None)
+    return exc
+
+
+def plan_index_denominator(labels: Iterator[Chunk], c: int, opts: Options, labels_name: str) -> tuple[float, int]:
+    """Pre-pass over index labels: the weighted mean's exact denominator and weight scaling."""
+    used = np.zeros(c, dtype=bool)
+    counts = np.zeros(c, dtype=np.int64)
+    for chunk in labels:
+        t = chunk.values.reshape(-1)
+        valid = t != opts.ignore_index
+        tv = t[valid]
+        ok = (tv >= 0) & (tv < c) & (tv == np.floor(tv))
+        if not ok.all():
+            continue  # the main pass reports the bad value with its location
+        ti = tv.astype(np.int64)
+        counts += np.bincount(ti, minlength=c)
+        used[ti] = True
+    if opts.weight is None:
+        return float(counts.sum()), 0
+    # The weights as the kernel sees them: in the compute dtype (tiny float64 weights may be 0 in float32).
+    w = np.asarray(opts.weight, dtype=np.float64).astype(numeric.DTYPES[opts.dtype])
+    _, shift = numeric._rescale_for_mean(w, np.nonzero(used)[0])
+    scaled = np.ldexp(w, -shift) if shift else w
+    total = ExactSum()
+    for k in np.nonzero(counts)[0]:
+        total.add_repeated(float(scaled[k]), int(counts[k]))  # counts * weight, summed exactly
+    return total.value(), shift
+
+
+def count_rows(chunks: Iterator[Chunk]) -> int:
+    return sum(c.values.shape[0] for c in chunks)
+
+
+def stream_compute(
+    logits_src: TextSource | NpySource,
+    labels_src: TextSource | NpySource,
+    reopen_labels: Callable[[], TextSource | NpySource] | None,
+    reopen_logits: Callable[[], TextSource | NpySource] | None,
+    opts: Options,
+    writer_factory: Callable[[int, np.dtype], GradWriter],
+    progress: Callable[[int, int | None], None] | None = None,
+) -> StreamResult:
+    """Compute block by block, writing the gradient through ``writer_factory(width, dtype)``.
+
+    ``reopen_*`` give a fresh source for a pre-pass (counting rows, or the
+    weighted mean's denominator) when the mean needs one; standard input
+    cannot be read twice, so its caller reads it into memory instead.
+    """
+    dt = np.dtype(numeric.DTYPES[opts.dtype])
+    logit_chunks = logits_src.chunks()
+    first = next(logit_chunks)
+    c = first.values.shape[1]
+    label_iter = labels_src.chunks()
+    first_label = next(label_iter)
+    k = first_label.values.shape[1]
+    if opts.binary:
+        if k != c:
+            raise Unstreamable("layout")
+        target_type = "binary"
+    elif opts.targets == "prob" or (opts.targets == "auto" and k == c and c > 1):
+        if k != c:
+            raise Unstreamable("layout")
+        target_type = "prob"
+    elif k == 1:
+        target_type = "index"
+    else:
+        raise Unstreamable("layout")  # a single row of indices, or a shape error: the in-memory path says which
+
+    if target_type == "prob" and opts.ignore_given:
+        raise XentInputError("--ignore-index applies to class-index targets, not probability rows")
+    labels = RowReader(_chain(first_label, label_iter))
+    denom: float | None = None
+    shift = 0
+    if opts.reduction == "mean":
+        if target_type == "index":
+            if reopen_labels is None:
+                raise Unstreamable("pre-pass")
+            denom, shift = plan_index_denominator(reopen_labels().chunks(), c, opts, labels_src.name)
+        else:
+            if isinstance(logits_src, NpySource):
+                n_total = logits_src.rows
+            elif reopen_logits is not None:
+                n_total = count_rows(reopen_logits().chunks())
+            else:
+                raise Unstreamable("pre-pass")
+            denom = float(n_total * c) if opts.binary else float(n_total)
+
+    result = StreamResult(
+        kind="binary_cross_entropy_with_logits" if opts.binary else "cross_entropy",
+        reduction=opts.reduction,
+        target_type=target_type,
+        loss=None,
+        n=0,
+        classes=c,
+        denominator=denom,
+        dtype=opts.dtype,
+    )
+    total = ExactSum()
+    notes: dict[str, tuple[int, str]] = {}
+    writer = None
+    work: queue.Queue = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for chunk in _chain(first, logit_chunks):
+                if stop.is_set():
+                    return
+                lab = labels.take(chunk.values.shape[0])
+                work.put((chunk, lab))
+            work.put(("end", None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            work.put(("error", exc))
+
+    reader = threading.Thread(target=produce, name="xent-reader", daemon=True)
+    reader.start()
+    try:
+        while True:
+            item, lab = work.get()
+            if isinstance(item, str):
+                if item == "error":
+                    raise lab
+                break
+            chunk = item
+            rows = chunk.values.shape[0]
+            if lab is None:
+                n_labels = result.n + labels.buffered
+                raise XentInputError(
+                    f"has {n_labels + labels.rest()} label row(s) but the logits have more rows "
+                    f"(at least {result.n + rows})",
+                    source=labels_src.name,
+                )
+            r = _compute_block(chunk, lab, target_type, opts, denom, shift, logits_src.name, labels_src.name)
+            if writer is None:
+                writer = writer_factory(c, r.grad.dtype)
+            writer.write(r.grad)
+            total.merge(r.exact_total)
+            for note in r.warnings:
+                key = note.message.split(" (")[0]
+                if key not in notes:
+                    notes[key] = (0, _place_note(note, chunk, lab, logits_src.name, labels_src.name,
+                                                 target_type == "index"))
+                notes[key] = (notes[key][0] + 1, notes[key][1])
+            if result.head_grad is None or result.head_grad.shape[0] < HEAD_ROWS:
+                _keep_head(result, r, lab, target_type)
+            result.n += rows
+            if progress is not None:
+                progress(logits_src.bytes_read, logits_src.total_bytes)
+        extra = labels.rest()
+        if extra:
+            raise XentInputError(
+                f"has {result.n + extra} label row(s) but the logits have {result.n} rows", source=labels_src.name
+            )
+        if opts.reduction != "none":
+            exact = total.value()
+            if opts.reduction == "sum":
+                result.loss = exact
+            elif denom == 0:
+                result.loss = math.nan
+                notes["zero"] = (1, "the mean is 0/0: every sample is ignored or has zero weight "
+                                 "(PyTorch returns nan and a zero gradient)")
+            else:
+                result.loss = exact / denom
+        if shift and denom is not None:
+            result.denominator = math.ldexp(denom, shift)
+        if opts.binary and result.loss is not None and not math.isfinite(result.loss):
+            notes.setdefault("inf", (1, "the loss is infinite: a positive target on a logit of -inf"))
+        result.warnings = [text for _count, text in notes.values()]
+        if writer is None:
+            raise XentInputError("is empty", source=logits_src.name)
+        writer.commit()
+        result.rows_written = writer.rows
+        return result
+    except BaseException:
+        stop.set()
+        if writer is not None:
+            writer.abort()
+        _drain(work)
+        raise
+
+
+def _chain(first: Chunk, rest: Iterator[Chunk]) -> Iterator[Chunk]:
+    yield first
+    yield from rest
+
+
+def _drain(q: queue.Queue) -> None:
+    try:
+        while True:
+            q.get_nowait()
+    except queue.Empty:
+        pass
+
+
+def _compute_block(chunk, lab, target_type, opts, denom, shift, logits_name, labels_name):
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", XentWarning)
+            if opts.binary:
+                return numeric.binary_cross_entropy(
+                    chunk.values, lab.values, weight=opts.weight, pos_weight=opts.pos_weight,
+                    reduction=opts.reduction, dtype=opts.dtype, with_probs=False, with_losses=False,
+                    _denominator=denom,
+                )
+            target = lab.values.reshape(-1) if target_type == "index" else lab.values
+            return numeric.cross_entropy(
+                chunk.values, target, weight=opts.weight, ignore_index=opts.ignore_index,
+                reduction=opts.reduction, label_smoothing=opts.label_smoothing, target_type=target_type,
+                dtype=opts.dtype, with_probs=False, _denominator=denom, _shift=shift,
+            )
+    except XentInputError as exc:
+        raise _place(exc, chunk, lab, logits_name, labels_name, target_type == "index") from None
+
+
+def _place_note(note: XentWarning, chunk: Chunk, lab: Chunk, logits_name: str, labels_name: str,
+                column: bool) -> str:
+    idx = note.index or ()
+    if note.operand == "logits" and idx:
+        return f"{logits_name}: row {int(chunk.lines[idx[0]])}: {note.message}"
+    if note.operand == "target" and idx:
+        return f"{labels_name}: row {int(lab.lines[idx[0]])}: {note.message}"
+    return note.message
+
+
+def _keep_head(result: StreamResult, r: Any, lab: Chunk, target_type: str) -> None:
+    """Keep the first rows of the results, for the summary table."""
+    have = 0 if result.head_grad is None else result.head_grad.shape[0]
+    need = HEAD_ROWS - have
+
+    def cat(old: np.ndarray | None, new: np.ndarray) -> np.ndarray:
+        return new.copy() if old is None else np.concatenate([old, new])
+
+    result.head_grad = cat(result.head_grad, r.grad[:need])
+    t = lab.values[:need].reshape(-1) if target_type == "index" else lab.values[:need]
+    result.head_targets = cat(result.head_targets, t)
+    if r.losses is not None:
+        result.head_losses = cat(result.head_losses, np.asarray(r.losses)[:need])
