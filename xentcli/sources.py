@@ -23,7 +23,7 @@ import numpy as np
 from .errors import XentInputError
 
 NPY_MAGIC = b"\x93NUMPY"
-CHUNK_BYTES = 8 << 20
+CHUNK_BYTES = 4 << 20
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\Z")
 _SPECIAL = {
     "nan": float("nan"),

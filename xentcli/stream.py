@@ -41,7 +41,8 @@ class GradWriter:
 
     Everything goes to a temporary file in the same directory, renamed into
     place by :meth:`commit`; :meth:`abort` (or any failure) removes it and
-    leaves an earlier file at ``path`` untouched.
+    leaves an earlier file at ``path`` untouched. Formatting and writing run
+    on a thread of their own, so the next block is computed meanwhile.
     """
 
     _NPY_HEADER = 128  # bytes reserved for a .npy header; rewritten with the real shape at the end
@@ -55,8 +56,12 @@ class GradWriter:
         parent = path.parent if str(path.parent) else Path(".")
         fd, self.tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
         self.fh: BinaryIO = os.fdopen(fd, "wb")
+        self._queue: queue.Queue = queue.Queue(maxsize=2)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="xent-writer", daemon=True)
         if fmt == "npy":
             self.fh.write(self._npy_header(0))
+        self._thread.start()
 
     def _npy_header(self, rows: int) -> bytes:
         descr = np.lib.format.dtype_to_descr(self.dtype)
@@ -68,21 +73,47 @@ class GradWriter:
             raise XentInputError("the gradient is too large for a .npy header", source=str(self.path))
         return head + size.to_bytes(2, "little") + body
 
+    def _run(self) -> None:
+        while True:
+            block = self._queue.get()
+            if block is None:
+                return
+            if self._error is not None:
+                continue  # drain after a failure
+            try:
+                if self.fmt == "npy":
+                    self.fh.write(block.tobytes())
+                else:
+                    write_block(self.fh, block, "\t" if self.fmt == "tsv" else ",")
+            except BaseException as exc:  # noqa: BLE001 - reported to the caller by write/commit
+                self._error = exc
+
+    def _check(self) -> None:
+        if self._error is not None:
+            exc = self._error
+            if isinstance(exc, OSError):
+                raise XentInputError(f"cannot be written: {exc.strerror or exc}", source=str(self.path)) from None
+            raise exc
+
     def write(self, block: np.ndarray) -> None:
-        block = np.ascontiguousarray(block, dtype=self.dtype)
-        if self.fmt == "npy":
-            self.fh.write(block.tobytes())
-        else:
-            self.fh.write(format_block(block, "\t" if self.fmt == "tsv" else ","))
+        self._check()
+        self._queue.put(np.ascontiguousarray(block, dtype=self.dtype))
         self.rows += block.shape[0]
 
     def commit(self) -> None:
-        if self.fmt == "npy":
-            self.fh.seek(0)
-            self.fh.write(self._npy_header(self.rows))
-        self.fh.flush()
-        os.fsync(self.fh.fileno())
-        self.fh.close()
+        self._queue.put(None)
+        self._thread.join()
+        self._check()
+        try:
+            if self.fmt == "npy":
+                self.fh.seek(0)
+                self.fh.write(self._npy_header(self.rows))
+            self.fh.flush()
+            os.fsync(self.fh.fileno())
+            self.fh.close()
+        except OSError as exc:
+            self.abort()
+            raise XentInputError(f"cannot be written: {exc.strerror or exc}", source=str(self.path)) from None
         try:
             mode = self.path.stat().st_mode & 0o777 if self.path.exists() else 0o666 & ~_umask()
             os.chmod(self.tmp, mode)
@@ -91,8 +122,17 @@ class GradWriter:
         os.replace(self.tmp, self.path)
 
     def abort(self) -> None:
+        self._error = self._error or RuntimeError("aborted")
+        try:
+            self._queue.put_nowait(None)
+        except queue.Full:
+            _drain(self._queue)
+            self._queue.put(None)
+        self._thread.join(timeout=10)
         try:
             self.fh.close()
+        except OSError:
+            pass
         finally:
             try:
                 os.unlink(self.tmp)
@@ -106,22 +146,15 @@ def _umask() -> int:
     return mask
 
 
-def format_block(block: np.ndarray, delimiter: str) -> bytes:
-    """Text of a 2-D float block with round-trip precision (shortest digits through polars)."""
+def write_block(fh: BinaryIO, block: np.ndarray, delimiter: str) -> None:
+    """Append a 2-D float block as text with round-trip precision (shortest digits through polars)."""
     pl = polars()
     if pl is not None:
-        import io
-
         frame = pl.from_numpy(block, schema=[f"c{i}" for i in range(block.shape[1])], orient="row")
-        buf = io.BytesIO()
-        frame.write_csv(buf, include_header=False, separator=delimiter, line_terminator="\n")
-        return buf.getvalue()
+        frame.write_csv(fh, include_header=False, separator=delimiter, line_terminator="\n")
+        return
     fmt = "%.9g" if block.dtype == np.float32 else "%.17g"
-    import io
-
-    buf = io.StringIO()
-    np.savetxt(buf, block, fmt=fmt, delimiter=delimiter)
-    return buf.getvalue().encode("ascii")
+    np.savetxt(fh, block, fmt=fmt, delimiter=delimiter)
 
 
 # --------------------------------------------------------------------------
