@@ -136,7 +136,14 @@ class Concrete:
     ) -> Check:
         failures = []
         for k in range(total):
-            if not ok(k):
+            try:
+                held = ok(k)
+            except (KeyboardInterrupt, MemoryError):
+                raise
+            except Exception as exc:  # noqa: BLE001 - an error inside SymPy is a failed check, never a pass
+                return Check(name, statement, method, False, total,
+                             f"{describe(k)}: {type(exc).__name__} raised during the check ({exc})")
+            if held is not True:
                 failures.append(describe(k))
             if total >= 200 and k % max(1, total // 50) == 0:
                 self.progress(name, k, total)
