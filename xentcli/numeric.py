@@ -94,7 +94,8 @@ class LossResult:
     target_type: str
     denominator: float | None = None
     warnings: tuple[XentWarning, ...] = field(default=())
-    # The exact sum of the per-sample losses (what streaming combines across chunks).
+    # The float64 per-sample losses (BCE: row sums) before rounding to the dtype, in the
+    # rescaled weights' units: what streaming accumulates across chunks.
     exact_total: Any = field(default=None, repr=False, compare=False)
 
     @property
@@ -226,6 +227,16 @@ def _class_vector(x: Any, c: int, operand: str, dt: np.dtype, *, allow_scalar: b
         i = _first(neg)
         raise XentInputError(f"must not be negative, got {v[i]:g}", operand=operand, index=i)
     return v.astype(dt)
+
+
+def _output(out: np.ndarray | None, shape: tuple[int, int], dt: np.dtype) -> np.ndarray:
+    if out is None:
+        return np.empty(shape, dtype=dt)
+    if not isinstance(out, np.ndarray) or out.dtype != dt or not out.flags.c_contiguous or (
+        out.reshape(shape).shape != shape if out.size == shape[0] * shape[1] else True
+    ):
+        raise XentInputError(f"out must be a C-contiguous {dt} array of shape {shape}")
+    return out.reshape(shape)
 
 
 def _check_reduction(reduction: str) -> None:
@@ -575,6 +586,39 @@ class ExactSum:
             return math.inf if self._total > 0 else -math.inf
 
 
+class GroupedSum:
+    """Sum of values in row order: pairwise within fixed groups of rows, exact across groups.
+
+    Groups are aligned to absolute row numbers (rows 0..1023, 1024..2047, ...),
+    so the result does not depend on how the rows arrive (any blocks or
+    chunks): the carry of an incomplete group waits for the next call.
+    """
+
+    GROUP = 1024
+
+    def __init__(self) -> None:
+        self.exact = ExactSum()
+        self.carry = np.empty(0)
+
+    def add(self, values: np.ndarray) -> GroupedSum:
+        v = np.asarray(values, dtype=np.float64).ravel()
+        if self.carry.size:
+            v = np.concatenate([self.carry, v])
+        full = (v.size // self.GROUP) * self.GROUP
+        if full:
+            with np.errstate(over="ignore", invalid="ignore"):
+                self.exact.add(v[:full].reshape(-1, self.GROUP).sum(axis=1))
+        self.carry = v[full:].copy()
+        return self
+
+    def value(self) -> float:
+        if self.carry.size:
+            with np.errstate(over="ignore", invalid="ignore"):
+                self.exact.add(np.array([self.carry.sum()]))
+            self.carry = np.empty(0)
+        return self.exact.value()
+
+
 def exact_sum(values: Any) -> float:
     """Correctly rounded sum of float values, independent of their order."""
     return ExactSum().add(values).value()
@@ -596,6 +640,7 @@ def cross_entropy(
     target_type: Literal["index", "prob"] | None = None,
     dtype: Any = None,
     with_probs: bool = True,
+    out: np.ndarray | None = None,
     _denominator: float | None = None,
     _shift: int | None = None,
 ) -> LossResult:
@@ -618,6 +663,8 @@ def cross_entropy(
             are float32, else float64.
         with_probs: also return the softmax probabilities (``probs`` is
             ``None`` otherwise, which saves a pass and an N x C array).
+        out: a C-contiguous (N, C) array of the compute dtype to write the
+            gradient into (``grad`` is then that array), e.g. reused across calls.
 
     With :math:`\log p_{ic} = z_{ic} - \operatorname{lse}(z_i)`, the effective
     target row is
@@ -670,7 +717,7 @@ def cross_entropy(
         raise XentInputError(f"ignore_index must be an integer, not {ignore_index!r}") from None
 
     notes: list[XentWarning] = []
-    grad = np.empty((n, c), dtype=dt)
+    grad = _output(out, (n, c), dt)
     probs = np.empty((n, c), dtype=dt) if with_probs else None
     losses = np.empty(n, dtype=np.float64)
     shift = 0  # weights were multiplied by 2**-shift for an exact weighted mean
@@ -704,12 +751,12 @@ def cross_entropy(
         denom = _denominator  # the whole stream's denominator (in the rescaled weights' units)
     div = None if denom is None or denom == 0 else denom
 
-    def work(sl: slice) -> ExactSum | None:
+    def work(sl: slice) -> None:
         zb = z[sl]
         pb = None if probs is None else probs[sl]
         if target_type == "index" and eps == 0.0:
             losses[sl] = _ce_index_block(zb, t[sl], wy[sl], div, grad[sl], pb)
-            return None if reduction == "none" else ExactSum().add(losses[sl])
+            return
         a = _scratch("targets", zb.shape, dt)
         if target_type == "index":
             tb = t[sl]
@@ -727,10 +774,12 @@ def cross_entropy(
             if w is not None:
                 a *= w
         losses[sl] = _ce_dense_block(zb, a, div, grad[sl], pb)
-        return None if reduction == "none" else ExactSum().add(losses[sl])
 
-    total = _total(_for_blocks(work, n, c))
+    _for_blocks(work, n, c)
+    # Pairwise within fixed groups of samples, exact across groups: the same bits under any blocking.
+    total = GroupedSum().add(losses) if reduction != "none" else ExactSum()
     loss = _reduce(total, reduction, denom, notes)
+    exact_total = losses.copy() if shift else losses
     if shift:
         # Report per-sample losses and the denominator for the weights as given.
         losses = np.ldexp(losses, shift)
@@ -750,7 +799,7 @@ def cross_entropy(
             target_type=target_type,
             denominator=denom,
             warnings=tuple(notes),
-            exact_total=total,
+            exact_total=exact_total,
         )
     )
 
@@ -775,7 +824,7 @@ def _rescale_for_mean(w: np.ndarray, used: np.ndarray) -> tuple[np.ndarray, int]
         return np.ldexp(w, -exponent).astype(w.dtype), exponent
 
 
-def _reduce(exact: ExactSum, reduction: str, denom: float | None, notes: list[XentWarning]) -> float | None:
+def _reduce(exact: Any, reduction: str, denom: float | None, notes: list[XentWarning]) -> float | None:
     if reduction == "none":
         return None
     total = exact.value()
@@ -840,9 +889,9 @@ def _finish(result: LossResult) -> LossResult:
 # --------------------------------------------------------------------------
 
 
-def _scratch(name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+def _scratch(name: str, shape: tuple[int, int], dtype: Any) -> np.ndarray:
     """A per-thread reusable buffer (fresh block-sized arrays would page-fault on every block)."""
-    size = int(np.prod(shape))
+    size = shape[0] * shape[1]
     buf = getattr(_LOCAL, name, None)
     if buf is None or buf.size < size or buf.dtype != dtype:
         buf = np.empty(size, dtype=dtype)
@@ -934,6 +983,7 @@ def binary_cross_entropy(
     dtype: Any = None,
     with_probs: bool = True,
     with_losses: bool = True,
+    out: np.ndarray | None = None,
     _denominator: float | None = None,
 ) -> LossResult:
     r"""Sigmoid binary cross-entropy with logits (``binary_cross_entropy_with_logits``).
@@ -950,6 +1000,7 @@ def binary_cross_entropy(
         with_probs: also return sigmoid(x) (``probs`` is ``None`` otherwise).
         with_losses: keep the elementwise losses (for ``mean``/``sum`` they can be
             skipped: ``losses`` is then ``None`` and no N x C array is filled).
+        out: a C-contiguous (N, C) array of the compute dtype for the gradient.
 
     .. math::
 
@@ -995,22 +1046,24 @@ def binary_cross_entropy(
     denom = float(n * c) if reduction == "mean" else None
     if _denominator is not None and reduction == "mean":
         denom = _denominator
-    grad = np.empty((n, c), dtype=dt)
+    grad = _output(out, (n, c), dt)
     probs = np.empty((n, c), dtype=dt) if with_probs else None
     losses = np.empty((n, c), dtype=dt) if with_losses or reduction == "none" else None
     masked = bool(np.isneginf(x).any())
 
-    def work(sl: slice) -> ExactSum | None:
-        # Row sums (float64, row-local) then an exact sum over rows: deterministic under any blocking.
-        rows = _bce_block(
+    row_sums = np.empty(n, dtype=np.float64)
+
+    def work(sl: slice) -> None:
+        row_sums[sl] = _bce_block(
             x[sl], y[sl], w, pw, denom, grad[sl],
             None if probs is None else probs[sl],
             None if losses is None else losses[sl],
             masked,
         )
-        return None if reduction == "none" else ExactSum().add(rows)
 
-    total = _total(_for_blocks(work, n, c, _BCE_BLOCK_ELEMENTS))
+    _for_blocks(work, n, c, _BCE_BLOCK_ELEMENTS)
+    # Row sums (float64, row-local), then fixed groups of rows: the same bits under any blocking.
+    total = GroupedSum().add(row_sums) if reduction != "none" else ExactSum()
     notes: list[XentWarning] = []
     loss = _reduce(total, reduction, denom, notes)
     bad = None if loss is not None and math.isfinite(loss) else ~np.isfinite(losses)
@@ -1039,7 +1092,7 @@ def binary_cross_entropy(
             target_type="binary",
             denominator=denom,
             warnings=tuple(notes),
-            exact_total=total,
+            exact_total=row_sums,
         )
     )
 

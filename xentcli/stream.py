@@ -363,7 +363,7 @@ def stream_compute(
         denominator=denom,
         dtype=opts.dtype,
     )
-    total = ExactSum()
+    total = numeric.GroupedSum()  # per-sample losses (BCE: row sums), in row order
     notes: dict[str, tuple[int, str]] = {}
     writer = None
     work: queue.Queue = queue.Queue(maxsize=2)
@@ -402,7 +402,7 @@ def stream_compute(
             if writer is None:
                 writer = writer_factory(c, r.grad.dtype)
             writer.write(r.grad)
-            total.merge(r.exact_total)
+            total.add(r.exact_total)
             for note in r.warnings:
                 key = note.message.split(" (")[0]
                 if key not in notes:
