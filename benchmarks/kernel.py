@@ -4,12 +4,15 @@
     python benchmarks/kernel.py --quick    # small shapes, for a smoke test
 
 For each shape and dtype it times (median of several runs, milliseconds):
-  xent       xentcli.cross_entropy / binary_cross_entropy (loss + gradient, no probabilities)
+  xent       xentcli.cross_entropy / binary_cross_entropy (loss + gradient, no probabilities,
+             the gradient written into a reused buffer with out=)
   torch      torch.nn.functional.cross_entropy (or BCE with logits) + backward()
   closed     torch's best closed form: log_softmax, then exp into a preallocated
              buffer and the target subtracted (sigmoid for BCE)
   memcpy     np.copyto of the logits (the memory floor)
-and prints the ratios xent/torch, xent/closed, xent/memcpy, plus peak RSS.
+and prints the ratios xent/torch, xent/closed, xent/memcpy (the median over
+rounds of the ratio within a round: each round runs every candidate once, in
+turn), plus peak RSS.
 Without torch installed the torch columns are skipped (said so).
 """
 
@@ -31,14 +34,23 @@ SHAPES = [(1_000_000, 10), (65536, 1000), (4096, 32000), (512, 256000)]
 QUICK = [(100_000, 10), (4096, 1000)]
 
 
-def median_ms(fn, repeat: int) -> float:
-    fn()  # warm-up
-    times = []
+def interleaved(fns: dict, repeat: int) -> tuple[dict[str, float], dict[str, float]]:
+    """Median ms of each function, and the median over rounds of xent's time / each one's.
+
+    Every round times each function once (in turn), so a drift in the machine's
+    speed hits all of them alike; ratios are taken within a round.
+    """
+    for fn in fns.values():
+        fn()  # warm-up
+    times: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append((time.perf_counter() - start) * 1e3)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    ratio = {k: statistics.median(a / b for a, b in zip(times["xent"], v)) for k, v in times.items()}
+    return med, ratio
 
 
 def torch_or_none():
@@ -52,19 +64,20 @@ def torch_or_none():
 def cases(kind: str, n: int, c: int, dtype, torch):
     rng = np.random.default_rng(0)
     z = rng.normal(size=(n, c)).astype(dtype)
+    grad = np.empty_like(z)  # reused, as torch's closed form reuses its buffer
     if kind == "index":
         t = rng.integers(0, c, size=n)
-        ours = lambda: cross_entropy(z, t, with_probs=False)  # noqa: E731
+        ours = lambda: cross_entropy(z, t, with_probs=False, out=grad)  # noqa: E731
     elif kind == "prob":
         if c <= 1000:
             t = rng.dirichlet(np.ones(c), size=n).astype(dtype)
         else:  # one-hot rows
             t = np.zeros((n, c), dtype=dtype)
             t[np.arange(n), rng.integers(0, c, n)] = 1
-        ours = lambda: cross_entropy(z, t, target_type="prob", with_probs=False)  # noqa: E731
+        ours = lambda: cross_entropy(z, t, target_type="prob", with_probs=False, out=grad)  # noqa: E731
     else:
         t = (rng.random((n, c)) < 0.5).astype(dtype)
-        ours = lambda: binary_cross_entropy(z, t, with_probs=False, with_losses=False)  # noqa: E731
+        ours = lambda: binary_cross_entropy(z, t, with_probs=False, with_losses=False, out=grad)  # noqa: E731
     dst = np.empty_like(z)
     out = {"xent": ours, "memcpy": lambda: np.copyto(dst, z)}
     if torch is None:
@@ -134,13 +147,12 @@ def main() -> None:
         for n, c in QUICK if args.quick else SHAPES:
             for dtype in (np.float32, np.float64):
                 fns = cases(kind, n, c, dtype, torch)
-                t = {name: median_ms(fn, args.repeat) for name, fn in fns.items()}
-                tor = t.get("torch")
-                clo = t.get("closed")
+                t, r = interleaved(fns, args.repeat)
                 fmt = lambda v: f"{v:8.1f}" if v is not None else f"{'—':>8}"  # noqa: E731
-                ratio = lambda v: f"{t['xent'] / v:7.2f}" if v else f"{'—':>7}"  # noqa: E731
-                print(f"{kind:7} {f'{n}x{c}':>13} {np.dtype(dtype).name:8} {t['xent']:8.1f} {fmt(tor)} {fmt(clo)}"
-                      f" {t['memcpy']:7.1f}  {ratio(tor)} {ratio(clo):>8} {t['xent'] / t['memcpy']:8.1f}")
+                rat = lambda k: f"{r[k]:7.2f}" if k in r else f"{'—':>7}"  # noqa: E731
+                print(f"{kind:7} {f'{n}x{c}':>13} {np.dtype(dtype).name:8} {t['xent']:8.1f} {fmt(t.get('torch'))}"
+                      f" {fmt(t.get('closed'))} {t['memcpy']:7.1f}  {rat('torch')} {rat('closed'):>8}"
+                      f" {r['memcpy']:8.1f}")
                 del fns
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS of this process: {peak:.0f} MB")
