@@ -318,7 +318,9 @@ GAPS = st.one_of(st.sampled_from(GAP_VALUES), fl(15.0, 1e4))
 MIXED_ELEMENT = st.one_of(
     fl(-1.0, 1.0), fl(-40.0, 40.0), fl(-800.0, 800.0), fl(-1e4, 1e4), st.sampled_from(SPECIAL_LOGITS)
 )
-ROW_STYLES = ["small", "huge", "mixed", "ties", "dominant", "edge"]
+ROW_STYLES = ["small", "huge", "mixed", "ties", "dominant", "edge", "magnitudes"]
+# |z| = 10**u with u uniform in [-300, 4]: every decade from 1e-300 to 1e4, either sign.
+MAGNITUDE_ELEMENT = st.tuples(st.booleans(), fl(-300.0, 4.0)).map(lambda t: (-1.0 if t[0] else 1.0) * 10.0 ** t[1])
 
 
 def _fixed(elem, c):
@@ -348,6 +350,8 @@ def logit_row(draw, c: int, allow_mask: bool = True):
         row = [max(base + v, -1e4) for v in noise]
         dom = draw(st.integers(0, c - 1))
         row[dom] = base + gap
+    elif style == "magnitudes":
+        row = draw(_fixed(MAGNITUDE_ELEMENT, c))
     else:  # "edge": logits near +-1e4
         row = draw(
             _fixed(st.one_of(fl(9990.0, 1e4), fl(-1e4, -9990.0), st.sampled_from([1e4, -1e4, 9999.5])), c)
@@ -670,11 +674,97 @@ def test_ce_float32(case):
 
 
 # --------------------------------------------------------------------------
+# Large C (LLM vocabularies): 1000 to 100,000 classes, float64 and float32
+# --------------------------------------------------------------------------
+
+
+@st.composite
+def large_c_case(draw, max_c: int = 100_000):
+    """One or two rows of C in [1000, max_c] logits, drawn by a NumPy generator seeded by hypothesis.
+
+    Rows: Gaussian at a scale from 1e-300 to 1e4, every decade of |z| from 1e-300 to 1e4,
+    one dominant logit a gap of up to 1e4 above the rest, or uniform in [-1e4, 1e4]; now and
+    then 10% of the classes masked with -inf. Targets: class indices (the arg-max, the
+    arg-min, random) or probability rows (one-hot, a few classes, dense), with or without
+    weights and label smoothing.
+    """
+    c = draw(st.one_of(st.just(max_c), st.integers(1000, max_c)))
+    n = draw(st.integers(1, 2))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    rows = []
+    for _ in range(n):
+        style = draw(st.sampled_from(["gauss", "magnitudes", "dominant", "uniform"]))
+        if style == "gauss":
+            row = rng.normal(0.0, draw(st.sampled_from([1e-300, 1e-8, 1.0, 10.0, 100.0, 1e4])), c)
+        elif style == "magnitudes":
+            row = rng.choice([-1.0, 1.0], c) * 10.0 ** rng.uniform(-300.0, 4.0, c)
+        elif style == "dominant":
+            row = rng.normal(0.0, 3.0, c)
+            row[rng.integers(c)] += draw(GAPS)
+        else:
+            row = rng.uniform(-1e4, 1e4, c)
+        row = np.clip(row, -1e4, 1e4)
+        if draw(st.integers(0, 3)) == 0:
+            masked = rng.random(c) < 0.1
+            masked[int(np.argmax(row))] = False
+            row[masked] = -INF
+        rows.append(row)
+    z = np.array(rows)
+    finite = np.where(np.isfinite(z), z, np.inf)
+    if draw(st.booleans()):
+        how = draw(st.sampled_from(["argmax", "argmin", "random"]))
+        if how == "argmax":
+            target = np.argmax(z, axis=1)
+        elif how == "argmin":
+            target = np.argmin(finite, axis=1)
+        else:
+            target = rng.integers(0, c, n)
+        target = target.astype(np.int64)
+    else:
+        how = draw(st.sampled_from(["onehot", "few", "dense"]))
+        target = np.zeros((n, c))
+        for i in range(n):
+            live = np.flatnonzero(np.isfinite(z[i]))
+            if how == "onehot":
+                target[i, rng.choice(live)] = 1.0
+            elif how == "few":
+                target[i, rng.choice(live, 3)] = rng.dirichlet(np.ones(3))
+            else:
+                target[i, live] = rng.random(live.size)
+                target[i] /= target[i].sum()
+    kw = dict(
+        weight=rng.uniform(0.0, 3.0, c) if draw(st.booleans()) else None,
+        reduction=draw(reduction_strategy),
+        label_smoothing=draw(st.sampled_from([0.0, 0.0, 0.1, 1.0])),
+    )
+    return dict(logits=z, target=target, kw=kw)
+
+
+@settings(max_examples=examples(3), **SETTINGS)
+@given(large_c_case())
+def test_large_c_float64(case):
+    note(f"shape={case['logits'].shape} kw={case['kw']!r}")
+    check_ce_float64(case, _ce_call(case), _ce_ref(case), "ce[large C]")
+
+
+@settings(max_examples=examples(3), **SETTINGS)
+@given(large_c_case())
+def test_large_c_float32(case):
+    case = _to_f32_case(case)
+    note(f"shape={case['logits'].shape} kw={case['kw']!r}")
+    r = _ce_call(case, dtype="float32")
+    assert r.grad.dtype == np.float32
+    check_ce_float32(case, r, _ce_ref(case))
+
+
+# --------------------------------------------------------------------------
 # Binary cross-entropy
 # --------------------------------------------------------------------------
 
 BCE_SPECIAL = [0.0, 1e4, -1e4, 745.2, -745.2, 709.0, -709.0, 36.7, -36.7, 30.0, -30.0, 1e-300, 0.5]
-BCE_ELEMENT = st.one_of(fl(-10.0, 10.0), fl(-1e4, 1e4), fl(-800.0, 800.0), st.sampled_from(BCE_SPECIAL))
+BCE_ELEMENT = st.one_of(
+    fl(-10.0, 10.0), fl(-1e4, 1e4), fl(-800.0, 800.0), MAGNITUDE_ELEMENT, st.sampled_from(BCE_SPECIAL)
+)
 
 
 def _per_col(c):
