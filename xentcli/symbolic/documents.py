@@ -8,6 +8,7 @@ and every document starts with the exact command that produced it, which
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from typing import Any, Iterable
 
@@ -155,13 +156,26 @@ def to_markdown(d: Derivation) -> str:
     return "\n".join(lines)
 
 
+_SUM_ASSUMPTION = re.compile(r"Sum\(([a-z])\[([a-z])\], \(\2, 1, ([A-Za-z])\)\)\Z")
+_INDEXED_SYMBOL = re.compile(r"([a-z])(\d+)\Z")
+
+
 def _assumption_tex(a: str) -> str:
-    names = {n: sp.IndexedBase(n) for n in ("z", "y", "w")}
-    try:
-        lhs, rhs = a.split("=")
-        return sp.latex(sp.parse_expr(lhs.strip(), local_dict=names)) + " = " + rhs.strip()
-    except (ValueError, TypeError, SyntaxError, sp.SympifyError):  # shown as written
-        return a.replace("_", r"\_")
+    """LaTeX for the assumptions the derivations state (``y1 + y2 = 1``, ``Sum(y[k], (k, 1, C)) = 1``).
+
+    Formatted by pattern, not parsed: nothing here is handed to SymPy's parser (which evaluates).
+    Anything else is shown as written.
+    """
+    lhs, eq, rhs = a.partition("=")
+    lhs = lhs.strip()
+    m = _SUM_ASSUMPTION.match(lhs)
+    if eq and m:
+        base, k, upper = m.groups()
+        return rf"\sum_{{{k}=1}}^{{{upper}}} {{{base}}}_{{{k}}} = {rhs.strip()}"
+    terms = [_INDEXED_SYMBOL.match(t.strip()) for t in lhs.split("+")]
+    if eq and all(terms):
+        return " + ".join(f"{t.group(1)}_{{{t.group(2)}}}" for t in terms) + f" = {rhs.strip()}"
+    return a.replace("_", r"\_")
 
 
 def _block_md(block: Block) -> list[str]:
