@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -100,7 +99,10 @@ def read_table(path: str, *, header: str = "auto", stdin: io.BufferedIOBase | No
         arr = np.asarray(src.array)
         values = arr if arr.dtype in (np.float32, np.float64) else arr.astype(np.float64)
         return Table(values, src.name, None, npy_ndim=src.npy_ndim)
-    parts = list(src.chunks())
+    try:
+        parts = list(src.chunks())
+    finally:
+        src.close()
     values = parts[0].values if len(parts) == 1 else np.concatenate([p.values for p in parts])
     lines = parts[0].lines if len(parts) == 1 else np.concatenate([p.lines for p in parts])
     return Table(values, src.name, lines)
@@ -135,14 +137,15 @@ def _grid_locator(tab: Table) -> Locator:
     return locate
 
 
-def _vector_locator(tab: Table) -> Locator:
+def _vector_locator(tab: Table, width: int = 1) -> Locator:
+    """Positions in the labels' N-vector (or, with ``width``, in their (N, width) reshape) to the file."""
     r, _k = tab.shape
     as_row = r == 1 and tab.npy_ndim != 1
 
     def locate(index: tuple[int, ...]) -> tuple[int | None, int | None]:
         if not index:
             return None, None
-        i = index[0]
+        i = index[0] * width + (index[1] if len(index) > 1 else 0)
         if as_row:
             return tab.row_of(0), i + 1
         return tab.row_of(i), (1 if tab.npy_ndim != 1 else None)
@@ -171,7 +174,7 @@ def arrange_targets(tab: Table, n: int, c: int, mode: str = "auto", *, binary: b
         if (r, k) == (n, c):
             return Targets(vals, "binary", _grid_locator(tab), tab.source)
         if (n == 1 or c == 1) and r * k == n * c and (r == 1 or k == 1):
-            return Targets(vals.reshape(n, c), "binary", _vector_locator(tab), tab.source)
+            return Targets(vals.reshape(n, c), "binary", _vector_locator(tab, c), tab.source)
         raise XentInputError(
             f"has {tab.describe_shape()}; --binary needs labels with the logits' shape ({want})",
             source=tab.source,
@@ -227,21 +230,45 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def check_output_path(path: Path, inputs: Sequence[str]) -> str:
-    """Validate an output path before any work is done. Returns the format (csv/tsv/npy)."""
+def check_output_path(path: Path, inputs: Sequence[str], *, suffixes: Sequence[str] | None = ARRAY_SUFFIXES) -> str:
+    """Validate an output path before any work is done. Returns the array format (csv/tsv/npy).
+
+    Refuses: an extension not in ``suffixes`` (``None``: any), a directory, a
+    path that is one of ``inputs`` (by name, ``./x`` or absolute, through a
+    symbolic or hard link, or the file on standard input for ``-``), a
+    directory that does not exist or cannot be written.
+    """
     suffix = path.suffix.lower()
-    if suffix not in ARRAY_SUFFIXES:
+    if suffixes is not None and suffix not in suffixes:
         raise XentInputError(
-            f"unknown extension {suffix or '(none)'!r}; use .csv, .tsv, .txt or .npy", source=str(path)
+            f"unknown extension {suffix or '(none)'!r}; use {', '.join(suffixes[:-1])} or {suffixes[-1]}",
+            source=str(path),
         )
     if path.is_dir():
         raise XentInputError("is a directory", source=str(path))
+    refuse = XentInputError("is one of the input files; refusing to overwrite it", source=str(path))
     for name in inputs:
-        if name != "-" and (_same_file(path, Path(name)) or path.resolve() == Path(name).resolve()):
-            raise XentInputError("is one of the input files; refusing to overwrite it", source=str(path))
+        if name == "-":
+            import stat
+            import sys
+
+            try:  # standard input redirected from the output file
+                st = os.fstat(sys.stdin.fileno())
+                same = stat.S_ISREG(st.st_mode) and path.exists() and os.path.samestat(st, path.stat())
+            except (OSError, ValueError, AttributeError):  # no file behind standard input
+                same = False
+            if same:
+                raise XentInputError("is the file on standard input; refusing to overwrite it", source=str(path))
+            continue
+        if _same_file(path, Path(name)) or os.path.realpath(path) == os.path.realpath(name):
+            raise refuse
     parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
+    if not parent.exists():
         raise XentInputError(f"directory {str(parent)!r} does not exist", source=str(path))
+    if not parent.is_dir():
+        raise XentInputError(f"{str(parent)!r} is not a directory", source=str(path))
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise XentInputError(f"directory {str(parent)!r} is not writable", source=str(path))
     return {"npy": "npy", "tsv": "tsv"}.get(suffix[1:], "csv")
 
 
@@ -259,36 +286,69 @@ def format_rows(values: np.ndarray, delimiter: str = ",") -> str:
 def write_atomic(path: Path, write: Callable[[io.BufferedWriter], None]) -> None:
     """Write through a temporary file in the same directory, then rename into place.
 
-    An error or interruption leaves any earlier file at ``path`` untouched and
-    no partial file behind.
+    The temporary file (``.NAME.XXXXXXXX.tmp``) is named before it is created,
+    so an error or an interruption at any point removes it: any earlier file
+    at ``path`` stays untouched (same bytes, same mode) and nothing else is
+    left behind. The new file gets the earlier file's mode (else 0666 less
+    the umask) and is flushed to disk before the rename. A file the system
+    refuses to write (disk full, permissions, a missing directory) is an
+    :class:`XentInputError` naming ``path`` and the reason.
     """
+    import errno
+
     parent = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    tmp: str | None = None
     try:
+        for _attempt in range(100):
+            tmp = str(parent / f".{path.name}.{os.urandom(4).hex()}.tmp")
+            try:
+                fd = os.open(tmp, flags, 0o600)
+                break
+            except FileExistsError:
+                tmp = None  # someone else's
+        else:
+            raise FileExistsError(errno.EEXIST, "no free temporary file name", str(parent))
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
-            os.fsync(fh.fileno())
-        if path.exists():
             try:
-                os.chmod(tmp, path.stat().st_mode & 0o777)
+                if path.exists():
+                    mode = path.stat().st_mode & 0o777
+                else:
+                    umask = os.umask(0)
+                    os.umask(umask)
+                    mode = 0o666 & ~umask
+                if hasattr(os, "fchmod"):
+                    os.fchmod(fh.fileno(), mode)
+                else:
+                    os.chmod(tmp, mode)
             except OSError:
                 pass
-        else:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        tmp = None
+    except BaseException as exc:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        if isinstance(exc, OSError):
+            raise XentInputError(f"cannot be written: {exc.strerror or exc}", source=str(path)) from None
         raise
+    try:  # make the rename durable (best effort: not every system can open a directory)
+        dir_fd = os.open(parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
 
 
 def write_array(path: Path, values: np.ndarray, fmt: str) -> None:
-    """Write a 2-D array as CSV/TSV text or .npy, atomically."""
+    """Write a 2-D array as CSV/TSV text or .npy, atomically (see :func:`write_atomic`)."""
     if fmt == "npy":
         write_atomic(path, lambda fh: np.save(fh, values, allow_pickle=False))
     else:

@@ -11,10 +11,11 @@ first block is computed, so the output is bit for bit the in-memory result.
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import queue
-import tempfile
+import re
 import threading
 import warnings
 from dataclasses import dataclass, field
@@ -40,12 +41,16 @@ class GradWriter:
     """Write row blocks of a 2-D float array to ``path`` (CSV/TSV text or .npy) atomically.
 
     Everything goes to a temporary file in the same directory, renamed into
-    place by :meth:`commit`; :meth:`abort` (or any failure) removes it and
-    leaves an earlier file at ``path`` untouched. Formatting and writing run
-    on a thread of their own, so the next block is computed meanwhile.
+    place by :meth:`commit`; :meth:`abort` (or any failure, or an
+    interruption, however early) removes it and leaves an earlier file at
+    ``path`` untouched. Formatting and writing run on a thread of their own,
+    so the next block is computed meanwhile. A file the system refuses to
+    write (disk full, permissions) is an :class:`XentInputError` naming
+    ``path`` and the reason.
     """
 
     _NPY_HEADER = 128  # bytes reserved for a .npy header; rewritten with the real shape at the end
+    _JOIN_SECONDS = 2.0  # how long abort waits for the writer thread to finish the block in hand
 
     def __init__(self, path: Path, fmt: str, dtype: np.dtype, width: int) -> None:
         self.path = path
@@ -53,15 +58,41 @@ class GradWriter:
         self.dtype = np.dtype(dtype)
         self.width = width
         self.rows = 0
-        parent = path.parent if str(path.parent) else Path(".")
-        fd, self.tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
-        self.fh: BinaryIO = os.fdopen(fd, "wb")
+        self.tmp: str | None = None  # set before the file is created, cleared once it is renamed or removed
+        self.fh: BinaryIO | None = None
         self._queue: queue.Queue = queue.Queue(maxsize=2)
         self._error: BaseException | None = None
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="xent-writer", daemon=True)
-        if fmt == "npy":
-            self.fh.write(self._npy_header(0))
-        self._thread.start()
+        owners = getattr(_LIVE, "writers", None)
+        if owners is not None:
+            owners.append(self)  # before the temporary file exists: an interruption anywhere cleans it up
+        try:
+            fd = self._create_temp()
+            self.fh = os.fdopen(fd, "wb")
+            if fmt == "npy":
+                self.fh.write(self._npy_header(0))
+            self._thread.start()
+        except BaseException as exc:
+            self.abort()
+            if isinstance(exc, OSError):
+                raise self._write_error(exc) from None
+            raise
+
+    def _create_temp(self) -> int:
+        """Create ``.NAME.XXXXXXXX.tmp`` next to the output (mode 0600); ``self.tmp`` names it first."""
+        parent = self.path.parent if str(self.path.parent) else Path(".")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+        for _attempt in range(100):
+            self.tmp = str(parent / f".{self.path.name}.{os.urandom(4).hex()}.tmp")
+            try:
+                return os.open(self.tmp, flags, 0o600)
+            except FileExistsError:
+                self.tmp = None  # someone else's
+        raise FileExistsError(errno.EEXIST, "no free temporary file name", str(parent))
+
+    def _write_error(self, exc: OSError) -> XentInputError:
+        return XentInputError(f"cannot be written: {_reason(exc)}", source=str(self.path))
 
     def _npy_header(self, rows: int) -> bytes:
         descr = np.lib.format.dtype_to_descr(self.dtype)
@@ -74,17 +105,20 @@ class GradWriter:
         return head + size.to_bytes(2, "little") + body
 
     def _run(self) -> None:
-        while True:
-            block = self._queue.get()
+        while not self._stop.is_set():
+            try:
+                block = self._queue.get(timeout=_POLL_SECONDS)
+            except queue.Empty:
+                continue
             if block is None:
                 return
             if self._error is not None:
                 continue  # drain after a failure
             try:
                 if self.fmt == "npy":
-                    self.fh.write(block.tobytes())
+                    self.fh.write(block.tobytes())  # type: ignore[union-attr]
                 else:
-                    write_block(self.fh, block, "\t" if self.fmt == "tsv" else ",")
+                    write_block(self.fh, block, "\t" if self.fmt == "tsv" else ",")  # type: ignore[arg-type]
             except BaseException as exc:  # noqa: BLE001 - reported to the caller by write/commit
                 self._error = exc
 
@@ -92,7 +126,7 @@ class GradWriter:
         if self._error is not None:
             exc = self._error
             if isinstance(exc, OSError):
-                raise XentInputError(f"cannot be written: {exc.strerror or exc}", source=str(self.path)) from None
+                raise self._write_error(exc) from None
             raise exc
 
     def write(self, block: np.ndarray) -> None:
@@ -101,43 +135,101 @@ class GradWriter:
         self.rows += block.shape[0]
 
     def commit(self) -> None:
-        self._queue.put(None)
-        self._thread.join()
-        self._check()
+        """Finish the file, flush it to disk and rename it into place."""
         try:
+            self._queue.put(None)
+            self._thread.join()
+            self._check()
+            fh = self.fh
+            assert fh is not None and self.tmp is not None
             if self.fmt == "npy":
-                self.fh.seek(0)
-                self.fh.write(self._npy_header(self.rows))
-            self.fh.flush()
-            os.fsync(self.fh.fileno())
-            self.fh.close()
-        except OSError as exc:
+                fh.seek(0)
+                fh.write(self._npy_header(self.rows))
+            fh.flush()
+            _copy_mode(self.path, fh.fileno(), self.tmp)
+            os.fsync(fh.fileno())
+            fh.close()
+            os.replace(self.tmp, self.path)
+            self.tmp = None
+        except BaseException as exc:
             self.abort()
-            raise XentInputError(f"cannot be written: {exc.strerror or exc}", source=str(self.path)) from None
-        try:
-            mode = self.path.stat().st_mode & 0o777 if self.path.exists() else 0o666 & ~_umask()
-            os.chmod(self.tmp, mode)
-        except OSError:
-            pass
-        os.replace(self.tmp, self.path)
+            if isinstance(exc, OSError):
+                raise self._write_error(exc) from None
+            raise
+        _sync_directory(self.path)
 
     def abort(self) -> None:
+        """Remove the temporary file and stop the writer thread; an earlier file at ``path`` stays as it was.
+
+        Safe to call at any point, more than once, and after :meth:`commit`.
+        """
+        tmp = self.tmp
+        if tmp is not None:
+            try:
+                os.unlink(tmp)  # first: whatever happens next, nothing is left behind
+                self.tmp = None
+            except OSError:
+                pass
         self._error = self._error or RuntimeError("aborted")
-        try:
-            self._queue.put_nowait(None)
-        except queue.Full:
-            _drain(self._queue)
-            self._queue.put(None)
-        self._thread.join(timeout=10)
-        try:
-            self.fh.close()
-        except OSError:
-            pass
-        finally:
+        # No queue operation here: an interruption can leave a queue's lock held by this very thread
+        # (raised just after the lock was taken), and waiting for it would hang. The thread polls _stop.
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=self._JOIN_SECONDS)
+        if self.fh is not None:
+            try:
+                self.fh.close()
+            except (OSError, ValueError):
+                pass
+        if self.tmp is not None:  # systems that cannot remove an open file
             try:
                 os.unlink(self.tmp)
             except OSError:
                 pass
+            self.tmp = None
+
+
+_LIVE = threading.local()  # the writers a running stream_compute has created (see GradWriter.__init__)
+_POLL_SECONDS = 0.05  # how often a waiting reader or writer thread looks whether it should stop
+
+
+def _reason(exc: OSError) -> str:
+    """``No space left on device`` for an OSError, also for one that polars re-raised with the error
+    number only in its text (``[Errno 28] ...`` or ``... (os error 28)``)."""
+    if exc.strerror:
+        return exc.strerror
+    text = str(exc)
+    m = re.search(r"\[Errno (\d+)\]|\(os error (\d+)\)", text)
+    if m:
+        return os.strerror(int(m.group(1) or m.group(2)))
+    return text or type(exc).__name__
+
+
+def _sync_directory(path: Path) -> None:
+    """Make a rename durable (best effort: not every system can open a directory)."""
+    parent = path.parent if str(path.parent) else Path(".")
+    try:
+        fd = os.open(parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _copy_mode(path: Path, fd: int, tmp: str) -> None:
+    """Give the new file the mode an earlier file at ``path`` had, or what a new file gets under the umask."""
+    try:
+        mode = path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask()
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, mode)
+        else:
+            os.chmod(tmp, mode)
+    except OSError:
+        pass
 
 
 def _umask() -> int:
@@ -287,7 +379,10 @@ def plan_index_denominator(labels: Iterator[Chunk], c: int, opts: Options, label
         return float(counts.sum()), 0
     # The weights as the kernel sees them: in the compute dtype (tiny float64 weights may be 0 in float32).
     w = np.asarray(opts.weight, dtype=np.float64).astype(numeric.DTYPES[opts.dtype])
-    _, shift = numeric._rescale_for_mean(w, np.nonzero(used)[0])
+    in_use = np.nonzero(used)[0]
+    if opts.label_smoothing and in_use.size:  # every class's weight enters every counted sample's loss
+        in_use = np.arange(w.shape[0])
+    _, shift = numeric._rescale_for_mean(w, in_use)
     scaled = np.ldexp(w, -shift) if shift else w
     total = ExactSum()
     for k in np.nonzero(counts)[0]:
@@ -369,20 +464,33 @@ def stream_compute(
     work: queue.Queue = queue.Queue(maxsize=2)
     stop = threading.Event()
 
+    def hand_over(item: tuple) -> bool:
+        while not stop.is_set():  # a consumer that gave up never takes it: look at ``stop`` meanwhile
+            try:
+                work.put(item, timeout=_POLL_SECONDS)
+                return True
+            except queue.Full:
+                pass
+        return False
+
     def produce() -> None:
         try:
             for chunk in _chain(first, logit_chunks):
                 if stop.is_set():
                     return
                 lab = labels.take(chunk.values.shape[0])
-                work.put((chunk, lab))
-            work.put(("end", None))
+                if not hand_over((chunk, lab)):
+                    return
+            hand_over(("end", None))
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            work.put(("error", exc))
+            hand_over(("error", exc))
 
     reader = threading.Thread(target=produce, name="xent-reader", daemon=True)
-    reader.start()
+    created: list[GradWriter] = []  # every writer made here, known before its temporary file exists
+    outer = getattr(_LIVE, "writers", None)
+    _LIVE.writers = created
     try:
+        reader.start()
         while True:
             item, lab = work.get()
             if isinstance(item, str):
@@ -420,18 +528,13 @@ def stream_compute(
                 f"has {result.n + extra} label row(s) but the logits have {result.n} rows", source=labels_src.name
             )
         if opts.reduction != "none":
-            exact = total.value()
-            if opts.reduction == "sum":
-                result.loss = exact
-            elif denom == 0:
-                result.loss = math.nan
-                notes["zero"] = (1, "the mean is 0/0: every sample is ignored or has zero weight "
-                                 "(PyTorch returns nan and a zero gradient)")
-            else:
-                result.loss = exact / denom
+            reduce_notes: list = []
+            result.loss = numeric._reduce(total, opts.reduction, denom, reduce_notes)  # as in memory
+            for note in reduce_notes:
+                notes.setdefault(note.message.split(" (")[0], (1, note.message))
         if shift and denom is not None:
-            result.denominator = math.ldexp(denom, shift)
-        if opts.binary and result.loss is not None and not math.isfinite(result.loss):
+            result.denominator = numeric._ldexp_or_inf(denom, shift)
+        if opts.binary and result.loss is not None and not math.isfinite(result.loss) and not total.all_finite:
             notes.setdefault("inf", (1, "the loss is infinite: a positive target on a logit of -inf"))
         result.warnings = [text for _count, text in notes.values()]
         if writer is None:
@@ -440,24 +543,17 @@ def stream_compute(
         result.rows_written = writer.rows
         return result
     except BaseException:
-        stop.set()
-        if writer is not None:
-            writer.abort()
-        _drain(work)
+        stop.set()  # the reader thread stops at its next block (no queue operation here: see GradWriter.abort)
+        for w in created:  # also one whose creation was interrupted before it was assigned to ``writer``
+            w.abort()
         raise
+    finally:
+        _LIVE.writers = outer
 
 
 def _chain(first: Chunk, rest: Iterator[Chunk]) -> Iterator[Chunk]:
     yield first
     yield from rest
-
-
-def _drain(q: queue.Queue) -> None:
-    try:
-        while True:
-            q.get_nowait()
-    except queue.Empty:
-        pass
 
 
 def _compute_block(chunk, lab, target_type, opts, denom, shift, logits_name, labels_name):

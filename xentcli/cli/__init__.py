@@ -36,16 +36,36 @@ def warning_line(message: str) -> None:
     click.echo(f"xent: warning: {text}", err=True)
 
 
-class _Interrupted(Exception):
-    pass
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread: every ``except KeyboardInterrupt: raise`` lets it through too,
+    and no ``except Exception`` (an error inside SymPy, a failed check) can swallow it."""
 
 
-def _on_sigterm(signum: int, frame: Any) -> None:  # pragma: no cover - exercised via subprocess
-    raise _Interrupted()
+class _Interrupted(BaseException):
+    """An interruption on its way out of click (which would print a blank line for a KeyboardInterrupt)."""
+
+
+_signals_seen = 0
+
+
+def _on_signal(signum: int, frame: Any) -> None:  # pragma: no cover - exercised via subprocess
+    """SIGINT/SIGTERM: interrupt once; while the cleanup runs, a second signal is ignored and a third exits."""
+    global _signals_seen
+    _signals_seen += 1
+    if _signals_seen == 1:
+        raise KeyboardInterrupt() if signum == signal.SIGINT else _Terminated()
+    if _signals_seen >= 3:
+        os._exit(EXIT_INTERRUPTED)
 
 
 class XentGroup(click.Group):
     """A click group whose ``main`` turns every failure into one line and an exit code."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except KeyboardInterrupt:
+            raise _Interrupted() from None
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -95,6 +115,13 @@ class XentGroup(click.Group):
             except OSError:
                 pass
             return EXIT_OK
+        except OSError as exc:
+            # A file or directory the environment refuses (disk full, permissions, ...): one line.
+            if debug:
+                raise
+            reason = exc.strerror or str(exc)
+            error_line(f"{exc.filename}: {reason}" if exc.filename else reason)
+            return EXIT_INPUT
         except MemoryError:
             error_line("out of memory; try a smaller input or --output with a .npy file")
             return EXIT_INPUT
@@ -127,7 +154,7 @@ Examples:
   xent verify mypkg/losses.py:cross_entropy --label-smoothing 0.1
 
 \b
-Exit codes: 0 ok, 1 math/verification failure, 2 bad input or usage.
+Exit codes: 0 ok, 1 math/verification failure, 2 bad input or usage, 130 interrupted.
 """,
 )
 @click.version_option(__version__, "-V", "--version", prog_name="xent", message="%(prog)s %(version)s")
@@ -153,9 +180,29 @@ _register()
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point."""
+    """Console-script entry point.
+
+    SIGINT (unless it was ignored when the program started, as for a
+    background job) and SIGTERM interrupt the command: temporary files are
+    removed, earlier output files are left as they were, and the program
+    prints ``xent: interrupted`` and exits with 130.
+    """
+    previous = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            current = signal.getsignal(signum)
+            if current is not (signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL):
+                continue  # ignored (a background job) or someone else's handler
+            previous[signum] = signal.signal(signum, _on_signal)
+        except (ValueError, OSError):  # not in the main thread
+            pass
     try:
-        signal.signal(signal.SIGTERM, _on_sigterm)
-    except (ValueError, OSError):  # not in the main thread
-        pass
-    cli.main(args=argv, prog_name="xent")
+        cli.main(args=argv, prog_name="xent")
+    finally:
+        for signum, handler in previous.items():
+            try:
+                # After an interruption the process is on its way out: a late second Ctrl-C must not kill
+                # it with a traceback or by the signal (Python restores the default handler as it exits).
+                signal.signal(signum, signal.SIG_IGN if _signals_seen else handler)
+            except (ValueError, OSError, TypeError):
+                pass
