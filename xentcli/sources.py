@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import os
 import re
 import sys
@@ -23,8 +24,11 @@ import numpy as np
 from .errors import XentInputError
 
 NPY_MAGIC = b"\x93NUMPY"
+ZIP_MAGIC = b"PK\x03\x04"
+NPZ_MESSAGE = "is a zip archive (.npz?), not a .npy array or text: save each array with np.save"
 CHUNK_BYTES = 4 << 20
-_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\Z")
+# ASCII digits only: Python's \d (and float()) would also take other scripts' digits.
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\Z", re.ASCII)
 _SPECIAL = {
     "nan": float("nan"),
     "+nan": float("nan"),
@@ -110,10 +114,22 @@ class TextParser:
             stripped = line.strip()
             if not stripped or stripped.startswith("#"):
                 continue
+            if "\r" in stripped:
+                raise XentInputError(
+                    "contains a carriage return (CR) inside the line: line ends must be LF or CRLF, not CR alone",
+                    source=self.source,
+                    row=lineno,
+                )
             if not self.delimiter_known:
                 self.delimiter = _detect_delimiter(stripped)
                 self.delimiter_known = True
-            cells = [_clean(c) for c in _split(stripped, self.delimiter)]
+            try:
+                cells = [_clean(c) for c in _split(stripped, self.delimiter)]
+            except csv.Error as exc:
+                why = str(exc)
+                if "field limit" in why:
+                    why = f"a quoted cell is longer than {csv.field_size_limit()} characters"
+                raise XentInputError(f"cannot be split into cells ({why})", source=self.source, row=lineno) from None
             if not self.header_done:
                 self.header_done = True
                 filled = [c for c in cells if c != ""]
@@ -167,7 +183,7 @@ class TextParser:
             while (not self.header_done or self.width is None) and head_end < len(data):
                 nl = data.find(b"\n", head_end)
                 stop = len(data) if nl < 0 else nl + 1
-                v, ln = self.parse_lines([_decode(data[head_end:stop], self.source, offset + head_end)], line)
+                v, ln = self.parse_lines([_decode(data[head_end:stop], self.source, offset + head_end, line)], line)
                 if v.shape[0]:
                     values_parts.append(v)
                     lines_parts.append(ln)
@@ -189,7 +205,7 @@ class TextParser:
         if fast is not None:
             self.rows += fast.shape[0]
             return fast, np.arange(first_line, first_line + nlines, dtype=np.int64)
-        text = _decode(data, self.source, offset)
+        text = _decode(data, self.source, offset, first_line)
         return self.parse_lines(text.split("\n") if not text.endswith("\n") else text[:-1].split("\n"), first_line)
 
     def _polars_block(self, data: bytes, nlines: int) -> np.ndarray | None:
@@ -218,10 +234,16 @@ class TextParser:
         delim = self.delimiter
         if delim is None or self.width is None:
             return None
-        # Strict guards: only plain unquoted ASCII numbers separated by the delimiter, no spaces.
+        # Strict guards: only plain unquoted ASCII numbers separated by the delimiter, no spaces,
+        # and no whitespace other than the line ends: the values are split on any whitespace
+        # below, so a vertical tab or a lone CR inside a line could otherwise make up for an
+        # empty cell elsewhere and shift every later value.
         if not data.isascii() or any(
-            ch in data for ch in (b" ", b'"', b"'", b"_", b"#", b"\t" if delim != "\t" else b"\x00")
+            ch in data
+            for ch in (b" ", b'"', b"'", b"_", b"#", b"\x0b", b"\x0c", b"\t" if delim != "\t" else b"\x00")
         ):
+            return None
+        if b"\r" in data and b"\r" in data.replace(b"\r\n", b""):
             return None
         raw = np.frombuffer(data, dtype=np.uint8)
         newlines = np.flatnonzero(raw == 10)
@@ -242,12 +264,15 @@ class TextParser:
         return values.reshape(nlines, self.width)
 
 
-def _decode(data: bytes, source: str, offset: int) -> str:
+def _decode(data: bytes, source: str, offset: int, first_line: int | None = None) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
+        row = None if first_line is None else first_line + data.count(b"\n", 0, exc.start)
         raise XentInputError(
-            f"is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {offset + exc.start})", source=source
+            f"is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {offset + exc.start}); save it as UTF-8",
+            source=source,
+            row=row,
         ) from None
 
 
@@ -282,6 +307,11 @@ class TextSource:
     def width(self) -> int | None:
         return self.parser.width
 
+    def close(self) -> None:
+        """Close the stream (not standard input's)."""
+        if self.name != "<stdin>":
+            self.stream.close()
+
     def _blocks(self) -> Iterator[tuple[bytes, int, int, int]]:
         """Blocks of whole lines: (bytes, first line number, byte offset, number of newlines)."""
         tail = self.pending
@@ -314,8 +344,18 @@ class TextSource:
                     block = block[3:]
                     self.offset += 3
                     offset += 3
-            if b"\x00" in block:
-                raise XentInputError("is binary, not text (it contains NUL bytes)", source=self.name)
+                if block.startswith((b"\xff\xfe", b"\xfe\xff")):
+                    raise XentInputError(
+                        "is UTF-16 text (it starts with a UTF-16 byte-order mark); save it as UTF-8",
+                        source=self.name,
+                    )
+            nul = block.find(b"\x00")
+            if nul >= 0:
+                raise XentInputError(
+                    "contains NUL bytes: it is binary (or UTF-16) data, not UTF-8 text",
+                    source=self.name,
+                    row=line + block.count(b"\n", 0, nul),
+                )
             values, lines = self.parser.parse_block(block, line, offset, newlines)
             if values.shape[0]:
                 seen_numbers = True
@@ -356,38 +396,101 @@ class NpySource:
             yield Chunk(block, np.arange(start + 1, start + 1 + block.shape[0], dtype=np.int64))
 
 
+def _npy_header(fp: BinaryIO) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """The shape, order and dtype a .npy header declares (NumPy's reader; nothing is unpickled)."""
+    fmt = np.lib.format
+    version = fmt.read_magic(fp)
+    if version == (1, 0):
+        return fmt.read_array_header_1_0(fp)
+    if version in ((2, 0), (3, 0)):
+        # 3.0 differs from 2.0 only in the header's encoding (UTF-8, for structured field
+        # names); read as Latin-1, an ASCII header is the same, and field names are refused anyway.
+        return fmt.read_array_header_2_0(fp)
+    raise ValueError(f"unsupported .npy format version {version[0]}.{version[1]}")
+
+
 def load_npy(data_or_path: bytes | str, name: str) -> NpySource:
-    """Validate and open a .npy (never unpickling); 1-D arrays become one column."""
+    """Validate and open a .npy (never unpickling); 1-D arrays become one column.
+
+    The header is read and checked first: an object dtype (pickled data) is refused
+    without loading anything, and a header that promises more data than the file
+    holds is reported as truncated (instead of NumPy trying to allocate or map it).
+    """
+    try:
+        if isinstance(data_or_path, bytes):
+            fp: Any = io.BytesIO(data_or_path)
+            size = len(data_or_path)
+        else:
+            fp = open(data_or_path, "rb")  # noqa: SIM115 - closed below
+            size = os.fstat(fp.fileno()).st_size
+        try:
+            shape, _fortran, dtype = _npy_header(fp)
+            data_start = fp.tell()
+        finally:
+            if not isinstance(data_or_path, bytes):
+                fp.close()
+    except OSError as exc:
+        raise XentInputError(f"cannot be read: {exc.strerror or exc}", source=name) from None
+    except Exception as exc:  # noqa: BLE001 - whatever NumPy's header parser raises: not a valid header
+        why = str(exc) if isinstance(exc, ValueError) or not exc.args else f"{type(exc).__name__}: {exc.args[0]}"
+        why = " ".join(why.split())
+        why = why if len(why) <= 120 else why[:117] + "..."
+        raise XentInputError(f"is not a valid .npy file (bad header: {why or type(exc).__name__})",
+                             source=name) from None
+    if dtype.hasobject:
+        raise XentInputError("is not a usable .npy file: it holds Python objects (pickled data is never loaded)",
+                             source=name)
+    if dtype.kind not in "biuf" or dtype.subdtype is not None:
+        raise XentInputError(f"holds {dtype} data; only real numbers can be read", source=name)
+    ndim = len(shape)
+    if ndim > 2:
+        raise XentInputError(f"has {ndim} dimensions {shape}; expected 1 or 2", source=name)
+    if any(d < 0 for d in shape):
+        raise XentInputError(f"is not a valid .npy file (bad header: negative shape {shape})", source=name)
+    count = math.prod(shape)
+    if count == 0:
+        raise XentInputError(f"is empty (shape {shape})", source=name)
+    need = count * dtype.itemsize
+    if need > size - data_start:
+        raise XentInputError(
+            f"is a truncated .npy file: its header describes a {' x '.join(map(str, shape)) or 'scalar'} {dtype} array "
+            f"({need} bytes of data) but only {max(0, size - data_start)} bytes follow the header",
+            source=name,
+        )
     try:
         if isinstance(data_or_path, bytes):
             arr = np.load(io.BytesIO(data_or_path), allow_pickle=False)
         else:
             arr = np.load(data_or_path, mmap_mode="r", allow_pickle=False)
-    except ValueError as exc:
-        msg = str(exc)
-        if "allow_pickle" in msg or "Object arrays" in msg or "Python objects" in msg:
-            msg = "holds Python objects (pickled data is never loaded)"
-        raise XentInputError(f"is not a usable .npy file: {msg}", source=name) from None
-    except (OSError, EOFError, TypeError, SyntaxError) as exc:
-        raise XentInputError(f"is not a valid .npy file: {exc}", source=name) from None
+    except (ValueError, OSError, EOFError, TypeError, SyntaxError, OverflowError) as exc:
+        raise XentInputError(f"is not a valid .npy file: {' '.join(str(exc).split())}", source=name) from None
     if not isinstance(arr, np.ndarray):
         raise XentInputError("is not a single .npy array", source=name)
-    if arr.dtype.kind not in "biuf":
-        raise XentInputError(f"holds {arr.dtype} data; only real numbers can be read", source=name)
-    ndim = arr.ndim
     if ndim == 0:
         arr = arr.reshape(1, 1)
     elif ndim == 1:
         arr = arr.reshape(-1, 1)
-    elif ndim > 2:
-        raise XentInputError(f"has {ndim} dimensions {arr.shape}; expected 1 or 2", source=name)
-    if arr.size == 0:
-        raise XentInputError(f"is empty (shape {arr.shape})", source=name)
+    if arr.dtype.kind == "b":
+        arr = arr.view(np.uint8)  # False/True are the numbers 0/1 (also as class indices)
     if arr.dtype.kind in "iu" and arr.dtype.itemsize == 8:
         big = np.abs(arr.astype(np.float64)) >= 2**53
         if big.any():
             i, j = (int(v) for v in np.argwhere(big)[0])
-            raise XentInputError("integer too large to use", source=name, row=i + 1, column=j + 1)
+            raise XentInputError(
+                f"integer {int(arr[i, j])} is out of range: beyond 2**53 it has no exact float64 value",
+                source=name,
+                row=i + 1,
+                column=j + 1 if ndim != 1 else None,
+            )
+    if arr.dtype.kind == "f" and arr.dtype.itemsize > 8:  # long double: read into float64 now
+        with np.errstate(over="ignore", under="ignore"):
+            wide = arr.astype(np.float64)
+        over = np.isinf(wide) & np.isfinite(arr)
+        if over.any():
+            i, j = (int(v) for v in np.argwhere(over)[0])
+            raise XentInputError(f"{arr[i, j]!s} is out of the float64 range", source=name, row=i + 1,
+                                 column=j + 1 if ndim != 1 else None)
+        arr = wide
     return NpySource(arr, name, ndim)
 
 
@@ -398,6 +501,8 @@ def open_source(path: str, *, header: str = "auto", stdin: BinaryIO | None = Non
         first = stream.read(len(NPY_MAGIC))
         if first.startswith(NPY_MAGIC):
             return load_npy(first + stream.read(), "<stdin>")
+        if first.startswith(ZIP_MAGIC):
+            raise XentInputError(NPZ_MESSAGE, source="<stdin>")
         return TextSource(stream, "<stdin>", header=header, first=first)
     try:
         if os.path.isdir(path):
@@ -415,6 +520,9 @@ def open_source(path: str, *, header: str = "auto", stdin: BinaryIO | None = Non
     if first.startswith(NPY_MAGIC):
         stream.close()
         return load_npy(path, path)
+    if first.startswith(ZIP_MAGIC):
+        stream.close()
+        raise XentInputError(NPZ_MESSAGE, source=path)
     if path.lower().endswith(".npy"):
         stream.close()
         raise XentInputError("is not a .npy file (it does not start with the .npy magic bytes)", source=path)

@@ -102,6 +102,32 @@ def compute(
     respect to the logits. For --reduction none the gradient is that of the
     sum, so each row is its own sample's gradient.
     """
+    # NumPy's RuntimeWarnings (an overflow in an intermediate that the result accounts
+    # for) would print several lines on stderr: errors and notes about the result are
+    # reported as one line each, by the code below.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        _compute(inputs, logits_text, labels_text, targets, reduction, weight, ignore_index, label_smoothing,
+                 binary, pos_weight, dtype, header, fmt, output, digits)
+
+
+def _compute(
+    inputs: tuple[str, ...],
+    logits_text: str | None,
+    labels_text: str | None,
+    targets: str,
+    reduction: str,
+    weight: str | None,
+    ignore_index: int | None,
+    label_smoothing: float,
+    binary: bool,
+    pos_weight: str | None,
+    dtype: str,
+    header: str,
+    fmt: str | None,
+    output: Path | None,
+    digits: int,
+) -> None:
     from .. import files
 
     logits_path, labels_path = _sources(inputs, logits_text, labels_text)
@@ -110,6 +136,9 @@ def compute(
 
     weight_vec = files.parse_vector(weight, "--weight") if weight is not None else None
     pos_vec = files.parse_vector(pos_weight, "--pos-weight") if pos_weight is not None else None
+    if dtype == "float32":
+        for name, vec in (("--weight", weight_vec), ("--pos-weight", pos_vec)):
+            _check_fits_float32(vec, name)
     meta = {
         "dtype": dtype,
         "weight": None if weight_vec is None else weight_vec.tolist(),
@@ -215,6 +244,23 @@ def _check_options(
         raise click.UsageError("--pos-weight applies only to --binary")
     if not 0.0 <= label_smoothing <= 1.0:
         raise click.BadParameter(f"{label_smoothing!r} is not between 0 and 1", param_hint="'--label-smoothing'")
+
+
+def _check_fits_float32(vec: Any, option: str) -> None:
+    """A weight beyond float32's range would silently become inf under --dtype float32."""
+    if vec is None:
+        return
+    import numpy as np
+
+    big = np.isfinite(vec) & (np.abs(vec) > np.finfo(np.float32).max)
+    if big.any():
+        i = int(np.argmax(big))
+        largest = float(np.finfo(np.float32).max)
+        raise XentInputError(
+            f"{float(vec[i])!r} does not fit in float32 (largest {largest:.4g}); use --dtype float64",
+            source=option,
+            column=i + 1,
+        )
 
 
 def _run(logits_tab: Any, arranged: Any, *, binary: bool, **options: Any) -> Any:
