@@ -573,15 +573,23 @@ class ExactSum:
         self._neg_inf |= other._neg_inf
         return self
 
-    def value(self) -> float:
+    @property
+    def all_finite(self) -> bool:
+        """Whether every value added was finite (an infinite total then means overflow)."""
+        return not (self._nan or self._pos_inf or self._neg_inf)
+
+    def value(self, scale_exp: int = 0) -> float:
+        """The total times ``2**scale_exp``, correctly rounded (the scale lets an overflowing total be divided)."""
         if self._nan or (self._pos_inf and self._neg_inf):
             return math.nan
         if self._pos_inf:
             return math.inf
         if self._neg_inf:
             return -math.inf
+        num = self._total << max(scale_exp, 0)
+        den = 1 << (self._OFFSET + max(-scale_exp, 0))
         try:
-            return self._total / (1 << self._OFFSET)  # one correct rounding (CPython's int / int)
+            return num / den  # one correct rounding (CPython's int / int)
         except OverflowError:
             return math.inf if self._total > 0 else -math.inf
 
@@ -606,17 +614,31 @@ class GroupedSum:
             v = np.concatenate([self.carry, v])
         full = (v.size // self.GROUP) * self.GROUP
         if full:
-            with np.errstate(over="ignore", invalid="ignore"):
-                self.exact.add(v[:full].reshape(-1, self.GROUP).sum(axis=1))
+            self._add_groups(v[:full].reshape(-1, self.GROUP))
         self.carry = v[full:].copy()
         return self
 
-    def value(self) -> float:
+    def _add_groups(self, groups: np.ndarray) -> None:
+        with np.errstate(over="ignore", invalid="ignore"):
+            sums = groups.sum(axis=1)
+        over = ~np.isfinite(sums)
+        if over.any():
+            # A group of finite values whose float sum overflows is added exactly, value by value
+            # (the same groups whatever the blocking, so still the same bits).
+            finite_groups = over & np.isfinite(groups).all(axis=1)
+            self.exact.add(groups[finite_groups])
+            sums = sums[~finite_groups]
+        self.exact.add(sums)
+
+    def value(self, scale_exp: int = 0) -> float:
         if self.carry.size:
-            with np.errstate(over="ignore", invalid="ignore"):
-                self.exact.add(np.array([self.carry.sum()]))
+            self._add_groups(self.carry.reshape(1, -1))
             self.carry = np.empty(0)
-        return self.exact.value()
+        return self.exact.value(scale_exp)
+
+    @property
+    def all_finite(self) -> bool:
+        return self.exact.all_finite and bool(np.isfinite(self.carry).all())
 
 
 def exact_sum(values: Any) -> float:
@@ -727,7 +749,9 @@ def cross_entropy(
         valid = t >= 0
         if w is not None and reduction == "mean":
             if _shift is None:
-                w, shift = _rescale_for_mean(w, t[valid])
+                # With smoothing every class's weight enters the loss of every counted sample.
+                in_use = t[valid] if eps == 0.0 or not valid.any() else np.arange(c)
+                w, shift = _rescale_for_mean(w, in_use)
             elif _shift:
                 shift = _shift
                 with np.errstate(over="ignore"):
@@ -782,8 +806,9 @@ def cross_entropy(
     exact_total = losses.copy() if shift else losses
     if shift:
         # Report per-sample losses and the denominator for the weights as given.
-        losses = np.ldexp(losses, shift)
-        denom = math.ldexp(denom, shift) if denom is not None else None
+        with np.errstate(over="ignore"):
+            losses = np.ldexp(losses, shift)
+        denom = _ldexp_or_inf(denom, shift) if denom is not None else None
     _warn_nonfinite(losses, z, was_1d, notes)
     if denom is not None and denom == 0:
         grad[...] = 0
@@ -802,6 +827,13 @@ def cross_entropy(
             exact_total=exact_total,
         )
     )
+
+
+def _ldexp_or_inf(x: float, k: int) -> float:
+    try:
+        return math.ldexp(x, k)
+    except OverflowError:
+        return math.copysign(math.inf, x)
 
 
 def _rescale_for_mean(w: np.ndarray, used: np.ndarray) -> tuple[np.ndarray, int]:
@@ -828,7 +860,10 @@ def _reduce(exact: Any, reduction: str, denom: float | None, notes: list[XentWar
     if reduction == "none":
         return None
     total = exact.value()
+    overflow = math.isinf(total) and exact.all_finite
     if reduction == "sum":
+        if overflow:
+            notes.append(XentWarning("the sum of the losses is beyond the float64 range: reported as inf"))
         return total
     if denom == 0:
         notes.append(
@@ -838,6 +873,13 @@ def _reduce(exact: Any, reduction: str, denom: float | None, notes: list[XentWar
             )
         )
         return math.nan
+    if overflow and math.isfinite(denom):
+        # The sum overflows but the mean may not: divide both by 2**k first (exact for denom).
+        k = math.frexp(denom)[1]
+        mean = exact.value(-k) / math.ldexp(denom, -k)
+        if math.isinf(mean):
+            notes.append(XentWarning("the mean of the losses is beyond the float64 range: reported as inf"))
+        return mean
     return total / denom
 
 
@@ -1066,10 +1108,14 @@ def binary_cross_entropy(
     total = GroupedSum().add(row_sums) if reduction != "none" else ExactSum()
     notes: list[XentWarning] = []
     loss = _reduce(total, reduction, denom, notes)
-    bad = None if loss is not None and math.isfinite(loss) else ~np.isfinite(losses)
-    if bad is not None and losses is None:  # only the total is known: say which row via a recomputation
-        bad = None
-        notes.append(XentWarning("the loss is infinite: a positive target on a logit of -inf"))
+    bad = None
+    if loss is None or not math.isfinite(loss):
+        if losses is not None:
+            bad = ~np.isfinite(losses)
+        elif total.all_finite:
+            pass  # an overflowing sum or mean: _reduce said so
+        else:  # only the total is kept (streaming): no row to name
+            notes.append(XentWarning("the loss is infinite: a positive target on a logit of -inf"))
     if bad is not None and bad.any():
         idx = _first(bad)
         notes.append(
