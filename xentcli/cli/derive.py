@@ -44,10 +44,23 @@ class ClassesType(click.ParamType):
         else:
             text = str(value).strip()
             if re.fullmatch(r"[A-Za-z]", text):
-                return text
-            if not re.fullmatch(r"[+-]?\d+", text):
+                from ..symbolic.general import check_letter
+
+                try:
+                    return check_letter(text)
+                except XentInputError as exc:
+                    self.fail(exc.message, param, ctx)
+            if not re.fullmatch(r"[+-]?[0-9]+", text):
                 self.fail(f"{value!r} is neither a whole number nor a single letter (symbolic C)", param, ctx)
-            n = int(text)
+            digits = text.lstrip("+-").lstrip("0")
+            if len(digits) > len(str(MAX_CLASSES)):  # never int() a 5000-digit string
+                self.fail(
+                    f"{text[:20] + '...' if len(text) > 20 else text} is outside 2..{MAX_CLASSES}; use a letter "
+                    "(e.g. --classes n) for every C at once",
+                    param,
+                    ctx,
+                )
+            n = int(digits or "0") * (-1 if text.startswith("-") else 1)
         if not 2 <= n <= MAX_CLASSES:
             self.fail(
                 f"{n} is outside 2..{MAX_CLASSES}; use a letter (e.g. --classes n) for every C at once", param, ctx
@@ -115,6 +128,8 @@ def derive(
         "assume_normalized": assume_normalized,
         "claim": claim,
     }
+    if claim is not None:  # refuse a malformed claim before any derivation work
+        _validate_claim(options, None)
     from .render import stdout_is_terminal
 
     rich_view = fmt is None and output is None and stdout_is_terminal()
@@ -190,21 +205,41 @@ def _files(path: Path) -> list[Path]:
     if path.is_file():
         return [path]
     if path.is_dir():
-        return sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in EXTENSIONS)
+        try:
+            return sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in EXTENSIONS)
+        except OSError as exc:
+            raise XentInputError(f"cannot be listed: {exc}", source=str(path)) from None
+    if path.exists():
+        raise XentInputError("is neither a regular file nor a directory", source=str(path))
     raise XentInputError("no such file or directory", source=str(path))
 
 
-def _options_from_header(command: str, source: str) -> tuple[dict[str, Any], str]:
+HELP_FLAGS = ("-h", "--help")
+MAX_DOCUMENT_BYTES = 256 * 1024 * 1024
+
+
+def _options_from_header(command: Any, source: str) -> tuple[dict[str, Any], str]:
+    """The options of a header's command, parsed by xent's own option parser (never by a shell).
+
+    Everything that can be checked without deriving is checked here, so that a
+    bad header is reported (exit 2, naming the file) before any work is done.
+    """
+    if not isinstance(command, str):
+        raise XentInputError(f"header command is not text: {command!r}"[:200], source=source)
     try:
         argv = shlex.split(command)
     except ValueError as exc:
         raise XentInputError(f"header command cannot be parsed: {exc}", source=source) from None
     if argv[:2] != ["xent", "derive"]:
-        raise XentInputError(f"header does not name an 'xent derive' command: {command!r}", source=source)
+        raise XentInputError(f"header does not name an 'xent derive' command: {command[:200]!r}", source=source)
+    if any(a in HELP_FLAGS for a in argv[2:]):
+        raise XentInputError("header command asks for --help instead of a derivation", source=source)
     try:
         sub = derive.make_context("derive", argv[2:], resilient_parsing=False)
     except click.ClickException as exc:
         raise XentInputError(f"header command is not valid: {exc.format_message()}", source=source) from None
+    except click.exceptions.Exit:  # an eager option that exits (help); refused above, kept as a guard
+        raise XentInputError("header command does not describe a derivation", source=source) from None
     p = sub.params
     if p.get("check_path") is not None or p.get("output") is not None:
         raise XentInputError("header command must not use --check or --output", source=source)
@@ -217,7 +252,35 @@ def _options_from_header(command: str, source: str) -> tuple[dict[str, Any], str
         "assume_normalized": p["assume_normalized"],
         "claim": p["claim"],
     }
+    if options["claim"] is not None:
+        _validate_claim(options, source)
     return options, p["fmt"] or "text"
+
+
+def _validate_claim(options: dict[str, Any], source: str | None) -> None:
+    """The claim's grammar, limits and names, checked before any derivation (errors name the header's file)."""
+    from ..symbolic import claims
+    from ..symbolic.claim_steps import check_names
+
+    weighted_mean = options["mean"] and options["weights"] and options["loss"] != "bce"
+    try:
+        tree = claims.parse(options["claim"])
+        check_names(claims.names(tree), smoothing=options["smoothing"], weights=options["weights"],
+                    mean=options["mean"], weighted_mean=weighted_mean)
+    except XentInputError as exc:
+        if source is None:
+            raise
+        raise XentInputError(f"header command: {exc}", source=source) from None
+
+
+def _read_document(f: Path) -> str:
+    try:
+        size = f.stat().st_size
+        if size > MAX_DOCUMENT_BYTES:
+            raise XentInputError(f"is {size:,} bytes, too large for a derivation document", source=str(f))
+        return f.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise XentInputError(f"cannot be read: {exc}", source=str(f)) from None
 
 
 def run_check(path: Path) -> int:
@@ -228,10 +291,7 @@ def run_check(path: Path) -> int:
         raise XentInputError("holds no derivation files (.md, .tex, .json, .txt)", source=str(path))
     jobs = []
     for f in files:  # read every header first: a file that cannot be regenerated is a usage error (exit 2)
-        try:
-            current = f.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise XentInputError(f"cannot be read: {exc}", source=str(f)) from None
+        current = _read_document(f)
         command = read_header(current)
         if command is None:
             raise XentInputError(
@@ -241,7 +301,10 @@ def run_check(path: Path) -> int:
         jobs.append((f, current, command, *_options_from_header(command, str(f))))
     drift = []
     for f, current, command, options, fmt in jobs:
-        derivation, fresh = generate(options, fmt)
+        try:
+            derivation, fresh = generate(options, fmt)
+        except XentInputError as exc:  # e.g. a claim too large for its C: name the file
+            raise XentInputError(f"header command: {exc}", source=str(f)) from None
         if fresh == current and derivation.verified:
             click.echo(f"ok      {f}")
             continue

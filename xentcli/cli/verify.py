@@ -85,6 +85,8 @@ def verify(
     for value, name in ((rtol, "--rtol"), (atol, "--atol")):
         if value is not None and not (0.0 <= value < float("inf")):
             raise click.BadParameter(f"{value!r} must be a finite number >= 0", param_hint=f"'{name}'")
+    if seed < 0:
+        raise click.BadParameter(f"{seed} must be a whole number >= 0", param_hint="'--seed'")
     modes = [m for m in (target, export_dir, results_dir) if m is not None]
     if len(modes) != 1:
         raise click.UsageError("give exactly one of TARGET, --export DIR or --results DIR")

@@ -14,6 +14,28 @@ with :func:`ast.parse` and only these nodes are accepted:
 
 Nothing is ever handed to ``eval``/``exec``/``sympify``; attribute access,
 subscripts, keywords, strings and any other name are rejected.
+
+Limits (each refused with exit code 2 and one line naming the limit, before
+any symbolic work, so that no claim can take unbounded time or memory):
+
+* ``MAX_LENGTH``: at most 400 characters; plain printable ASCII only (no
+  control characters, newlines, ``#`` comments or ``\\`` continuations);
+* ``MAX_NODES``: at most 200 syntax-tree nodes;
+* ``MAX_DEPTH``: at most 32 levels of nesting (operators, unary signs and
+  calls; redundant parentheses do not count);
+* ``MAX_POWER``: an exponent is a whole number between -8 and 8;
+* ``MAX_DEGREE``: the claim's degree is at most 8, counting each name as
+  degree 1, constants as 0, ``+``/``-`` as the larger, ``*``/``/`` as the sum,
+  ``x**n`` as ``|n|`` times that of ``x`` and ``sum``/``exp``/``log`` as that
+  of their argument (at least 1); e.g. ``(p - y)**8`` is allowed,
+  ``(p - y)**8*p`` and ``(p**4)**4`` are not;
+* ``MAX_NUMBER_DIGITS``: whole numbers have at most 12 digits; decimals must
+  be finite.
+
+A claim within these limits is then decided exactly for a concrete C with a
+budget on the size of the polynomials involved (see
+:mod:`xentcli.symbolic.claim_steps`): one that would need more is refused
+(exit 2) and names a smaller C, or ``--classes n``, instead.
 """
 
 from __future__ import annotations
@@ -30,37 +52,73 @@ SCALARS = ("N", "W", "C", "eps")
 FUNCTIONS = ("sum", "exp", "log")
 MAX_LENGTH = 400
 MAX_NODES = 200
+MAX_DEPTH = 32
 MAX_POWER = 8
+MAX_DEGREE = 8
+MAX_NUMBER_DIGITS = 12
 
 _BINOPS = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow)
 _UNARY = (ast.UAdd, ast.USub)
+_STRUCTURAL = (ast.Expression, ast.Load, ast.operator, ast.unaryop)
 
 
 def _fail(message: str) -> XentInputError:
     return XentInputError(message, source="--claim")
 
 
+def _check_characters(text: str) -> None:
+    for ch in text:
+        code = ord(ch)
+        if code < 32 or code == 127 or code > 126:
+            name = f"U+{code:04X}"
+            shown = repr(ch) if code < 32 or code == 127 else f"'{ch}'"
+            raise _fail(f"character {shown} ({name}) is not allowed: a claim is one line of plain ASCII")
+        if ch in "#\\":
+            raise _fail(f"character '{ch}' is not allowed in a claim (no comments or line continuations)")
+
+
 def parse(text: str) -> ast.Expression:
     """Parse and validate a claim; raise :class:`XentInputError` (exit 2) when it is not in the grammar."""
+    if not isinstance(text, str):
+        raise _fail("is not text")
     if len(text) > MAX_LENGTH:
         raise _fail(f"is {len(text)} characters long; claims are limited to {MAX_LENGTH}")
     if not text.strip():
         raise _fail("is empty")
+    _check_characters(text)
     try:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as exc:
         raise _fail(f"is not a valid expression ({exc.msg})") from None
+    except (RecursionError, MemoryError):  # nesting beyond what Python's parser takes
+        raise _fail("is nested too deeply to parse") from None
+    except ValueError as exc:
+        raise _fail(f"is not a valid expression ({exc})") from None
     count = 0
+    callees = set()
     for node in ast.walk(tree):
         count += 1
         if count > MAX_NODES:
             raise _fail(f"is too large (more than {MAX_NODES} parts)")
         _validate(node)
+        if isinstance(node, ast.Call):
+            callees.add(id(node.func))
+        elif isinstance(node, ast.Name) and node.id in FUNCTIONS and id(node) not in callees:
+            raise _fail(f"{node.id} is a function: write {node.id}(...)")
+    depth = _depth(tree.body)
+    if depth > MAX_DEPTH:
+        raise _fail(f"is nested {depth} levels deep; claims are limited to {MAX_DEPTH}")
+    deg = degree(tree)
+    if deg > MAX_DEGREE:
+        raise _fail(
+            f"has degree {deg} (names count 1, products add, '**n' multiplies); claims are limited to "
+            f"degree {MAX_DEGREE}"
+        )
     return tree
 
 
 def _validate(node: ast.AST) -> None:
-    if isinstance(node, (ast.Expression, ast.Load, ast.operator, ast.unaryop)):
+    if isinstance(node, _STRUCTURAL):
         return  # operators are checked by their BinOp/UnaryOp
     if isinstance(node, ast.BinOp):
         if not isinstance(node.op, _BINOPS):
@@ -79,8 +137,8 @@ def _validate(node: ast.AST) -> None:
             raise _fail(f"{node.value!r} is not a number")
         if isinstance(node.value, float) and not (abs(node.value) < float("inf")):
             raise _fail(f"{node.value!r} is not a finite number")
-        if isinstance(node.value, int) and abs(node.value) > 10**12:
-            raise _fail("numbers in a claim are limited to 12 digits")
+        if isinstance(node.value, int) and abs(node.value) >= 10**MAX_NUMBER_DIGITS:
+            raise _fail(f"numbers in a claim are limited to {MAX_NUMBER_DIGITS} digits")
         return
     if isinstance(node, ast.Name):
         if node.id not in VECTORS + SCALARS + FUNCTIONS:
@@ -92,7 +150,7 @@ def _validate(node: ast.AST) -> None:
     if isinstance(node, ast.Call):
         if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
             raise _fail(f"only {', '.join(f + '()' for f in FUNCTIONS)} can be called")
-        if node.keywords or len(node.args) != 1:
+        if node.keywords or len(node.args) != 1 or isinstance(node.args[0], ast.Starred):
             raise _fail(f"{node.func.id}() takes exactly one argument")
         return
     if isinstance(node, ast.Attribute):
@@ -100,6 +158,49 @@ def _validate(node: ast.AST) -> None:
     if isinstance(node, ast.Subscript):
         raise _fail("subscripts are not allowed: names stand for the j-th entry already")
     raise _fail(f"{type(node).__name__} is not allowed in a claim")
+
+
+def _children(node: ast.AST) -> list[ast.AST]:
+    if isinstance(node, ast.BinOp):
+        return [node.left, node.right]
+    if isinstance(node, ast.UnaryOp):
+        return [node.operand]
+    if isinstance(node, ast.Call):
+        return list(node.args)
+    return []
+
+
+def _depth(root: ast.AST) -> int:
+    """Nesting depth of a validated claim, without recursion (a deep tree cannot overflow the stack)."""
+    deepest = 0
+    stack = [(root, 1)]
+    while stack:
+        node, d = stack.pop()
+        deepest = max(deepest, d)
+        stack.extend((child, d + 1) for child in _children(node))
+    return deepest
+
+
+def degree(tree: ast.Expression) -> int:
+    """The claim's degree as documented above (an upper bound of its polynomial degree in the names)."""
+
+    def deg(node: ast.AST) -> int:
+        if isinstance(node, ast.Constant):
+            return 0
+        if isinstance(node, ast.Name):
+            return 1
+        if isinstance(node, ast.UnaryOp):
+            return deg(node.operand)
+        if isinstance(node, ast.BinOp):
+            if isinstance(node.op, ast.Pow):
+                return abs(_int_constant(node.right) or 0) * deg(node.left)
+            a, b = deg(node.left), deg(node.right)
+            return max(a, b) if isinstance(node.op, (ast.Add, ast.Sub)) else a + b
+        if isinstance(node, ast.Call):
+            return max(1, deg(node.args[0]))
+        return 0
+
+    return deg(tree.body)
 
 
 def _int_constant(node: ast.AST) -> int | None:
@@ -115,8 +216,102 @@ def names(tree: ast.Expression) -> set[str]:
     return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id not in FUNCTIONS}
 
 
+class Algebra:
+    """How a claim's syntax tree becomes a value: one implementation per kind of value.
+
+    :func:`fold` walks the tree; ``vector(name, k)`` gives the k-th entry of
+    p, y, z or w; ``scalar(name)`` gives N, W, C or eps; ``summation(f)`` sums
+    ``f(m)`` over the classes. The arithmetic defaults are Python operators.
+    """
+
+    def const(self, value: int | float) -> Any:
+        raise NotImplementedError
+
+    def vector(self, name: str, k: Any) -> Any:
+        raise NotImplementedError
+
+    def scalar(self, name: str) -> Any:
+        raise NotImplementedError
+
+    def summation(self, f: Callable[[Any], Any]) -> Any:
+        raise NotImplementedError
+
+    def add(self, a: Any, b: Any) -> Any:
+        return a + b
+
+    def sub(self, a: Any, b: Any) -> Any:
+        return a - b
+
+    def mul(self, a: Any, b: Any) -> Any:
+        return a * b
+
+    def div(self, a: Any, b: Any) -> Any:
+        return a / b
+
+    def neg(self, a: Any) -> Any:
+        return -a
+
+    def power(self, a: Any, n: int) -> Any:
+        return a**n
+
+    def exp(self, a: Any) -> Any:
+        raise NotImplementedError
+
+    def log(self, a: Any) -> Any:
+        raise NotImplementedError
+
+
+def fold(tree: ast.Expression, alg: Algebra, index: Any) -> Any:
+    """The claim's value at class ``index`` in ``alg``.
+
+    A ``sum(...)`` does not depend on the outer index, so each one is
+    evaluated once and reused: nested sums cost C times their size, not
+    C to the power of their depth.
+    """
+    sums: dict[int, Any] = {}
+
+    def ev(node: ast.AST, k: Any) -> Any:
+        if isinstance(node, ast.Expression):
+            return ev(node.body, k)
+        if isinstance(node, ast.Constant):
+            return alg.const(node.value)
+        if isinstance(node, ast.Name):
+            if node.id in VECTORS:
+                return alg.vector(node.id, k)
+            return alg.scalar(node.id)
+        if isinstance(node, ast.UnaryOp):
+            v = ev(node.operand, k)
+            return alg.neg(v) if isinstance(node.op, ast.USub) else v
+        if isinstance(node, ast.BinOp):
+            op = node.op
+            if isinstance(op, ast.Pow):
+                n = _int_constant(node.right)
+                assert n is not None  # guaranteed by parse()
+                return alg.power(ev(node.left, k), n)
+            a, b = ev(node.left, k), ev(node.right, k)
+            if isinstance(op, ast.Add):
+                return alg.add(a, b)
+            if isinstance(op, ast.Sub):
+                return alg.sub(a, b)
+            if isinstance(op, ast.Mult):
+                return alg.mul(a, b)
+            return alg.div(a, b)
+        if isinstance(node, ast.Call):
+            fn = node.func.id  # type: ignore[attr-defined]
+            arg = node.args[0]
+            if fn == "sum":
+                key = id(node)
+                if key not in sums:
+                    sums[key] = alg.summation(lambda m: ev(arg, m))
+                return sums[key]
+            return alg.exp(ev(arg, k)) if fn == "exp" else alg.log(ev(arg, k))
+        raise _fail(f"{type(node).__name__} is not allowed in a claim")  # unreachable after parse()
+
+    return ev(tree, index)
+
+
 class Env:
-    """How names become values for one class index.
+    """How names become SymPy values for one class index.
 
     ``vector(name, k)`` gives the k-th entry of p, y, z or w; ``scalar(name)``
     gives N, W, C or eps; ``indices()`` lists the classes ``sum`` runs over.
@@ -135,39 +330,32 @@ class Env:
         self.summation = summation
 
 
+class _SympyAlgebra(Algebra):
+    def __init__(self, env: Env):
+        self.env = env
+
+    def const(self, value: int | float) -> sp.Expr:
+        return sp.Rational(repr(value)) if isinstance(value, float) else sp.Integer(value)
+
+    def vector(self, name: str, k: Any) -> sp.Expr:
+        return self.env.vector(name, k)
+
+    def scalar(self, name: str) -> sp.Expr:
+        return self.env.scalar(name)
+
+    def summation(self, f: Callable[[Any], Any]) -> sp.Expr:
+        return self.env.summation(f)
+
+    def power(self, a: sp.Expr, n: int) -> sp.Expr:
+        return a ** sp.Integer(n)
+
+    def exp(self, a: sp.Expr) -> sp.Expr:
+        return sp.exp(a)
+
+    def log(self, a: sp.Expr) -> sp.Expr:
+        return sp.log(a)
+
+
 def evaluate(tree: ast.Expression, env: Env, index: Any) -> sp.Expr:
     """The claim's value at class ``index`` as a SymPy expression."""
-
-    def ev(node: ast.AST, k: Any) -> sp.Expr:
-        if isinstance(node, ast.Expression):
-            return ev(node.body, k)
-        if isinstance(node, ast.Constant):
-            return sp.Rational(repr(node.value)) if isinstance(node.value, float) else sp.Integer(node.value)
-        if isinstance(node, ast.Name):
-            if node.id in VECTORS:
-                return env.vector(node.id, k)
-            return env.scalar(node.id)
-        if isinstance(node, ast.UnaryOp):
-            v = ev(node.operand, k)
-            return -v if isinstance(node.op, ast.USub) else v
-        if isinstance(node, ast.BinOp):
-            a, b = ev(node.left, k), ev(node.right, k)
-            op = node.op
-            if isinstance(op, ast.Add):
-                return a + b
-            if isinstance(op, ast.Sub):
-                return a - b
-            if isinstance(op, ast.Mult):
-                return a * b
-            if isinstance(op, ast.Div):
-                return a / b
-            return a ** b
-        if isinstance(node, ast.Call):
-            fn = node.func.id  # type: ignore[attr-defined]
-            arg = node.args[0]
-            if fn == "sum":
-                return env.summation(lambda m: ev(arg, m))
-            return sp.exp(ev(arg, k)) if fn == "exp" else sp.log(ev(arg, k))
-        raise _fail(f"{type(node).__name__} is not allowed in a claim")  # unreachable after parse()
-
-    return ev(tree, index)
+    return fold(tree, _SympyAlgebra(env), index)

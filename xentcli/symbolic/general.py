@@ -190,7 +190,30 @@ def reduces_to_zero(
        sum is), each ``b[m]`` for ``b`` in ``exp_bases`` becomes ``log(u)`` with
        ``u > 0``, so ``exp(b[m])`` is ``u``;
     5. ``expand_log``, then ``together`` + ``expand`` of the numerator must give 0.
+
+    An exception inside SymPy gives (False, ``error: ...``): a failed check, never a pass.
     """
+    try:
+        return _reduces_to_zero(expr, dummy=dummy, exp_bases=exp_bases, given=given)
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - an error inside SymPy is a failed check, never a pass
+        return False, _error_symbol(exc)
+
+
+def _error_symbol(exc: BaseException) -> sp.Symbol:
+    """What is 'left' when SymPy raised: the exception, named, in one line."""
+    text = " ".join(str(exc).split())[:200]
+    return sp.Symbol(f"error: {type(exc).__name__} raised during the check" + (f" ({text})" if text else ""))
+
+
+def _reduces_to_zero(
+    expr: sp.Expr,
+    *,
+    dummy: sp.Symbol,
+    exp_bases: Iterable[IndexedBase],
+    given: dict[sp.Expr, sp.Expr] | None,
+) -> tuple[bool, sp.Expr]:
     e = sp.expand_log(expr, force=False)
     e = normalize_sums(e, dummy)
     if given:
@@ -204,12 +227,8 @@ def reduces_to_zero(
     bases = set(exp_bases)
     idx = sorted((a for a in e.atoms(Indexed) if a.base in bases), key=sp.default_sort_key)
     e = e.xreplace({a: sp.log(sp.Dummy(f"u_{a.base}", positive=True)) for a in idx})
-    try:
-        e = sp.expand_log(sp.powsimp(sp.expand_power_exp(e)), force=False)
-        ok = is_zero_expr(e)
-    except (ValueError, TypeError, ZeroDivisionError, sp.PolynomialError) as exc:  # defensive: never a pass
-        return False, sp.Symbol(f"error: {exc}")
-    if ok:
+    e = sp.expand_log(sp.powsimp(sp.expand_power_exp(e)), force=False)
+    if is_zero_expr(e):
         return True, sp.Integer(0)
     back = {v: k for k, v in atoms.items()}
     return False, e.xreplace(back)
@@ -224,8 +243,15 @@ def reduces_to_zero_by_cases(
     the delta is replaced by 0 and the rest must vanish identically in a and b.
     Both must reduce to 0. (Needed e.g. for ``w_j δ_jt = w_t δ_jt``.)
     """
-    same, rest_same = reduces_to_zero(expr.subs(b, a), **kwargs)
-    other, rest_other = reduces_to_zero(expr.xreplace({KroneckerDelta(a, b): 0, KroneckerDelta(b, a): 0}), **kwargs)
+    try:
+        case_same = expr.subs(b, a)
+        case_other = expr.xreplace({KroneckerDelta(a, b): 0, KroneckerDelta(b, a): 0})
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - never a pass
+        return False, _error_symbol(exc)
+    same, rest_same = reduces_to_zero(case_same, **kwargs)
+    other, rest_other = reduces_to_zero(case_other, **kwargs)
     if same and other:
         return True, sp.Integer(0)
     return False, rest_same if not same else rest_other
@@ -410,14 +436,19 @@ class General:
         cases: tuple[sp.Symbol, sp.Symbol] | None = None,
     ) -> sp.Expr:
         """Append the checks that ``derived`` (after .doit() and Piecewise resolution) equals ``closed``."""
-        unresolved: list = []
-        if doit:
-            derived, proved, unresolved = self.doit(derived, bounds)
-            pw = self.piecewise_check(name, proved, unresolved)
-            if pw is not None:
-                st.checks.append(pw)
-        ok, rest = self.zero(derived - closed, given, cases)
-        detail = "" if ok else f"the difference did not reduce to 0; left: {_short(rest)}"
+        try:
+            if doit:
+                resolved, proved, unresolved = self.doit(derived, bounds)
+                pw = self.piecewise_check(name, proved, unresolved)
+                if pw is not None:
+                    st.checks.append(pw)
+                derived = resolved
+            ok, rest = self.zero(derived - closed, given, cases)
+            detail = "" if ok else f"the difference did not reduce to 0; left: {_short(rest)}"
+        except MemoryError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - an error inside SymPy is a failed check, never a pass
+            ok, detail = False, str(_error_symbol(exc))
         st.checks.append(Check(name, statement, method, ok, 1, detail))
         return derived
 
@@ -1012,16 +1043,18 @@ def _claim_step(g: General, text: str, command_options: dict) -> Step:
     pname = "σ" if bce else "p"
     st.say(f"Claim, elementwise for j = 1..{n} ({pname} is the {'sigmoid' if bce else 'softmax'} output):")
     st.eq(Tex(r"\frac{\partial L}{\partial z_j}", "∂L/∂z_j"), Tex(r"\texttt{" + _tex_escape(text) + "}", text))
-    value = claims.evaluate(tree, env, j)
     normalized = g.assume_normalized
     condition = " given Σy = 1" if normalized else ""
     statement = f"the claim {text!r} equals ∂L/∂z_j for every 1 ≤ j ≤ {n}, for every {n}{condition}"
-    target = g.scaled(g.grad(j))
     given = g.normalized_given if normalized else None
     try:
+        value = claims.evaluate(tree, env, j)
+        target = g.scaled(g.grad(j))
         ok, rest = g.zero(value - target, given)
-    except (ValueError, TypeError, ZeroDivisionError, sp.PolynomialError):
-        ok, rest = False, sp.nan
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - SymPy failing on the claim is "not proved", never a pass
+        ok, rest = False, _error_symbol(exc)
     if ok:
         st.checks.append(
             Check(
@@ -1067,7 +1100,31 @@ def _claim_step(g: General, text: str, command_options: dict) -> Step:
 
 
 def _numeric(g: General) -> Step:
-    """Substitute C = 4, lambdify the proved gradient and compare it with the NumPy kernel of xent compute."""
+    """Substitute C = 4, lambdify the proved gradient and compare it with the NumPy kernel of xent compute.
+
+    An exception on the way (SymPy, lambdify, NumPy) is a failed check, never a pass.
+    """
+    try:
+        return _numeric_unguarded(g)
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        st = Step("Numeric cross-check")
+        st.checks.append(
+            Check(
+                "numeric",
+                f"lambdify(gradient at {g.letter} = {NUMERIC_CLASSES}) agrees with xent compute's kernel at "
+                f"{NUMERIC_POINTS} random points (relative difference below {NUMERIC_RTOL:g})",
+                "sympy.lambdify vs xentcli.numeric, float64",
+                False,
+                NUMERIC_POINTS,
+                str(_error_symbol(exc)),
+            )
+        )
+        return st
+
+
+def _numeric_unguarded(g: General) -> Step:
     import warnings
 
     import numpy as np
@@ -1229,6 +1286,10 @@ def derive_general(
     command: str = "",
 ) -> Derivation:
     """Derive and prove the gradient of ``loss`` for a symbolic number of classes named ``letter``."""
+    if claim is not None:  # a malformed claim is refused before any derivation work
+        from . import claims
+
+        claims.parse(claim)
     g = General(letter, loss=loss, mean=mean, smoothing=smoothing, weights=weights, assume_normalized=assume_normalized)
     steps = [_definitions(g)]
     if g.family == "bce":

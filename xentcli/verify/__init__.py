@@ -65,6 +65,8 @@ def make_options(
         raise XentInputError(f"targets must be index or prob, not {targets!r}")
     if dtype not in INPUT_DTYPES:
         raise XentInputError(f"dtype must be one of {', '.join(INPUT_DTYPES)}, not {dtype!r}")
+    if not isinstance(label_smoothing, (int, float, np.integer, np.floating)) or isinstance(label_smoothing, bool):
+        raise XentInputError(f"label_smoothing must be a number, not {label_smoothing!r}")
     if not 0.0 <= float(label_smoothing) <= 1.0:
         raise XentInputError(f"label_smoothing must be between 0 and 1, got {label_smoothing!r}")
     if binary and (label_smoothing or ignore_index is not None):
@@ -73,13 +75,22 @@ def make_options(
         raise XentInputError("pos_weight applies only to binary cross-entropy")
     if targets == "prob" and ignore_index is not None:
         raise XentInputError("ignore_index applies to class-index targets only")
+    if ignore_index is not None:
+        if isinstance(ignore_index, bool) or not isinstance(ignore_index, (int, np.integer)):
+            raise XentInputError(f"ignore_index must be a whole number, not {ignore_index!r}")
+        if not -(2**63) <= int(ignore_index) < 2**63:
+            raise XentInputError(f"ignore_index {ignore_index} does not fit in int64 (the targets' dtype)")
+        ignore_index = int(ignore_index)
 
     def vec(v: Any, name: str) -> tuple[float, ...] | None:
         if v is None:
             return None
         if isinstance(v, (int, float)):
             v = [v]
-        out = tuple(float(x) for x in v)
+        try:
+            out = tuple(float(x) for x in v)
+        except (TypeError, ValueError):
+            raise XentInputError(f"{name} must be numbers") from None
         if not out or any(not (x >= 0) or x == float("inf") for x in out):
             raise XentInputError(f"{name} must be finite and non-negative")
         return out
@@ -109,6 +120,8 @@ def check(
     from .runner import run_case
 
     opts = options or make_options(**option_values)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise XentInputError(f"seed must be a whole number >= 0, not {seed!r}")
     cases = battery(opts, seed)
     results = [run_case(fn, case, opts, rtol, atol) for case in cases]
     label = name or getattr(fn, "__qualname__", None) or f"{type(fn).__qualname__} instance"

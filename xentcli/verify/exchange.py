@@ -55,14 +55,23 @@ def export(directory: Path, options: Options, seed: int, command: str) -> list[C
     """Write the battery into ``directory`` (created if needed). Existing case files are replaced."""
     if directory.exists() and not directory.is_dir():
         raise XentInputError("exists and is not a directory", source=str(directory))
-    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise XentInputError(f"cannot be created: {exc.strerror or exc}", source=str(directory)) from None
     cases = battery(options, seed)
     entries = []
     for case in cases:
         folder = directory / case.name
-        folder.mkdir(exist_ok=True)
+        try:
+            folder.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise XentInputError(f"cannot be created: {exc.strerror or exc}", source=str(folder)) from None
         for stale in ("loss.txt", "grad.csv", "grad.npy"):  # outputs of an earlier run would be judged
-            (folder / stale).unlink(missing_ok=True)
+            try:
+                (folder / stale).unlink(missing_ok=True)
+            except OSError as exc:
+                raise XentInputError(f"cannot be removed: {exc.strerror or exc}", source=str(folder / stale)) from None
         _write_npy(folder / "logits.npy", case.logits)
         _write_text(folder / "logits.csv", format_rows(case.logits))
         _write_npy(folder / "targets.npy", case.targets)
@@ -97,26 +106,92 @@ def export(directory: Path, options: Options, seed: int, command: str) -> list[C
     return cases
 
 
+MAX_FILE_BYTES = 256 * 1024 * 1024  # no output of the battery comes near this
+
+
 def _options_from(manifest: dict[str, Any], source: str) -> Options:
+    """The manifest's options, validated exactly as ``xent verify``'s own options are."""
+    from . import make_options
+
     o = manifest.get("options")
     if not isinstance(o, dict):
         raise XentInputError("manifest has no options", source=source)
+
+    def vector(key: str) -> Any:
+        v = o.get(key)
+        if v is None:
+            return None
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return float(v)
+        if not isinstance(v, list) or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v):
+            raise XentInputError(f"manifest option {key!r} is not a list of numbers", source=source)
+        return [float(x) for x in v]
+
+    if "reduction" not in o:
+        raise XentInputError("manifest options are not valid: 'reduction' is missing", source=source)
+    ignore = o.get("ignore_index")
+    if ignore is not None and (not isinstance(ignore, int) or isinstance(ignore, bool)):
+        raise XentInputError("manifest option 'ignore_index' is not a whole number", source=source)
+    binary = o.get("binary", False)
+    if not isinstance(binary, bool):
+        raise XentInputError("manifest option 'binary' is not true or false", source=source)
+    smoothing = o.get("label_smoothing") or 0.0
+    if not isinstance(smoothing, (int, float)) or isinstance(smoothing, bool):
+        raise XentInputError("manifest option 'label_smoothing' is not a number", source=source)
+    targets = o.get("targets")
+    targets = "index" if targets in (None, "binary") else targets
+    for key, value in (("reduction", o.get("reduction")), ("targets", targets), ("dtype", o.get("dtype") or "float64")):
+        if not isinstance(value, str):
+            raise XentInputError(f"manifest option {key!r} is not text", source=source)
+    weight, pos_weight = vector("weight"), vector("pos_weight")
     try:
-        return Options(
-            reduction=str(o["reduction"]),
-            weight=None if o.get("weight") is None else tuple(float(v) for v in o["weight"]),
-            ignore_index=None if o.get("ignore_index") is None else int(o["ignore_index"]),
-            label_smoothing=float(o.get("label_smoothing") or 0.0),
-            binary=bool(o.get("binary")),
-            pos_weight=None if o.get("pos_weight") is None else tuple(float(v) for v in o["pos_weight"]),
-            targets="index" if o.get("targets") in (None, "binary") else str(o["targets"]),
-            dtype=str(o.get("dtype") or "float64"),
+        return make_options(
+            reduction=o["reduction"], weight=weight, ignore_index=ignore, label_smoothing=float(smoothing),
+            binary=binary, pos_weight=pos_weight, targets=targets, dtype=o.get("dtype") or "float64",
         )
-    except (KeyError, TypeError, ValueError) as exc:
+    except XentInputError as exc:
         raise XentInputError(f"manifest options are not valid: {exc}", source=source) from None
 
 
+def _inside(directory: Path, rel: Any, what: str, source: str) -> Path:
+    """``directory / rel`` for a relative name that stays inside ``directory`` (also through symlinks)."""
+    if not isinstance(rel, str) or not rel or "\x00" in rel:
+        raise XentInputError(f"{what} is not a file name: {str(rel)[:80]!r}", source=source)
+    rel_path = Path(rel)
+    if rel_path.is_absolute() or ".." in rel_path.parts:
+        raise XentInputError(f"{what} {rel[:80]!r} is not a path inside {directory}", source=source)
+    path = directory / rel_path
+    try:
+        inside = path.resolve().is_relative_to(directory.resolve())
+    except (OSError, RuntimeError):  # a symlink loop
+        inside = False
+    if not inside:
+        raise XentInputError(f"{what} {rel[:80]!r} leads outside {directory}", source=source)
+    return path
+
+
+def _check_size(path: Path) -> None:
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise ValueError(f"{size:,} bytes is more than any case needs ({MAX_FILE_BYTES:,})")
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    """A .npy array, never unpickled; every failure (bad magic, truncation, pickles) is a ValueError."""
+    try:
+        _check_size(path)
+        arr = np.load(path, allow_pickle=False)
+    except ValueError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - EOFError, OSError, ... from a malformed file
+        raise ValueError(f"{type(exc).__name__}: {exc}") from None
+    if not isinstance(arr, np.ndarray):  # an .npz archive
+        raise ValueError("not a single .npy array")
+    return arr
+
+
 def _load_numbers(path: Path) -> np.ndarray:
+    _check_size(path)
     text = path.read_text(encoding="utf-8-sig")
     rows = []
     for line in text.splitlines():
@@ -137,46 +212,96 @@ def read_manifest(directory: Path) -> tuple[dict[str, Any], Options]:
     if not path.is_file():
         raise XentInputError("has no manifest.json (write one with xent verify --export)", source=str(directory))
     try:
+        _check_size(path)
         manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise XentInputError(f"is not readable JSON: {exc}", source=str(path)) from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or not isinstance(manifest.get("cases"), list):
         raise XentInputError(f"is not an xent verify manifest ({FORMAT})", source=str(path))
+    if not manifest["cases"]:
+        raise XentInputError("lists no cases: nothing to verify", source=str(path))
+    seed = manifest.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise XentInputError(f"manifest seed {str(seed)[:40]!r} is not a whole number >= 0", source=str(path))
     return manifest, _options_from(manifest, str(path))
 
 
+def _case_inputs(directory: Path, entry: Any, options: Options, source: str) -> tuple[Case, dict[str, Path]]:
+    """One manifest entry: its inputs loaded and checked, and the paths of its outputs."""
+    if not isinstance(entry, dict):
+        raise XentInputError("a case is not a JSON object", source=source)
+    name = entry.get("name")
+    if not isinstance(name, str) or not name:
+        raise XentInputError("a case has no name", source=source)
+    where = f"case {name[:80]!r}"
+    description = entry.get("description", "")
+    tags = entry.get("tags", [])
+    inputs, outputs = entry.get("inputs"), entry.get("outputs")
+    if not isinstance(description, str) or not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise XentInputError(f"{where}: description or tags are not text", source=source)
+    if not isinstance(inputs, dict) or not isinstance(outputs, dict):
+        raise XentInputError(f"{where}: 'inputs' and 'outputs' must be JSON objects", source=source)
+    z_path = _inside(directory, inputs.get("logits"), f"{where}: input 'logits'", source)
+    t_path = _inside(directory, inputs.get("targets"), f"{where}: input 'targets'", source)
+    out = {"loss": _inside(directory, outputs.get("loss"), f"{where}: output 'loss'", source)}
+    for key in ("grad", "grad_npy"):
+        if outputs.get(key) is not None:
+            out[key] = _inside(directory, outputs[key], f"{where}: output {key!r}", source)
+    arrays = []
+    for path, what in ((z_path, "logits"), (t_path, "targets")):
+        try:
+            arr = _load_npy(path)
+        except (OSError, ValueError) as exc:
+            raise XentInputError(f"{where}: the {what} cannot be read: {exc}", source=str(path)) from None
+        if arr.dtype.kind not in "fiu" or arr.size == 0:
+            raise XentInputError(f"{where}: the {what} are not a non-empty array of real numbers "
+                                 f"(dtype {arr.dtype}, shape {arr.shape})", source=str(path))
+        arrays.append(arr)
+    z, t = arrays
+    if z.ndim != 2:
+        raise XentInputError(f"{where}: the logits must be N x C, got shape {z.shape}", source=str(z_path))
+    index = not options.binary and options.targets == "index"
+    if index and (t.ndim != 1 or t.shape[0] != z.shape[0] or t.dtype.kind not in "iu"):
+        raise XentInputError(f"{where}: the targets must be {z.shape[0]} whole numbers (class indices), got "
+                             f"{t.dtype} of shape {t.shape}", source=str(t_path))
+    if not index and t.shape != z.shape:
+        raise XentInputError(f"{where}: the targets must have the logits' shape {z.shape}, got {t.shape}",
+                             source=str(t_path))
+    t = t.astype(np.int64) if index else t.astype(np.float64)
+    return Case(name, description, np.asarray(z, dtype=np.float64), t, frozenset(tags)), out
+
+
 def results(directory: Path, rtol: float | None, atol: float | None) -> tuple[Options, int, list[CaseResult], bool]:
-    """Judge the outputs an implementation wrote next to the exported inputs."""
+    """Judge the outputs an implementation wrote next to the exported inputs.
+
+    The manifest and the inputs are checked first (exit 2 when they cannot be used): every path must
+    stay inside ``directory``, .npy files are read with ``allow_pickle=False``. An output that is
+    missing or unreadable is that case's failure (exit 1).
+    """
     manifest, options = read_manifest(directory)
+    source = str(directory / "manifest.json")
     out: list[CaseResult] = []
     any_grad = False
     text_dtype = options.dtype if options.dtype in TOLERANCES else "float64"
     for entry in manifest["cases"]:
-        try:
-            name = str(entry["name"])
-            inputs, outputs = entry["inputs"], entry["outputs"]
-            z = np.load(directory / inputs["logits"], allow_pickle=False)
-            t = np.load(directory / inputs["targets"], allow_pickle=False)
-        except (KeyError, TypeError, OSError, ValueError) as exc:
-            raise XentInputError(f"case inputs cannot be read: {exc}", source=str(directory / "manifest.json")) from None
-        case = Case(name, str(entry.get("description", "")), np.asarray(z, dtype=np.float64), t,
-                    frozenset(entry.get("tags", [])))
-        loss_path = directory / outputs["loss"]
+        case, outputs = _case_inputs(directory, entry, options, source)
+        loss_path = outputs["loss"]
+        loss_name = entry["outputs"]["loss"]
         if not loss_path.is_file():
-            out.append(CaseResult(case, False, error=f"no output: {outputs['loss']} was not written"))
+            out.append(CaseResult(case, False, error=f"no output: {loss_name} was not written"))
             continue
         try:
             loss = _load_numbers(loss_path)
         except (OSError, ValueError, UnicodeDecodeError) as exc:
-            out.append(CaseResult(case, False, error=f"{outputs['loss']} is not a list of numbers ({exc})"))
+            out.append(CaseResult(case, False, error=f"{loss_name} is not a list of numbers ({exc})"))
             continue
         loss = _shape_loss(loss, case, options)
         grad = None
         try:
-            if (directory / outputs["grad_npy"]).is_file():
-                grad = np.load(directory / outputs["grad_npy"], allow_pickle=False)
-            elif (directory / outputs["grad"]).is_file():
-                grad = _load_numbers(directory / outputs["grad"])
+            if "grad_npy" in outputs and outputs["grad_npy"].is_file():
+                grad = _load_npy(outputs["grad_npy"])
+            elif "grad" in outputs and outputs["grad"].is_file():
+                grad = _load_numbers(outputs["grad"])
         except (OSError, ValueError, UnicodeDecodeError) as exc:
             out.append(CaseResult(case, False, error=f"the gradient file cannot be read ({exc})"))
             continue
@@ -185,7 +310,10 @@ def results(directory: Path, rtol: float | None, atol: float | None) -> tuple[Op
             grad = grad.astype(text_dtype)
         if text_dtype != "float64":
             loss = loss.astype(text_dtype)
-        out.append(judge(case, options, loss, grad, rtol=rtol, atol=atol))
+        try:
+            out.append(judge(case, options, loss, grad, rtol=rtol, atol=atol))
+        except XentInputError as exc:  # the reference refuses these inputs (NaN logits, a bad class index, ...)
+            raise XentInputError(f"case {case.name[:80]!r}: the inputs cannot be used: {exc}", source=source) from None
     return options, int(manifest.get("seed", 0)), out, any_grad
 
 

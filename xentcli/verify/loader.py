@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import importlib.util
 import os
 import sys
+import sysconfig
 from pathlib import Path
 from typing import Any, Callable
 
@@ -15,7 +17,7 @@ from ..errors import XentInputError
 
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text[:300]}"
+    return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
 
 
 def load(target: str) -> Callable[..., Any]:
@@ -41,13 +43,77 @@ def load(target: str) -> Callable[..., Any]:
     for part in name.split("."):
         if not part.isidentifier():
             raise XentInputError(f"{name!r} is not a Python name", source=target)
+        if part.startswith("__") and part.endswith("__"):
+            raise XentInputError(f"{name!r} reaches into Python internals ({part}); name the function itself",
+                                 source=target)
         try:
             obj = getattr(obj, part)
         except AttributeError:
             raise XentInputError(f"{where} has no attribute {part!r}", source=target) from None
+        except Exception as exc:  # noqa: BLE001 - a property that raises is the target's own failure
+            raise XentInputError(f"reading {part!r} failed: {_one_line(exc)}", source=target) from None
     if not callable(obj):
         raise XentInputError(f"{name} is not callable (it is of type {type(obj).__name__})", source=target)
+    refusal = refuse(obj)
+    if refusal:
+        raise XentInputError(f"{name} {refusal}", source=target)
     return obj
+
+
+def _module_of(obj: Any) -> str:
+    """The module a callable was defined in ('' when unknown)."""
+    module = getattr(obj, "__module__", None)
+    if not isinstance(module, str) or not module:
+        module = getattr(type(obj), "__module__", "") or ""
+    return module
+
+
+def _is_standard_library(module: str) -> bool:
+    """True for built-in modules and modules whose file lies in Python's own library (not site-packages)."""
+    if not module:
+        return False
+    if module in ("builtins", "__builtin__") or module in sys.builtin_module_names:
+        return True
+    mod = sys.modules.get(module)
+    path = getattr(mod, "__file__", None) if mod is not None else None
+    if not isinstance(path, str):  # frozen or unknown: go by the name
+        return module.split(".")[0] in _STDLIB_NAMES
+    real = os.path.realpath(path)
+    parts = set(Path(real).parts)
+    if "site-packages" in parts or "dist-packages" in parts:
+        return False
+    return any(real.startswith(root + os.sep) for root in _stdlib_roots())
+
+
+def _stdlib_roots() -> list[str]:
+    paths = sysconfig.get_paths()
+    return sorted({os.path.realpath(paths[k]) for k in ("stdlib", "platstdlib") if paths.get(k)})
+
+
+_STDLIB_NAMES: frozenset[str] = frozenset(getattr(sys, "stdlib_module_names", ()))
+
+
+def refuse(obj: Any) -> str | None:
+    """Why ``obj`` is not run as an implementation, or None.
+
+    Refused: classes (calling one constructs an object, it does not compute a
+    loss) and callables of Python's standard library or built-ins (``os:system``,
+    ``shutil:rmtree``, ``builtins:len``: never a loss, and not to be called with
+    arbitrary arrays). Anything else callable is run: a ``def``, a lambda, a
+    ``functools.partial``, a callable object such as a ``torch.nn.Module``, or a
+    compiled extension (pybind11, Cython).
+    """
+    seen = 0
+    while isinstance(obj, functools.partial) and seen < 100:
+        obj, seen = obj.func, seen + 1
+    if isinstance(obj, type):
+        return "is a class: calling it would construct an object, not compute a loss; name a function or an instance"
+    module = _module_of(obj)
+    if _is_standard_library(module):
+        shown = getattr(obj, "__qualname__", None) or type(obj).__name__
+        return (f"is {module}.{shown} from Python's standard library, not an implementation of a loss; "
+                "name your own function")
+    return None
 
 
 def _load_file(path: Path, target: str) -> Any:

@@ -198,22 +198,42 @@ def _vec(v: Sequence[float] | None) -> np.ndarray | None:
 
 
 def to_array(value: Any) -> np.ndarray:
-    """NumPy view of whatever the implementation returned (floats, arrays, tensors)."""
+    """NumPy view of whatever the implementation returned (floats, arrays, tensors).
+
+    Raises ``TypeError`` unless it is an array of real numbers (integers or
+    floats): strings, bytes, booleans, complex numbers, dates, records and
+    objects are not a loss, and anything that fails to convert is reported
+    as such rather than escaping.
+    """
+    if isinstance(value, (str, bytes, bytearray, bool, np.bool_)):
+        raise TypeError(f"{type(value).__name__} is not a number")
     for attr in ("detach", "cpu"):
-        if hasattr(value, attr) and callable(getattr(value, attr)):
-            try:
-                value = getattr(value, attr)()
-            except Exception:  # noqa: BLE001 - best effort for foreign tensor types
-                pass
-    if hasattr(value, "numpy") and callable(value.numpy) and not isinstance(value, np.ndarray):
         try:
-            value = value.numpy()
-        except Exception:  # noqa: BLE001
+            method = getattr(value, attr, None)
+            if callable(method):
+                value = method()
+        except Exception:  # noqa: BLE001 - best effort for foreign tensor types
             pass
-    arr = np.asarray(value)
-    if arr.dtype == object:
-        raise TypeError(f"cannot read {type(value).__name__} as numbers")
-    return arr
+    try:
+        method = getattr(value, "numpy", None)
+        if callable(method) and not isinstance(value, np.ndarray):
+            value = method()
+    except Exception:  # noqa: BLE001
+        pass
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            arr = np.asarray(value)
+    except Exception as exc:  # noqa: BLE001 - whatever __array__/__len__ raise: not numbers
+        raise TypeError(f"cannot read {type(value).__name__} as numbers ({type(exc).__name__}: {exc})") from None
+    kind = arr.dtype.kind
+    if kind == "c":
+        raise TypeError(f"complex numbers ({arr.dtype}) are not a real loss or gradient")
+    if kind not in "fiu":
+        raise TypeError(f"cannot read {type(value).__name__} of dtype {arr.dtype} as numbers")
+    if isinstance(arr, np.ma.MaskedArray):
+        arr = np.ma.getdata(arr)
+    return np.array(arr, dtype=arr.dtype, copy=True) if type(arr) is not np.ndarray else arr
 
 
 def dtype_name(arr: np.ndarray) -> str:
@@ -292,7 +312,8 @@ def run_case(
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # noqa: BLE001 - the implementation's failure (even sys.exit) is a result
-        return CaseResult(case, False, error=f"raised {type(exc).__name__}: {_one_line(exc)}")
+        text = _one_line(exc)
+        return CaseResult(case, False, error=f"raised {type(exc).__name__}" + (f": {text}" if text else ""))
     return judge(case, options, *split_output(out), rtol=rtol, atol=atol, logits_in=logits_in, targets_in=targets_in)
 
 
