@@ -79,23 +79,7 @@ probabilities per sample (--targets forces either).
     help="Also write the gradient to PATH (.csv, .tsv, .txt or .npy), atomically.",
 )
 @click.option("--digits", type=click.IntRange(1, 17), default=4, show_default=True, help="Significant digits in the table.")
-def compute(
-    inputs: tuple[str, ...],
-    logits_text: str | None,
-    labels_text: str | None,
-    targets: str,
-    reduction: str,
-    weight: str | None,
-    ignore_index: int | None,
-    label_smoothing: float,
-    binary: bool,
-    pos_weight: str | None,
-    dtype: str,
-    header: str,
-    fmt: str | None,
-    output: Path | None,
-    digits: int,
-) -> None:
+def compute(**options: Any) -> None:
     """Compute softmax cross-entropy (or sigmoid BCE) exactly as PyTorch defines it.
 
     Prints the loss, per-sample losses, probabilities and the gradient with
@@ -107,8 +91,7 @@ def compute(
     # reported as one line each, by the code below.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        _compute(inputs, logits_text, labels_text, targets, reduction, weight, ignore_index, label_smoothing,
-                 binary, pos_weight, dtype, header, fmt, output, digits)
+        _compute(**options)
 
 
 def _compute(
