@@ -36,6 +36,7 @@ import numpy as np
 import pytest
 
 from xentcli import files, numeric, sources, stream
+from xentcli import writers as atomic_writers
 
 from conftest import SEED_LABELS, SEED_LOGITS, one_error_line
 
@@ -92,8 +93,8 @@ def write_inputs(folder: Path, n: int = 600, c: int = 6, seed: int = 0) -> tuple
 def tiny_blocks(monkeypatch):
     """Read, compute and write in blocks of a few rows: every stream crosses many blocks."""
     monkeypatch.setattr(sources, "CHUNK_BYTES", 997)
-    monkeypatch.setattr(numeric, "_BLOCK_ELEMENTS", 64)
-    monkeypatch.setattr(numeric, "_PARALLEL_MIN", 256)
+    monkeypatch.setattr(numeric.blocks, "BLOCK_ELEMENTS", 64)
+    monkeypatch.setattr(numeric.blocks, "PARALLEL_MIN", 256)
 
 
 @pytest.fixture(params=["fast", "numpy"])
@@ -199,8 +200,7 @@ class Faults:
 @pytest.fixture
 def faults(monkeypatch):
     f = Faults()
-    monkeypatch.setattr(files, "os", f)
-    monkeypatch.setattr(stream, "os", f)
+    monkeypatch.setattr(atomic_writers, "os", f)
     return f
 
 
@@ -367,10 +367,11 @@ def spy_abort(monkeypatch):
     real = stream.GradWriter.abort
 
     def abort(self):
+        fh = self.file.fh
         if self.tmp is not None and os.path.exists(self.tmp):
-            if self.fh is not None and not self.fh.closed:
+            if fh is not None and not fh.closed:
                 try:
-                    self.fh.flush()
+                    fh.flush()
                 except (OSError, ValueError):
                     pass
             sizes.append(os.path.getsize(self.tmp))

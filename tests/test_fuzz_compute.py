@@ -544,9 +544,10 @@ def ref_cross_entropy(z: np.ndarray, targets: RefTargets, *, weight=None, ignore
     """l = sum_c a_c (m - z_c) + s log S, p = e/S, grad = p s - a (README, Formulas)."""
     n, c = z.shape
     w = np.ones(c) if weight is None else np.asarray(weight, dtype=np.float64)
-    if reduction == "mean" and weight is not None:
+    if reduction == "mean" and weight is not None and targets.kind == "index":
         # Scaling every weight by 2**-k is exact and scales the weighted sum the same way:
         # evaluate the mean at weights near 1, so tiny (subnormal) or huge weights lose nothing.
+        # (Probability rows are divided by N: there the scaling would only push w*y into subnormals.)
         if targets.kind == "index" and eps == 0.0:
             t = targets.values.astype(np.int64)
             used = w[t[t != ignore_index]]
@@ -1240,7 +1241,7 @@ def class_vector(draw, c: int, bad: bool = True) -> tuple[str, list[float] | Non
         vals = draw(st.lists(st.one_of(scale, st.just(0.0)), min_size=k, max_size=k))
         return _vector_text(vals, sep), vals
     if kind == "short":
-        k = draw(st.integers(1, 7).filter(lambda k: k != c))
+        k = draw(st.integers(2, 7).filter(lambda k: k != c))  # one value is a valid scalar for --binary
         return _vector_text([1.0] * k, sep), None
     if kind == "negative":
         vals = [1.0] * c
@@ -1358,7 +1359,11 @@ def test_option_values(data):
         if ignore_text is not None:
             try:
                 ignore = int(ignore_text)
+                if not -(2**63) <= ignore < 2**63:  # PyTorch's ignore_index is an int64
+                    problems.append("--ignore-index")
             except ValueError:
+                problems.append("--ignore-index")
+            if mode_text == "prob":  # refused whatever the labels hold
                 problems.append("--ignore-index")
         if mode_text is not None and mode_text not in ("auto", "index", "prob"):
             problems.append("--targets")

@@ -21,9 +21,9 @@ from conftest import one_error_line
 @pytest.fixture(autouse=True)
 def tiny_blocks(monkeypatch):
     monkeypatch.setattr(sources, "CHUNK_BYTES", 997)  # read blocks of a few lines
-    monkeypatch.setattr(numeric, "_BLOCK_ELEMENTS", 64)  # kernel blocks of a few rows
-    monkeypatch.setattr(numeric, "_BCE_BLOCK_ELEMENTS", 64)
-    monkeypatch.setattr(numeric, "_PARALLEL_MIN", 256)  # and threads
+    monkeypatch.setattr(numeric.blocks, "BLOCK_ELEMENTS", 64)  # kernel blocks of a few rows
+    monkeypatch.setattr(numeric.sigmoid, "BCE_BLOCK_ELEMENTS", 64)
+    monkeypatch.setattr(numeric.blocks, "PARALLEL_MIN", 256)  # and threads
 
 
 @pytest.fixture(params=["fast", "numpy"])

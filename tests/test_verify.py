@@ -344,15 +344,15 @@ USAGE = [
     ("bogus reduction", {"impl_i.py": "def f(z, y):\n    return 0\n"}, ["{tmp}/impl_i.py:f", "--reduction", "bogus"],
      ["'bogus' is not one of"]),
     ("negative weight", {"impl_j.py": "def f(z, y):\n    return 0\n"}, ["{tmp}/impl_j.py:f", "--weight=-1,2,3"],
-     ["weight must be finite and non-negative"]),
+     ["--weight: value 1 must be finite and not negative"]),
     ("non-numeric weight", {"impl_k.py": "def f(z, y):\n    return 0\n"}, ["{tmp}/impl_k.py:f", "--weight", "1,x"],
      ["--weight", "'x' is not a number"]),
     ("smoothing above 1", {"impl_l.py": "def f(z, y):\n    return 0\n"},
-     ["{tmp}/impl_l.py:f", "--label-smoothing", "1.5"], ["label_smoothing must be between 0 and 1"]),
+     ["{tmp}/impl_l.py:f", "--label-smoothing", "1.5"], ["--label-smoothing: must be between 0 and 1"]),
     ("pos-weight without binary", {"impl_m.py": "def f(z, y):\n    return 0\n"},
-     ["{tmp}/impl_m.py:f", "--pos-weight", "2"], ["pos_weight applies only to binary"]),
+     ["{tmp}/impl_m.py:f", "--pos-weight", "2"], ["--pos-weight: does not apply to the softmax cross-entropy"]),
     ("smoothing with binary", {"impl_n.py": "def f(z, y):\n    return 0\n"},
-     ["{tmp}/impl_n.py:f", "--binary", "--label-smoothing", "0.1"], ["do not apply to binary"]),
+     ["{tmp}/impl_n.py:f", "--binary", "--label-smoothing", "0.1"], ["--label-smoothing: does not apply to the binary cross-entropy"]),
     ("ignore-index with prob targets", {"impl_o.py": "def f(z, y):\n    return 0\n"},
      ["{tmp}/impl_o.py:f", "--targets", "prob", "--ignore-index", "-100"], ["class-index targets only"]),
     ("negative rtol", {"impl_p.py": "def f(z, y):\n    return 0\n"}, ["{tmp}/impl_p.py:f", "--rtol", "-1"],
@@ -645,8 +645,8 @@ def test_json_report_fields(xent):
                 "tolerance_note", "diagnoses", "cases"):
         assert key in report, key
     assert report["target"] == target("wrong.py:grad_of_sum")
-    assert report["options"] == {"reduction": "mean", "weight": None, "ignore_index": None,
-                                 "label_smoothing": 0.0, "binary": False, "pos_weight": None, "targets": "index",
+    assert report["options"] == {"loss": "ce", "reduction": "mean", "weight": None, "ignore_index": None,
+                                 "label_smoothing": 0.0, "pos_weight": None, "targets": "index",
                                  "dtype": "float64"}
     assert report["tolerances"]["float64"] == {"rtol": 1e-9, "atol": 1e-12}
     assert set(report["tolerances"]) == {"float64", "float32", "float16"}
@@ -665,8 +665,8 @@ def test_json_report_fields(xent):
     # The options given are echoed.
     _, ok = verify_json(xent, "binary.py:bce_weight_pos_weight", "--binary", "--weight", BIN_W, "--pos-weight",
                         BIN_PW, "--reduction", "mean", "--dtype", "float32", "--seed", "2")
-    assert ok["options"] == {"reduction": "mean", "weight": [1.0, 0.5, 2.0, 1.0, 1.5], "ignore_index": None,
-                             "label_smoothing": 0.0, "binary": True, "pos_weight": [3.0, 1.0, 0.5, 2.0, 1.0],
+    assert ok["options"] == {"loss": "bce", "reduction": "mean", "weight": [1.0, 0.5, 2.0, 1.0, 1.5],
+                             "ignore_index": None, "label_smoothing": 0.0, "pos_weight": [3.0, 1.0, 0.5, 2.0, 1.0],
                              "targets": "binary", "dtype": "float32"}
     assert ok["seed"] == 2 and ok["passed"] is True and ok["diagnoses"] == []
     # Non-finite errors are written as strings, so the report stays valid JSON.

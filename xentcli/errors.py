@@ -7,7 +7,9 @@ line layer turns them into one line on stderr and an exit code
 Errors about array contents carry ``operand`` (``"logits"``, ``"target"``,
 ``"weight"``, ...) and ``index`` (the 0-based position in the array the
 caller passed), so that a caller who read the array from a file can name the
-file, row and column instead.
+file, row and column instead. Errors about an option carry ``option`` (its
+Python name, ``label_smoothing``): the library's message names it so, the
+command line's names it ``--label-smoothing``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,11 @@ def _where(operand: str | None, index: tuple[int, ...] | None) -> str:
     return f"{operand}[{', '.join(str(i) for i in index)}]"
 
 
+def option_flag(option: str) -> str:
+    """The command-line spelling of a library option name: ``label_smoothing`` -> ``--label-smoothing``."""
+    return "--" + option.replace("_", "-")
+
+
 class XentError(Exception):
     """Base class of every error xentcli raises on purpose."""
 
@@ -28,10 +35,11 @@ class XentError(Exception):
 class XentInputError(XentError, ValueError):
     """Bad input: a file, a value or an option that cannot be used.
 
-    ``source`` names where the bad value came from when it is a file or an
-    option (``logits.csv``, ``<stdin>``, ``--weight``); ``row`` and ``column``
-    are 1-based positions in that source. ``operand`` and ``index`` locate the
-    value in the array handed to the library (0-based).
+    ``source`` names where the bad value came from when it is a file or a
+    command-line option (``logits.csv``, ``<stdin>``, ``--claim``); ``row``
+    and ``column`` are 1-based positions in that source. ``option`` names a
+    library option (``weight``). ``operand`` and ``index`` locate the value
+    in the array handed to the library (0-based).
     """
 
     def __init__(
@@ -43,6 +51,7 @@ class XentInputError(XentError, ValueError):
         column: int | None = None,
         operand: str | None = None,
         index: tuple[int, ...] | None = None,
+        option: str | None = None,
     ) -> None:
         self.message = message
         self.source = source
@@ -50,20 +59,24 @@ class XentInputError(XentError, ValueError):
         self.column = column
         self.operand = operand
         self.index = None if index is None else tuple(int(i) for i in index)
-        super().__init__(self._format())
+        self.option = option
+        super().__init__(self._format(cli=False))
 
-    def _format(self) -> str:
-        if self.source is None:
+    def _format(self, *, cli: bool) -> str:
+        source = self.source
+        if source is None and self.option is not None:
+            source = option_flag(self.option) if cli else self.option
+        if source is None:
             where = _where(self.operand, self.index)
             return f"{where}: {self.message}" if where else self.message
-        parts = [self.source]
-        if self.row is not None:
-            parts.append(f"row {self.row}")
+        parts = [f"row {self.row}"] if self.row is not None else []
         if self.column is not None:
             parts.append(f"column {self.column}")
-        return f"{parts[0]}: {', '.join(parts[1:])}: {self.message}" if len(parts) > 1 else (
-            f"{parts[0]}: {self.message}"
-        )
+        return f"{source}: {', '.join(parts)}: {self.message}" if parts else f"{source}: {self.message}"
+
+    def cli_message(self) -> str:
+        """The message as the command line prints it (options spelled ``--like-this``)."""
+        return self._format(cli=True)
 
     def at(self, source: str, row: int | None = None, column: int | None = None) -> XentInputError:
         """The same error, placed in a file or option at a 1-based row/column."""

@@ -1,5 +1,5 @@
 """Reading logits and labels from CSV/TSV text, .npy files, stdin or inline strings,
-and writing arrays atomically.
+and writing arrays (atomically, through :mod:`xentcli.writers`).
 
 NumPy only. Every problem is a :class:`~xentcli.errors.XentInputError` that
 names the source, and the 1-based row (physical line) and column where it can.
@@ -17,7 +17,10 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .errors import XentInputError
-from .sources import NpySource, TextParser, open_source, parse_number
+from .spec import KINDS, LossSpec
+from .sources import NpySource, TextParser, open_source
+from .writers import write_atomic
+
 TEXT_SUFFIXES = (".csv", ".tsv", ".txt")
 ARRAY_SUFFIXES = TEXT_SUFFIXES + (".npy",)
 
@@ -52,10 +55,6 @@ class Table:
 # --------------------------------------------------------------------------
 # Reading
 # --------------------------------------------------------------------------
-
-
-def _parse_number(cell: str) -> float | None:
-    return parse_number(cell)
 
 
 def parse_text(
@@ -157,16 +156,19 @@ def logits_locator(tab: Table) -> Locator:
     return _grid_locator(tab)
 
 
-def arrange_targets(tab: Table, n: int, c: int, mode: str = "auto", *, binary: bool = False) -> Targets:
-    """Decide how to read the labels from their shape (see the README).
+def arrange_targets(tab: Table, n: int, c: int, spec: LossSpec) -> Targets:
+    """Arrange the labels for ``spec`` (an ``(n, c)`` problem), reading them by shape where it may.
 
-    * ``binary``: the labels have the logits' shape (a single row or column of
+    * ``bce``: the labels have the logits' shape (a single row or column of
       N*C values is accepted when the logits are a single row or column).
     * an (N, C) table is a row of targets (one-hot or probabilities) per sample;
     * N values, as a column or as a single row, are class indices.
 
-    ``mode`` (``auto``, ``index`` or ``prob``) forces the reading.
+    For ``ce`` without an explicit ``--targets`` the shape decides; otherwise
+    the spec's targets do, and labels of another shape are refused.
     """
+    binary = spec.targets == "binary"
+    mode = "auto" if "targets" not in spec.given and len(KINDS[spec.kind].targets) > 1 else spec.targets
     r, k = tab.shape
     vals = tab.values
     want = f"{n} row{'s' if n != 1 else ''} x {c} column{'s' if c != 1 else ''}"
@@ -176,7 +178,7 @@ def arrange_targets(tab: Table, n: int, c: int, mode: str = "auto", *, binary: b
         if (n == 1 or c == 1) and r * k == n * c and (r == 1 or k == 1):
             return Targets(vals.reshape(n, c), "binary", _vector_locator(tab, c), tab.source)
         raise XentInputError(
-            f"has {tab.describe_shape()}; --binary needs labels with the logits' shape ({want})",
+            f"has {tab.describe_shape()}; binary cross-entropy needs labels with the logits' shape ({want})",
             source=tab.source,
         )
     is_grid = (r, k) == (n, c)
@@ -202,20 +204,6 @@ def arrange_targets(tab: Table, n: int, c: int, mode: str = "auto", *, binary: b
         f"{n} rows of {c} probabilities (logits are {want})",
         source=tab.source,
     )
-
-
-def parse_vector(text: str, option: str) -> np.ndarray:
-    """Parse ``--weight 1,2,3`` into a float64 vector."""
-    cells = [c.strip() for c in re.split(r"[,\s;]+", text.strip()) if c.strip()]
-    if not cells:
-        raise XentInputError("needs at least one number", source=option)
-    out = []
-    for i, cell in enumerate(cells, start=1):
-        value = _parse_number(cell)
-        if value is None:
-            raise XentInputError(f"{cell!r} is not a number", source=option, column=i)
-        out.append(value)
-    return np.array(out, dtype=np.float64)
 
 
 # --------------------------------------------------------------------------
@@ -281,70 +269,6 @@ def format_rows(values: np.ndarray, delimiter: str = ",") -> str:
     buf = io.StringIO()
     np.savetxt(buf, values, fmt=fmt, delimiter=delimiter)
     return buf.getvalue()
-
-
-def write_atomic(path: Path, write: Callable[[io.BufferedWriter], None]) -> None:
-    """Write through a temporary file in the same directory, then rename into place.
-
-    The temporary file (``.NAME.XXXXXXXX.tmp``) is named before it is created,
-    so an error or an interruption at any point removes it: any earlier file
-    at ``path`` stays untouched (same bytes, same mode) and nothing else is
-    left behind. The new file gets the earlier file's mode (else 0666 less
-    the umask) and is flushed to disk before the rename. A file the system
-    refuses to write (disk full, permissions, a missing directory) is an
-    :class:`XentInputError` naming ``path`` and the reason.
-    """
-    import errno
-
-    parent = path.parent if str(path.parent) else Path(".")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
-    tmp: str | None = None
-    try:
-        for _attempt in range(100):
-            tmp = str(parent / f".{path.name}.{os.urandom(4).hex()}.tmp")
-            try:
-                fd = os.open(tmp, flags, 0o600)
-                break
-            except FileExistsError:
-                tmp = None  # someone else's
-        else:
-            raise FileExistsError(errno.EEXIST, "no free temporary file name", str(parent))
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            try:
-                if path.exists():
-                    mode = path.stat().st_mode & 0o777
-                else:
-                    umask = os.umask(0)
-                    os.umask(umask)
-                    mode = 0o666 & ~umask
-                if hasattr(os, "fchmod"):
-                    os.fchmod(fh.fileno(), mode)
-                else:
-                    os.chmod(tmp, mode)
-            except OSError:
-                pass
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        tmp = None
-    except BaseException as exc:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-        if isinstance(exc, OSError):
-            raise XentInputError(f"cannot be written: {exc.strerror or exc}", source=str(path)) from None
-        raise
-    try:  # make the rename durable (best effort: not every system can open a directory)
-        dir_fd = os.open(parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
 
 
 def write_array(path: Path, values: np.ndarray, fmt: str) -> None:

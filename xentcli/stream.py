@@ -11,23 +11,22 @@ first block is computed, so the output is bit for bit the in-memory result.
 
 from __future__ import annotations
 
-import errno
 import math
-import os
 import queue
-import re
 import threading
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator
 
 import numpy as np
 
-from . import numeric
 from .errors import XentInputError, XentWarning
-from .numeric import ExactSum
+from .numeric import GroupedSum, LossResult, ReductionPlan, evaluate
+from .numeric.result import RESULT_KINDS
+from .numeric.vectors import option_vector
+from .spec import KINDS, LossSpec
 from .sources import Chunk, NpySource, TextSource, polars
+from .writers import AtomicFile
 
 HEAD_ROWS = 40
 
@@ -40,13 +39,11 @@ HEAD_ROWS = 40
 class GradWriter:
     """Write row blocks of a 2-D float array to ``path`` (CSV/TSV text or .npy) atomically.
 
-    Everything goes to a temporary file in the same directory, renamed into
-    place by :meth:`commit`; :meth:`abort` (or any failure, or an
-    interruption, however early) removes it and leaves an earlier file at
-    ``path`` untouched. Formatting and writing run on a thread of their own,
-    so the next block is computed meanwhile. A file the system refuses to
-    write (disk full, permissions) is an :class:`XentInputError` naming
-    ``path`` and the reason.
+    The file is an :class:`~xentcli.writers.AtomicFile`: renamed into place by
+    :meth:`commit`; :meth:`abort` (or any failure, or an interruption, however
+    early) removes it and leaves an earlier file at ``path`` untouched.
+    Formatting and writing run on a thread of their own, so the next block is
+    computed meanwhile.
     """
 
     _NPY_HEADER = 128  # bytes reserved for a .npy header; rewritten with the real shape at the end
@@ -58,9 +55,8 @@ class GradWriter:
         self.dtype = np.dtype(dtype)
         self.width = width
         self.rows = 0
-        self.tmp: str | None = None  # set before the file is created, cleared once it is renamed or removed
-        self.fh: BinaryIO | None = None
-        self._queue: queue.Queue = queue.Queue(maxsize=2)
+        self.file = AtomicFile(path)
+        self._queue: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=2)
         self._error: BaseException | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="xent-writer", daemon=True)
@@ -68,31 +64,20 @@ class GradWriter:
         if owners is not None:
             owners.append(self)  # before the temporary file exists: an interruption anywhere cleans it up
         try:
-            fd = self._create_temp()
-            self.fh = os.fdopen(fd, "wb")
+            fh = self.file.open()
             if fmt == "npy":
-                self.fh.write(self._npy_header(0))
+                fh.write(self._npy_header(0))
             self._thread.start()
         except BaseException as exc:
             self.abort()
             if isinstance(exc, OSError):
-                raise self._write_error(exc) from None
+                raise self.file.error(exc) from None
             raise
 
-    def _create_temp(self) -> int:
-        """Create ``.NAME.XXXXXXXX.tmp`` next to the output (mode 0600); ``self.tmp`` names it first."""
-        parent = self.path.parent if str(self.path.parent) else Path(".")
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
-        for _attempt in range(100):
-            self.tmp = str(parent / f".{self.path.name}.{os.urandom(4).hex()}.tmp")
-            try:
-                return os.open(self.tmp, flags, 0o600)
-            except FileExistsError:
-                self.tmp = None  # someone else's
-        raise FileExistsError(errno.EEXIST, "no free temporary file name", str(parent))
-
-    def _write_error(self, exc: OSError) -> XentInputError:
-        return XentInputError(f"cannot be written: {_reason(exc)}", source=str(self.path))
+    @property
+    def tmp(self) -> str | None:
+        """The temporary file's name while it exists."""
+        return self.file.tmp
 
     def _npy_header(self, rows: int) -> bytes:
         descr = np.lib.format.dtype_to_descr(self.dtype)
@@ -105,6 +90,8 @@ class GradWriter:
         return head + size.to_bytes(2, "little") + body
 
     def _run(self) -> None:
+        fh = self.file.fh
+        assert fh is not None
         while not self._stop.is_set():
             try:
                 block = self._queue.get(timeout=_POLL_SECONDS)
@@ -116,9 +103,9 @@ class GradWriter:
                 continue  # drain after a failure
             try:
                 if self.fmt == "npy":
-                    self.fh.write(block.tobytes())  # type: ignore[union-attr]
+                    fh.write(block.tobytes())
                 else:
-                    write_block(self.fh, block, "\t" if self.fmt == "tsv" else ",")  # type: ignore[arg-type]
+                    write_block(fh, block, "\t" if self.fmt == "tsv" else ",")
             except BaseException as exc:  # noqa: BLE001 - reported to the caller by write/commit
                 self._error = exc
 
@@ -126,7 +113,7 @@ class GradWriter:
         if self._error is not None:
             exc = self._error
             if isinstance(exc, OSError):
-                raise self._write_error(exc) from None
+                raise self.file.error(exc) from None
             raise exc
 
     def write(self, block: np.ndarray) -> None:
@@ -140,102 +127,35 @@ class GradWriter:
             self._queue.put(None)
             self._thread.join()
             self._check()
-            fh = self.fh
-            assert fh is not None and self.tmp is not None
             if self.fmt == "npy":
+                fh = self.file.fh
+                assert fh is not None
                 fh.seek(0)
                 fh.write(self._npy_header(self.rows))
-            fh.flush()
-            _copy_mode(self.path, fh.fileno(), self.tmp)
-            os.fsync(fh.fileno())
-            fh.close()
-            os.replace(self.tmp, self.path)
-            self.tmp = None
         except BaseException as exc:
             self.abort()
             if isinstance(exc, OSError):
-                raise self._write_error(exc) from None
+                raise self.file.error(exc) from None
             raise
-        _sync_directory(self.path)
+        self.file.commit()
 
     def abort(self) -> None:
         """Remove the temporary file and stop the writer thread; an earlier file at ``path`` stays as it was.
 
         Safe to call at any point, more than once, and after :meth:`commit`.
         """
-        tmp = self.tmp
-        if tmp is not None:
-            try:
-                os.unlink(tmp)  # first: whatever happens next, nothing is left behind
-                self.tmp = None
-            except OSError:
-                pass
+        self.file.abort()  # first: whatever happens next, nothing is left behind
         self._error = self._error or RuntimeError("aborted")
         # No queue operation here: an interruption can leave a queue's lock held by this very thread
         # (raised just after the lock was taken), and waiting for it would hang. The thread polls _stop.
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=self._JOIN_SECONDS)
-        if self.fh is not None:
-            try:
-                self.fh.close()
-            except (OSError, ValueError):
-                pass
-        if self.tmp is not None:  # systems that cannot remove an open file
-            try:
-                os.unlink(self.tmp)
-            except OSError:
-                pass
-            self.tmp = None
+        self.file.abort()  # the file closed after the thread let go of it
 
 
 _LIVE = threading.local()  # the writers a running stream_compute has created (see GradWriter.__init__)
 _POLL_SECONDS = 0.05  # how often a waiting reader or writer thread looks whether it should stop
-
-
-def _reason(exc: OSError) -> str:
-    """``No space left on device`` for an OSError, also for one that polars re-raised with the error
-    number only in its text (``[Errno 28] ...`` or ``... (os error 28)``)."""
-    if exc.strerror:
-        return exc.strerror
-    text = str(exc)
-    m = re.search(r"\[Errno (\d+)\]|\(os error (\d+)\)", text)
-    if m:
-        return os.strerror(int(m.group(1) or m.group(2)))
-    return text or type(exc).__name__
-
-
-def _sync_directory(path: Path) -> None:
-    """Make a rename durable (best effort: not every system can open a directory)."""
-    parent = path.parent if str(path.parent) else Path(".")
-    try:
-        fd = os.open(parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _copy_mode(path: Path, fd: int, tmp: str) -> None:
-    """Give the new file the mode an earlier file at ``path`` had, or what a new file gets under the umask."""
-    try:
-        mode = path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask()
-        if hasattr(os, "fchmod"):
-            os.fchmod(fd, mode)
-        else:
-            os.chmod(tmp, mode)
-    except OSError:
-        pass
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def write_block(fh: BinaryIO, block: np.ndarray, delimiter: str) -> None:
@@ -310,6 +230,7 @@ class RowReader:
 class StreamResult:
     """What a streamed computation reports (the gradient itself is in the output file)."""
 
+    spec: LossSpec
     kind: str
     reduction: str
     target_type: str
@@ -324,19 +245,6 @@ class StreamResult:
     head_probs: np.ndarray | None = None
     head_targets: np.ndarray | None = None
     rows_written: int = 0
-
-
-@dataclass
-class Options:
-    binary: bool
-    targets: str  # auto | index | prob
-    weight: np.ndarray | None
-    pos_weight: np.ndarray | None
-    ignore_index: int
-    reduction: str
-    label_smoothing: float
-    dtype: str
-    ignore_given: bool = False
 
 
 class Unstreamable(Exception):
@@ -361,33 +269,38 @@ def _place(exc: XentInputError, logits_chunk: Chunk, labels_chunk: Chunk | None,
     return exc
 
 
-def plan_index_denominator(labels: Iterator[Chunk], c: int, opts: Options, labels_name: str) -> tuple[float, int]:
-    """Pre-pass over index labels: the weighted mean's exact denominator and weight scaling."""
-    used = np.zeros(c, dtype=bool)
+def plan_stream(
+    spec: LossSpec,
+    c: int,
+    labels: Callable[[], Iterator[Chunk]] | None,
+    rows: Callable[[], int] | None,
+) -> ReductionPlan:
+    """The whole stream's :class:`~xentcli.numeric.ReductionPlan`, from a pre-pass where it needs one.
+
+    ``labels()`` reads the class-index labels again (their counts per class
+    give the mean's denominator); ``rows()`` counts the rows. ``None`` for
+    an input that cannot be read twice raises :class:`Unstreamable`.
+    """
+    need = spec.denominator
+    if need is None:
+        return ReductionPlan.for_batch(spec, c, 0)
+    if need in ("rows", "elements"):
+        if rows is None:
+            raise Unstreamable("pre-pass")
+        return ReductionPlan.for_batch(spec, c, rows())
+    if labels is None:
+        raise Unstreamable("pre-pass")
     counts = np.zeros(c, dtype=np.int64)
-    for chunk in labels:
+    for chunk in labels():
         t = chunk.values.reshape(-1)
-        valid = t != opts.ignore_index
-        tv = t[valid]
+        tv = t[t != spec.ignore]
         ok = (tv >= 0) & (tv < c) & (tv == np.floor(tv))
         if not ok.all():
             continue  # the main pass reports the bad value with its location
-        ti = tv.astype(np.int64)
-        counts += np.bincount(ti, minlength=c)
-        used[ti] = True
-    if opts.weight is None:
-        return float(counts.sum()), 0
+        counts += np.bincount(tv.astype(np.int64), minlength=c)
     # The weights as the kernel sees them: in the compute dtype (tiny float64 weights may be 0 in float32).
-    w = np.asarray(opts.weight, dtype=np.float64).astype(numeric.DTYPES[opts.dtype])
-    in_use = np.nonzero(used)[0]
-    if opts.label_smoothing and in_use.size:  # every class's weight enters every counted sample's loss
-        in_use = np.arange(w.shape[0])
-    _, shift = numeric._rescale_for_mean(w, in_use)
-    scaled = np.ldexp(w, -shift) if shift else w
-    total = ExactSum()
-    for k in np.nonzero(counts)[0]:
-        total.add_repeated(float(scaled[k]), int(counts[k]))  # counts * weight, summed exactly
-    return total.value(), shift
+    w = option_vector(spec.weight, c, "weight", np.dtype(spec.dtype))
+    return ReductionPlan.for_batch(spec, c, 0, counts, w)
 
 
 def count_rows(chunks: Iterator[Chunk]) -> int:
@@ -399,66 +312,49 @@ def stream_compute(
     labels_src: TextSource | NpySource,
     reopen_labels: Callable[[], TextSource | NpySource] | None,
     reopen_logits: Callable[[], TextSource | NpySource] | None,
-    opts: Options,
+    spec: LossSpec,
     writer_factory: Callable[[int, np.dtype], GradWriter],
     progress: Callable[[int, int | None], None] | None = None,
 ) -> StreamResult:
     """Compute block by block, writing the gradient through ``writer_factory(width, dtype)``.
 
-    ``reopen_*`` give a fresh source for a pre-pass (counting rows, or the
-    weighted mean's denominator) when the mean needs one; standard input
-    cannot be read twice, so its caller reads it into memory instead.
+    ``spec.targets`` is read from the labels' shape unless ``"targets"`` is in
+    ``spec.given``. ``reopen_*`` give a fresh source for a pre-pass (counting
+    rows, or the weighted mean's denominator) when the mean needs one;
+    standard input cannot be read twice, so its caller reads it into memory
+    instead.
     """
-    dt = np.dtype(numeric.DTYPES[opts.dtype])
     logit_chunks = logits_src.chunks()
     first = next(logit_chunks)
     c = first.values.shape[1]
     label_iter = labels_src.chunks()
     first_label = next(label_iter)
-    k = first_label.values.shape[1]
-    if opts.binary:
-        if k != c:
-            raise Unstreamable("layout")
-        target_type = "binary"
-    elif opts.targets == "prob" or (opts.targets == "auto" and k == c and c > 1):
-        if k != c:
-            raise Unstreamable("layout")
-        target_type = "prob"
-    elif k == 1:
-        target_type = "index"
-    else:
-        raise Unstreamable("layout")  # a single row of indices, or a shape error: the in-memory path says which
-
-    if target_type == "prob" and opts.ignore_given:
-        raise XentInputError("--ignore-index applies to class-index targets, not probability rows")
+    spec = _targets_by_layout(spec, first_label.values.shape[1], c)
     labels = RowReader(_chain(first_label, label_iter))
-    denom: float | None = None
-    shift = 0
-    if opts.reduction == "mean":
-        if target_type == "index":
-            if reopen_labels is None:
-                raise Unstreamable("pre-pass")
-            denom, shift = plan_index_denominator(reopen_labels().chunks(), c, opts, labels_src.name)
-        else:
-            if isinstance(logits_src, NpySource):
-                n_total = logits_src.rows
-            elif reopen_logits is not None:
-                n_total = count_rows(reopen_logits().chunks())
-            else:
-                raise Unstreamable("pre-pass")
-            denom = float(n_total * c) if opts.binary else float(n_total)
 
+    def rows() -> int:
+        if isinstance(logits_src, NpySource):
+            return logits_src.rows
+        assert reopen_logits is not None
+        return count_rows(reopen_logits().chunks())
+
+    plan = plan_stream(
+        spec, c,
+        None if reopen_labels is None else (lambda: reopen_labels().chunks()),
+        None if reopen_logits is None and not isinstance(logits_src, NpySource) else rows,
+    )
     result = StreamResult(
-        kind="binary_cross_entropy_with_logits" if opts.binary else "cross_entropy",
-        reduction=opts.reduction,
-        target_type=target_type,
+        spec=spec,
+        kind=RESULT_KINDS[spec.kind],
+        reduction=spec.reduction,
+        target_type=str(spec.targets),
         loss=None,
         n=0,
         classes=c,
-        denominator=denom,
-        dtype=opts.dtype,
+        denominator=plan.reported_denominator,
+        dtype=spec.dtype,
     )
-    total = numeric.GroupedSum()  # per-sample losses (BCE: row sums), in row order
+    total = GroupedSum()  # per-sample losses (BCE: row sums), in row order
     notes: dict[str, tuple[int, str]] = {}
     writer = None
     work: queue.Queue = queue.Queue(maxsize=2)
@@ -506,7 +402,7 @@ def stream_compute(
                     f"(at least {result.n + rows})",
                     source=labels_src.name,
                 )
-            r = _compute_block(chunk, lab, target_type, opts, denom, shift, logits_src.name, labels_src.name)
+            r = _compute_block(chunk, lab, spec, plan, logits_src.name, labels_src.name)
             if writer is None:
                 writer = writer_factory(c, r.grad.dtype)
             writer.write(r.grad)
@@ -514,11 +410,10 @@ def stream_compute(
             for note in r.warnings:
                 key = note.message.split(" (")[0]
                 if key not in notes:
-                    notes[key] = (0, _place_note(note, chunk, lab, logits_src.name, labels_src.name,
-                                                 target_type == "index"))
+                    notes[key] = (0, _place_note(note, chunk, lab, logits_src.name, labels_src.name))
                 notes[key] = (notes[key][0] + 1, notes[key][1])
             if result.head_grad is None or result.head_grad.shape[0] < HEAD_ROWS:
-                _keep_head(result, r, lab, target_type)
+                _keep_head(result, r, lab, spec.targets == "index")
             result.n += rows
             if progress is not None:
                 progress(logits_src.bytes_read, logits_src.total_bytes)
@@ -527,14 +422,10 @@ def stream_compute(
             raise XentInputError(
                 f"has {result.n + extra} label row(s) but the logits have {result.n} rows", source=labels_src.name
             )
-        if opts.reduction != "none":
-            reduce_notes: list = []
-            result.loss = numeric._reduce(total, opts.reduction, denom, reduce_notes)  # as in memory
-            for note in reduce_notes:
-                notes.setdefault(note.message.split(" (")[0], (1, note.message))
-        if shift and denom is not None:
-            result.denominator = numeric._ldexp_or_inf(denom, shift)
-        if opts.binary and result.loss is not None and not math.isfinite(result.loss) and not total.all_finite:
+        result.loss, reduce_notes = plan.finish(total)  # as in memory
+        for note in reduce_notes:
+            notes.setdefault(note.message.split(" (")[0], (1, note.message))
+        if spec.kind == "bce" and result.loss is not None and not math.isfinite(result.loss) and not total.all_finite:
             notes.setdefault("inf", (1, "the loss is infinite: a positive target on a logit of -inf"))
         result.warnings = [text for _count, text in notes.values()]
         if writer is None:
@@ -556,28 +447,34 @@ def _chain(first: Chunk, rest: Iterator[Chunk]) -> Iterator[Chunk]:
     yield from rest
 
 
-def _compute_block(chunk, lab, target_type, opts, denom, shift, logits_name, labels_name):
+def _targets_by_layout(spec: LossSpec, k: int, c: int) -> LossSpec:
+    """The spec with its targets read from the labels' width ``k`` (logits have ``c`` columns).
+
+    Raises :class:`Unstreamable` for a layout the in-memory path reads (or
+    refuses with a message naming the shapes): labels as one row, say.
+    """
+    by_shape = "targets" not in spec.given and len(KINDS[spec.kind].targets) > 1
+    if spec.targets in ("binary", "prob") and not by_shape:  # rows as wide as the logits
+        if k != c:
+            raise Unstreamable("layout")
+        return spec
+    if by_shape and k == c and c > 1:
+        return spec.with_(targets="prob")
+    if k == 1:
+        return spec
+    raise Unstreamable("layout")  # a single row of indices, or a shape error: the in-memory path says which
+
+
+def _compute_block(chunk: Chunk, lab: Chunk, spec: LossSpec, plan: ReductionPlan, logits_name: str,
+                   labels_name: str) -> LossResult:
+    target = lab.values.reshape(-1) if spec.targets == "index" else lab.values
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", XentWarning)
-            if opts.binary:
-                return numeric.binary_cross_entropy(
-                    chunk.values, lab.values, weight=opts.weight, pos_weight=opts.pos_weight,
-                    reduction=opts.reduction, dtype=opts.dtype, with_probs=False, with_losses=False,
-                    _denominator=denom,
-                )
-            target = lab.values.reshape(-1) if target_type == "index" else lab.values
-            return numeric.cross_entropy(
-                chunk.values, target, weight=opts.weight, ignore_index=opts.ignore_index,
-                reduction=opts.reduction, label_smoothing=opts.label_smoothing, target_type=target_type,
-                dtype=opts.dtype, with_probs=False, _denominator=denom, _shift=shift,
-            )
+        return evaluate(spec, chunk.values, target, with_probs=False, with_losses=False, plan=plan, warn=False)
     except XentInputError as exc:
-        raise _place(exc, chunk, lab, logits_name, labels_name, target_type == "index") from None
+        raise _place(exc, chunk, lab, logits_name, labels_name, spec.targets == "index") from None
 
 
-def _place_note(note: XentWarning, chunk: Chunk, lab: Chunk, logits_name: str, labels_name: str,
-                column: bool) -> str:
+def _place_note(note: XentWarning, chunk: Chunk, lab: Chunk, logits_name: str, labels_name: str) -> str:
     idx = note.index or ()
     if note.operand == "logits" and idx:
         return f"{logits_name}: row {int(chunk.lines[idx[0]])}: {note.message}"
@@ -586,7 +483,7 @@ def _place_note(note: XentWarning, chunk: Chunk, lab: Chunk, logits_name: str, l
     return note.message
 
 
-def _keep_head(result: StreamResult, r: Any, lab: Chunk, target_type: str) -> None:
+def _keep_head(result: StreamResult, r: LossResult, lab: Chunk, index: bool) -> None:
     """Keep the first rows of the results, for the summary table."""
     have = 0 if result.head_grad is None else result.head_grad.shape[0]
     need = HEAD_ROWS - have
@@ -595,7 +492,7 @@ def _keep_head(result: StreamResult, r: Any, lab: Chunk, target_type: str) -> No
         return new.copy() if old is None else np.concatenate([old, new])
 
     result.head_grad = cat(result.head_grad, r.grad[:need])
-    t = lab.values[:need].reshape(-1) if target_type == "index" else lab.values[:need]
+    t = lab.values[:need].reshape(-1) if index else lab.values[:need]
     result.head_targets = cat(result.head_targets, t)
     if r.losses is not None:
         result.head_losses = cat(result.head_losses, np.asarray(r.losses)[:need])

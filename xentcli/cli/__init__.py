@@ -91,7 +91,7 @@ class XentGroup(click.Group):
         try:
             rv = super().main(args, prog_name or "xent", complete_var, standalone_mode=False, **extra)
         except XentInputError as exc:
-            error_line(str(exc))
+            error_line(exc.cli_message())
             return EXIT_INPUT
         except XentMathError as exc:
             error_line(str(exc))

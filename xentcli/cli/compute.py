@@ -10,6 +10,7 @@ import click
 
 from ..errors import XentInputError, XentWarning
 from . import CONTEXT_SETTINGS, warning_line
+from .options import loss_options, loss_spec, pop_loss_params
 
 EPILOG = """\b
 Examples:
@@ -37,26 +38,7 @@ probabilities per sample (--targets forces either).
     metavar="ROWS",
     help="Labels inline: class indices '1,0' or target rows '0,1,0;1,0,0'.",
 )
-@click.option(
-    "--targets",
-    type=click.Choice(["auto", "index", "prob"]),
-    default="auto",
-    show_default=True,
-    help="How to read the labels: by shape, as class indices, or as probability rows.",
-)
-@click.option("--reduction", type=click.Choice(["mean", "sum", "none"]), default="mean", show_default=True)
-@click.option("--weight", metavar="W1,...,WC", help="Class weights (cross-entropy) or per-column weights (--binary).")
-@click.option(
-    "--ignore-index",
-    type=int,
-    default=None,
-    metavar="K",
-    help="Samples whose class index is K are ignored. [default: -100, as PyTorch]",
-)
-@click.option("--label-smoothing", type=float, default=0.0, metavar="EPS", help="Mix EPS/C into every target, 0 <= EPS <= 1.")
-@click.option("--binary", is_flag=True, help="Sigmoid binary cross-entropy with logits (multi-label).")
-@click.option("--pos-weight", metavar="Q[,...]", help="--binary: weight of positive targets, one value or one per column.")
-@click.option("--dtype", type=click.Choice(["float64", "float32"]), default="float64", show_default=True)
+@loss_options("compute")
 @click.option(
     "--header",
     type=click.Choice(["auto", "yes", "no"]),
@@ -79,33 +61,28 @@ probabilities per sample (--targets forces either).
     help="Also write the gradient to PATH (.csv, .tsv, .txt or .npy), atomically.",
 )
 @click.option("--digits", type=click.IntRange(1, 17), default=4, show_default=True, help="Significant digits in the table.")
-def compute(**options: Any) -> None:
-    """Compute softmax cross-entropy (or sigmoid BCE) exactly as PyTorch defines it.
+@click.pass_context
+def compute(ctx: click.Context, **options: Any) -> None:
+    """Compute softmax cross-entropy, NLL, KL or sigmoid BCE exactly as PyTorch defines them.
 
     Prints the loss, per-sample losses, probabilities and the gradient with
     respect to the logits. For --reduction none the gradient is that of the
     sum, so each row is its own sample's gradient.
     """
+    spec = loss_spec(pop_loss_params(options), ctx)
     # NumPy's RuntimeWarnings (an overflow in an intermediate that the result accounts
     # for) would print several lines on stderr: errors and notes about the result are
     # reported as one line each, by the code below.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        _compute(**options)
+        _compute(spec, **options)
 
 
 def _compute(
+    spec: Any,
     inputs: tuple[str, ...],
     logits_text: str | None,
     labels_text: str | None,
-    targets: str,
-    reduction: str,
-    weight: str | None,
-    ignore_index: int | None,
-    label_smoothing: float,
-    binary: bool,
-    pos_weight: str | None,
-    dtype: str,
     header: str,
     fmt: str | None,
     output: Path | None,
@@ -114,33 +91,14 @@ def _compute(
     from .. import files
 
     logits_path, labels_path = _sources(inputs, logits_text, labels_text)
-    _check_options(binary, targets, ignore_index, label_smoothing, pos_weight)
     out_fmt = files.check_output_path(output, [p for p in (logits_path, labels_path) if p]) if output else None
-
-    weight_vec = files.parse_vector(weight, "--weight") if weight is not None else None
-    pos_vec = files.parse_vector(pos_weight, "--pos-weight") if pos_weight is not None else None
-    if dtype == "float32":
-        for name, vec in (("--weight", weight_vec), ("--pos-weight", pos_vec)):
-            _check_fits_float32(vec, name)
-    meta = {
-        "dtype": dtype,
-        "weight": None if weight_vec is None else weight_vec.tolist(),
-        "ignore_index": None if binary else (-100 if ignore_index is None else ignore_index),
-        "label_smoothing": None if binary else label_smoothing,
-        "pos_weight": None if pos_vec is None else pos_vec.tolist(),
-        "output": None if output is None else str(output),
-    }
     from . import render
 
+    meta: dict[str, Any] = {"output": None if output is None else str(output)}
     chosen = fmt or ("table" if render.stdout_is_terminal() else "json")
     files_only = logits_text is None and labels_text is None and "-" not in (logits_path, labels_path)
     if output is not None and out_fmt is not None and files_only:
-        summary = _streamed(
-            logits_path, labels_path, output, out_fmt, header,  # type: ignore[arg-type]
-            binary=binary, targets=targets, weight=weight_vec, pos_weight=pos_vec,
-            ignore_index=-100 if ignore_index is None else ignore_index, ignore_given=ignore_index is not None,
-            reduction=reduction, label_smoothing=label_smoothing, dtype=dtype,
-        )
+        summary = _streamed(logits_path, labels_path, output, out_fmt, header, spec)  # type: ignore[arg-type]
         if summary is not None:
             for note in summary.warnings:
                 warning_line(note)
@@ -155,27 +113,16 @@ def _compute(
         labels_path, header=header  # type: ignore[arg-type]
     )
     n, c = logits_tab.shape
-    arranged = files.arrange_targets(labels_tab, n, c, targets, binary=binary)
-    if arranged.target_type == "prob" and ignore_index is not None:
-        raise XentInputError("--ignore-index applies to class-index targets, not probability rows")
-
-    result = _run(
-        logits_tab,
-        arranged,
-        binary=binary,
-        weight=weight_vec,
-        pos_weight=pos_vec,
-        ignore_index=-100 if ignore_index is None else ignore_index,
-        reduction=reduction,
-        label_smoothing=label_smoothing,
-        dtype=dtype,
-    )
+    arranged = files.arrange_targets(labels_tab, n, c, spec)
+    if arranged.target_type != spec.targets:
+        spec = spec.with_(targets=arranged.target_type)
+    result = _run(spec, logits_tab, arranged)
 
     if output is not None and out_fmt is not None:
         files.write_array(output, result.grad, out_fmt)
 
     notes = [_place_warning(note, logits_tab, arranged) for note in result.warnings]
-    if c == 1 and not binary:
+    if c == 1 and spec.family == "softmax":
         notes.append("the logits have a single class: softmax is 1 and the loss is 0 (did you mean --binary?)")
     for note in notes:
         warning_line(note)
@@ -213,64 +160,11 @@ def _sources(
     return paths["LOGITS"], paths["LABELS"]
 
 
-def _check_options(
-    binary: bool, targets: str, ignore_index: int | None, label_smoothing: float, pos_weight: str | None
-) -> None:
-    if binary:
-        if targets != "auto":
-            raise click.UsageError("--targets does not apply to --binary (labels have the logits' shape)")
-        if ignore_index is not None:
-            raise click.UsageError("--ignore-index does not apply to --binary (PyTorch's BCE has none)")
-        if label_smoothing != 0.0:
-            raise click.UsageError("--label-smoothing does not apply to --binary (PyTorch's BCE has none)")
-    elif pos_weight is not None:
-        raise click.UsageError("--pos-weight applies only to --binary")
-    if not 0.0 <= label_smoothing <= 1.0:
-        raise click.BadParameter(f"{label_smoothing!r} is not between 0 and 1", param_hint="'--label-smoothing'")
-
-
-def _check_fits_float32(vec: Any, option: str) -> None:
-    """A weight beyond float32's range would silently become inf under --dtype float32."""
-    if vec is None:
-        return
-    import numpy as np
-
-    big = np.isfinite(vec) & (np.abs(vec) > np.finfo(np.float32).max)
-    if big.any():
-        i = int(np.argmax(big))
-        largest = float(np.finfo(np.float32).max)
-        raise XentInputError(
-            f"{float(vec[i])!r} does not fit in float32 (largest {largest:.4g}); use --dtype float64",
-            source=option,
-            column=i + 1,
-        )
-
-
-def _run(logits_tab: Any, arranged: Any, *, binary: bool, **options: Any) -> Any:
+def _run(spec: Any, logits_tab: Any, arranged: Any) -> Any:
     from .. import numeric
 
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", XentWarning)
-            if binary:
-                return numeric.binary_cross_entropy(
-                    logits_tab.values,
-                    arranged.values,
-                    weight=options["weight"],
-                    pos_weight=options["pos_weight"],
-                    reduction=options["reduction"],
-                    dtype=options["dtype"],
-                )
-            return numeric.cross_entropy(
-                logits_tab.values,
-                arranged.values,
-                weight=options["weight"],
-                ignore_index=options["ignore_index"],
-                reduction=options["reduction"],
-                label_smoothing=options["label_smoothing"],
-                target_type=arranged.target_type,
-                dtype=options["dtype"],
-            )
+        return numeric.evaluate(spec, logits_tab.values, arranged.values, warn=False)
     except XentInputError as exc:
         raise _place_error(exc, logits_tab, arranged) from None
 
@@ -306,19 +200,13 @@ def _place_warning(note: XentWarning, logits_tab: Any, arranged: Any) -> str:
     return f"{source}: {where}: {note.message}" if where else f"{source}: {note.message}"
 
 
-def _streamed(logits_path: str, labels_path: str, output: Path, out_fmt: str, header: str, **options: Any) -> Any:
+def _streamed(logits_path: str, labels_path: str, output: Path, out_fmt: str, header: str, spec: Any) -> Any:
     """Stream the computation to ``output``; ``None`` when the input has to be read into memory."""
     from .. import sources, stream
-    from ..files import check_output_path  # noqa: F401 - validated by the caller
 
-    def opener(path: str):
+    def opener(path: str) -> Any:
         return lambda: sources.open_source(path, header=header)
 
-    opts = stream.Options(
-        binary=options["binary"], targets=options["targets"], weight=options["weight"],
-        pos_weight=options["pos_weight"], ignore_index=options["ignore_index"], reduction=options["reduction"],
-        label_smoothing=options["label_smoothing"], dtype=options["dtype"], ignore_given=options["ignore_given"],
-    )
     progress = _progress_bar()
     try:
         return stream.stream_compute(
@@ -326,7 +214,7 @@ def _streamed(logits_path: str, labels_path: str, output: Path, out_fmt: str, he
             sources.open_source(labels_path, header=header),
             opener(labels_path),
             opener(logits_path),
-            opts,
+            spec,
             lambda width, dtype: stream.GradWriter(output, out_fmt, dtype, width),
             progress,
         )

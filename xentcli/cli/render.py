@@ -49,6 +49,21 @@ def _json_matrix(values: np.ndarray, dtype: np.dtype, indent: str) -> str:
     return "[\n" + indent + "  " + inner + "\n" + indent + "]"
 
 
+def options_json(spec: Any) -> dict[str, Any]:
+    """The options of a result, as the JSON output reports them (the loss's own options only)."""
+
+    def vec(v: Any) -> list[float] | None:
+        return None if v is None else [float(x) for x in v]
+
+    return {
+        "loss": spec.kind,
+        "weight": vec(spec.weight),
+        "ignore_index": spec.ignore if spec.kind in ("ce", "nll") else None,
+        "label_smoothing": float(spec.label_smoothing) if spec.kind == "ce" else None,
+        "pos_weight": vec(spec.pos_weight),
+    }
+
+
 def to_json(result: Any, meta: dict[str, Any], targets: np.ndarray) -> str:
     """The whole result as JSON (non-finite numbers appear as "inf"/"-inf"/"nan")."""
     dt = result.grad.dtype
@@ -59,12 +74,7 @@ def to_json(result: Any, meta: dict[str, Any], targets: np.ndarray) -> str:
         "classes": result.classes,
         "targets": result.target_type,
         "dtype": str(dt),
-        "options": {
-            "weight": meta.get("weight"),
-            "ignore_index": meta.get("ignore_index"),
-            "label_smoothing": meta.get("label_smoothing"),
-            "pos_weight": meta.get("pos_weight"),
-        },
+        "options": options_json(result.spec),
         "inputs": {"logits": meta.get("logits"), "labels": meta.get("labels")},
         "output": meta.get("output"),
         "warnings": list(meta.get("warnings", [])),
@@ -155,14 +165,16 @@ def print_table(result: Any, meta: dict[str, Any], targets: np.ndarray, *, digit
     from rich.table import Table
 
     console = Console(file=file, highlight=False, soft_wrap=False)
-    binary = result.kind != "cross_entropy"
-    title = "binary cross-entropy with logits" if binary else "softmax cross-entropy"
+    spec = result.spec
+    binary = spec.kind == "bce"
+    elementwise = spec.kind in ("bce", "kl")
+    title = spec.title
     extras = []
-    if meta.get("weight") is not None:
+    if spec.weight is not None:
         extras.append("weighted")
-    if meta.get("label_smoothing"):
-        extras.append(f"label smoothing {meta['label_smoothing']:g}")
-    if meta.get("pos_weight") is not None:
+    if spec.smoothing:
+        extras.append(f"label smoothing {float(spec.label_smoothing):g}")
+    if spec.pos_weight is not None:
         extras.append("pos_weight")
     caption = (
         f"{result.n} sample{'s' if result.n != 1 else ''} × {result.classes} "
@@ -172,17 +184,17 @@ def print_table(result: Any, meta: dict[str, Any], targets: np.ndarray, *, digit
     table = Table(title=title, caption=caption, show_lines=False)
     table.add_column("#", justify="right", style="dim")
     table.add_column("target")
-    table.add_column("loss" + (" (elementwise)" if binary else ""), justify="right")
+    table.add_column("loss" + (" (elementwise)" if elementwise else ""), justify="right")
     table.add_column("sigmoid(z)" if binary else "p = softmax(z)")
     grad_name = "∂L/∂z" + (" (of the sum)" if result.reduction == "none" else "")
     table.add_column(grad_name)
     losses = result.losses.reshape(result.n, -1)
     shown = min(result.n, MAX_ROWS)
     for i in range(shown):
-        loss_cell = _vector(losses[i].tolist(), digits) if binary else _g(float(losses[i, 0]), digits)
+        loss_cell = _vector(losses[i].tolist(), digits) if elementwise else _g(float(losses[i, 0]), digits)
         table.add_row(
             str(i),
-            _target_cell(targets, i, result, meta.get("ignore_index"), digits),
+            _target_cell(targets, i, result, spec.ignore, digits),
             loss_cell,
             _vector(result.probs[i].tolist(), digits),
             _vector(result.grad[i].tolist(), digits),
@@ -193,8 +205,8 @@ def print_table(result: Any, meta: dict[str, Any], targets: np.ndarray, *, digit
     if result.loss is None:
         console.print("loss: none (reduction='none'; per-sample losses above)")
     else:
-        if result.reduction == "mean":
-            how = f"mean: sum of the losses / {_g(result.denominator, 12, keep_zeros=False)}"
+        if result.denominator is not None:
+            how = f"{result.reduction}: sum of the losses / {_g(result.denominator, 12, keep_zeros=False)}"
         else:
             how = "sum of the losses"
         console.print(f"loss = [bold]{_g(result.loss, max(digits, 10))}[/bold]   ({how})")
@@ -213,6 +225,7 @@ def summary_of(result: Any, targets: np.ndarray) -> Any:
 
     losses = None if result.losses is None else np.asarray(result.losses)[:HEAD_ROWS]
     return StreamResult(
+        spec=result.spec,
         kind=result.kind,
         reduction=result.reduction,
         target_type=result.target_type,
@@ -242,8 +255,7 @@ def print_summary(fmt: str, s: Any, meta: dict[str, Any]) -> None:
             ("classes", str(s.classes)),
             ("targets", json.dumps(s.target_type)),
             ("dtype", json.dumps(str(dt))),
-            ("options", json.dumps({k: meta.get(k) for k in ("weight", "ignore_index", "label_smoothing",
-                                                             "pos_weight")})),
+            ("options", json.dumps(options_json(s.spec))),
             ("inputs", json.dumps({"logits": meta.get("logits"), "labels": meta.get("labels")})),
             ("output", json.dumps(meta.get("output"))),
             ("rows_written", str(s.rows_written)),
@@ -264,8 +276,8 @@ def print_summary(fmt: str, s: Any, meta: dict[str, Any]) -> None:
     from rich.table import Table
 
     console = Console(highlight=False, soft_wrap=False)
-    binary = s.kind != "cross_entropy"
-    title = "binary cross-entropy with logits" if binary else "softmax cross-entropy"
+    binary = s.spec.kind == "bce"
+    title = s.spec.title
     shown = 0 if s.head_grad is None else s.head_grad.shape[0]
     table = Table(title=title, caption=f"{s.n} samples × {s.classes} {'columns' if binary else 'classes'} · "
                   f"{s.target_type} targets · {dt} · first {shown} rows")
@@ -285,6 +297,6 @@ def print_summary(fmt: str, s: Any, meta: dict[str, Any]) -> None:
     if s.loss is None:
         console.print("loss: none (reduction='none'; per-sample losses are not printed with --output)")
     else:
-        how = f"mean: sum / {_g(s.denominator, 12, keep_zeros=False)}" if s.reduction == "mean" else "sum"
+        how = f"{s.reduction}: sum / {_g(s.denominator, 12, keep_zeros=False)}" if s.denominator is not None else "sum"
         console.print(f"loss = [bold]{_g(s.loss, 10)}[/bold]   ({how})")
     console.print(f"gradient of {s.rows_written} rows written to {meta.get('output')}")

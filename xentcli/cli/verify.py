@@ -11,6 +11,7 @@ import click
 
 from ..errors import XentInputError
 from . import CONTEXT_SETTINGS, EXIT_MATH, EXIT_OK
+from .options import LOSS_PARAMS, loss_options, loss_spec, spec_args
 
 EPILOG = """\b
 Examples:
@@ -28,22 +29,9 @@ Exit codes: 0 all cases pass, 1 a case fails, 2 bad usage or a target that
 cannot be run.
 """
 
-_CHOICE_OPTS = ("reduction", "weight", "ignore_index", "label_smoothing", "binary", "pos_weight", "targets",
-                "dtype", "seed")
-
-
 @click.command(context_settings=CONTEXT_SETTINGS, epilog=EPILOG)
 @click.argument("target", required=False, metavar="[TARGET]")
-@click.option("--reduction", type=click.Choice(["mean", "sum", "none"]), default="mean", show_default=True)
-@click.option("--weight", metavar="W1,...,WC", help="Class weights the implementation applies.")
-@click.option("--ignore-index", type=int, default=None, metavar="K", help="Targets equal to K are ignored.")
-@click.option("--label-smoothing", type=float, default=0.0, metavar="EPS")
-@click.option("--binary", is_flag=True, help="Sigmoid BCE with logits; targets have the logits' shape.")
-@click.option("--pos-weight", metavar="Q[,...]", help="--binary: weight of the positive term.")
-@click.option("--targets", type=click.Choice(["index", "prob"]), default="index", show_default=True,
-              help="Targets handed over: int64 class indices or float probability rows.")
-@click.option("--dtype", type=click.Choice(["float64", "float32", "float16"]), default="float64", show_default=True,
-              help="dtype of the logits handed to the implementation.")
+@loss_options("verify")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the battery.")
 @click.option("--rtol", type=float, default=None, help="Relative tolerance (default by returned dtype).")
 @click.option("--atol", type=float, default=None, help="Absolute tolerance, times max(1, max|reference|).")
@@ -57,20 +45,13 @@ _CHOICE_OPTS = ("reduction", "weight", "ignore_index", "label_smoothing", "binar
 def verify(
     ctx: click.Context,
     target: str | None,
-    reduction: str,
-    weight: str | None,
-    ignore_index: int | None,
-    label_smoothing: float,
-    binary: bool,
-    pos_weight: str | None,
-    targets: str,
-    dtype: str,
     seed: int,
     rtol: float | None,
     atol: float | None,
     fmt: str | None,
     export_dir: Path | None,
     results_dir: Path | None,
+    **loss: Any,
 ) -> int:
     """Check an implementation of cross-entropy (or BCE) against the reference and diagnose mistakes.
 
@@ -80,7 +61,6 @@ def verify(
     ignored samples, unnormalised targets) is compared with xent's reference.
     """
     from .. import verify as api
-    from ..files import parse_vector
 
     for value, name in ((rtol, "--rtol"), (atol, "--atol")):
         if value is not None and not (0.0 <= value < float("inf")):
@@ -92,7 +72,7 @@ def verify(
         raise click.UsageError("give exactly one of TARGET, --export DIR or --results DIR")
 
     if results_dir is not None:
-        given = [n for n in _CHOICE_OPTS if ctx.get_parameter_source(n) == click.core.ParameterSource.COMMANDLINE]
+        given = [n for n in (*LOSS_PARAMS, "seed") if _given(ctx, n)]
         if given:
             raise click.UsageError("--results reads the options from the manifest; only --rtol, --atol and "
                                    "--format apply")
@@ -103,22 +83,16 @@ def verify(
         report = api.finish(f"outputs in {results_dir}", opts, seed_used, case_results, diagnose)
         return _show(report, fmt)
 
-    weight_vec = None if weight is None else tuple(parse_vector(weight, "--weight"))
-    pos_vec = None if pos_weight is None else tuple(parse_vector(pos_weight, "--pos-weight"))
-    if binary and ctx.get_parameter_source("targets") == click.core.ParameterSource.COMMANDLINE:
-        raise click.UsageError("--targets does not apply to --binary (targets have the logits' shape)")
-    try:
-        opts = api.make_options(
-            reduction=reduction, weight=weight_vec, ignore_index=ignore_index, label_smoothing=label_smoothing,
-            binary=binary, pos_weight=pos_vec, targets=targets, dtype=dtype,
-        )
-    except XentInputError as exc:
-        raise click.UsageError(str(exc)) from None
+    from ..verify.battery import fixed_classes
+
+    opts = loss_spec(loss, ctx)
+    fixed_classes(opts)
 
     if export_dir is not None:
         from ..verify.exchange import export
 
-        command = shlex.join(["xent", "verify", "--export", str(export_dir), *_option_args(opts, seed)])
+        command = shlex.join(["xent", "verify", "--export", str(export_dir), *spec_args(opts, "verify"),
+                              "--seed", str(seed)])
         cases = export(export_dir, opts, seed, command)
         click.echo(
             f"wrote {len(cases)} cases to {export_dir} (manifest.json, README.txt); run your implementation on "
@@ -138,22 +112,11 @@ def verify(
     return _show(report, fmt)
 
 
-def _option_args(opts: Any, seed: int) -> list[str]:
-    args = ["--reduction", opts.reduction]
-    if opts.binary:
-        args.append("--binary")
-    else:
-        args += ["--targets", opts.targets]
-    if opts.weight is not None:
-        args += ["--weight", ",".join(f"{w:g}" for w in opts.weight)]
-    if opts.ignore_index is not None:
-        args += ["--ignore-index", str(opts.ignore_index)]
-    if opts.label_smoothing:
-        args += ["--label-smoothing", f"{opts.label_smoothing:g}"]
-    if opts.pos_weight is not None:
-        args += ["--pos-weight", ",".join(f"{w:g}" for w in opts.pos_weight)]
-    args += ["--dtype", opts.dtype, "--seed", str(seed)]
-    return args
+def _given(ctx: click.Context, name: str) -> bool:
+    try:
+        return ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+    except KeyError:  # pragma: no cover
+        return False
 
 
 def _show(report: Any, fmt: str | None) -> int:

@@ -20,13 +20,14 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..errors import XentInputError, XentMathError
-from .battery import Case, Options, battery
+from ..spec import LossSpec
+from .battery import Case, battery, fixed_classes
 from .runner import TOLERANCES, CaseResult, Report
 
 __all__ = [
     "Case",
     "CaseResult",
-    "Options",
+    "LossSpec",
     "Report",
     "TOLERANCES",
     "VerificationError",
@@ -47,59 +48,29 @@ class VerificationError(XentMathError, AssertionError):
 
 def make_options(
     *,
+    loss: str = "ce",
     reduction: str = "mean",
     weight: Sequence[float] | None = None,
     ignore_index: int | None = None,
     label_smoothing: float = 0.0,
     binary: bool = False,
     pos_weight: Sequence[float] | float | None = None,
-    targets: str = "index",
+    targets: str | None = None,
     dtype: str = "float64",
-) -> Options:
-    """Validated :class:`Options` (raises :class:`XentInputError`)."""
-    from .runner import INPUT_DTYPES
+) -> LossSpec:
+    """The validated :class:`~xentcli.spec.LossSpec` of these keywords (raises :class:`XentInputError`).
 
-    if reduction not in ("mean", "sum", "none"):
-        raise XentInputError(f"reduction must be mean, sum or none, not {reduction!r}")
-    if targets not in ("index", "prob"):
-        raise XentInputError(f"targets must be index or prob, not {targets!r}")
-    if dtype not in INPUT_DTYPES:
-        raise XentInputError(f"dtype must be one of {', '.join(INPUT_DTYPES)}, not {dtype!r}")
-    if not isinstance(label_smoothing, (int, float, np.integer, np.floating)) or isinstance(label_smoothing, bool):
-        raise XentInputError(f"label_smoothing must be a number, not {label_smoothing!r}")
-    if not 0.0 <= float(label_smoothing) <= 1.0:
-        raise XentInputError(f"label_smoothing must be between 0 and 1, got {label_smoothing!r}")
-    if binary and (label_smoothing or ignore_index is not None):
-        raise XentInputError("label smoothing and ignore_index do not apply to binary cross-entropy")
-    if not binary and pos_weight is not None:
-        raise XentInputError("pos_weight applies only to binary cross-entropy")
-    if targets == "prob" and ignore_index is not None:
-        raise XentInputError("ignore_index applies to class-index targets only")
-    if ignore_index is not None:
-        if isinstance(ignore_index, bool) or not isinstance(ignore_index, (int, np.integer)):
-            raise XentInputError(f"ignore_index must be a whole number, not {ignore_index!r}")
-        if not -(2**63) <= int(ignore_index) < 2**63:
-            raise XentInputError(f"ignore_index {ignore_index} does not fit in int64 (the targets' dtype)")
-        ignore_index = int(ignore_index)
-
-    def vec(v: Any, name: str) -> tuple[float, ...] | None:
-        if v is None:
-            return None
-        if isinstance(v, (int, float)):
-            v = [v]
-        try:
-            out = tuple(float(x) for x in v)
-        except (TypeError, ValueError):
-            raise XentInputError(f"{name} must be numbers") from None
-        if not out or any(not (x >= 0) or x == float("inf") for x in out):
-            raise XentInputError(f"{name} must be finite and non-negative")
-        return out
-
-    w = vec(weight, "weight")
-    if w is not None and len(w) < 2 and not binary:
-        raise XentInputError("weight needs one value per class (at least 2)")
-    return Options(reduction, w, ignore_index, float(label_smoothing), binary, vec(pos_weight, "pos_weight"),
-                   "index" if binary else targets, dtype)
+    ``binary=True`` is ``loss="bce"``; ``targets`` defaults to the loss's own
+    (class indices for ce and nll).
+    """
+    if binary and loss not in ("ce", "bce"):
+        raise XentInputError(f"binary=True is loss='bce'; it cannot go with loss={loss!r}", option="binary")
+    spec = LossSpec(
+        "bce" if binary else loss, reduction, weight=weight, ignore_index=ignore_index,
+        label_smoothing=label_smoothing, pos_weight=pos_weight, targets=targets, dtype=dtype,
+    )
+    fixed_classes(spec)  # the battery's classes follow the weights
+    return spec
 
 
 def check(
@@ -109,7 +80,7 @@ def check(
     rtol: float | None = None,
     atol: float | None = None,
     name: str | None = None,
-    options: Options | None = None,
+    options: LossSpec | None = None,
     **option_values: Any,
 ) -> Report:
     """Run the battery on ``fn(logits, targets) -> loss or (loss, grad)`` and return the :class:`Report`.
@@ -128,7 +99,7 @@ def check(
     return finish(label, opts, seed, results, diagnose)
 
 
-def finish(target: str, opts: Options, seed: int, results: list[CaseResult], diagnose: Callable) -> Report:
+def finish(target: str, opts: LossSpec, seed: int, results: list[CaseResult], diagnose: Callable) -> Report:
     diagnoses: list[str] = []
     for r in results:
         if not r.passed and not r.error:

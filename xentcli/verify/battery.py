@@ -3,62 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
+
+from ..errors import XentInputError
+from ..spec import LossSpec
 
 LARGE_VOCAB = 32_768
 
 
-@dataclass(frozen=True)
-class Options:
-    """What the implementation is supposed to compute (the names of ``xent compute``)."""
-
-    reduction: str = "mean"
-    weight: tuple[float, ...] | None = None
-    ignore_index: int | None = None
-    label_smoothing: float = 0.0
-    binary: bool = False
-    pos_weight: tuple[float, ...] | None = None
-    targets: str = "index"  # index | prob (cross-entropy only)
-    dtype: str = "float64"  # dtype of the arrays handed to the implementation
-
-    @property
-    def fixed_classes(self) -> int | None:
-        """Weights fix the number of classes (columns) of every case."""
-        for vec in (self.weight, self.pos_weight):
-            if vec is not None and len(vec) > 1:
-                return len(vec)
-        return None
-
-    def describe(self) -> str:
-        parts = [f"reduction={self.reduction}"]
-        if self.binary:
-            parts.insert(0, "binary")
-        else:
-            parts.append(f"targets={self.targets}")
-        if self.weight is not None:
-            parts.append("weight=" + ",".join(f"{w:g}" for w in self.weight))
-        if self.ignore_index is not None:
-            parts.append(f"ignore_index={self.ignore_index}")
-        if self.label_smoothing:
-            parts.append(f"label_smoothing={self.label_smoothing:g}")
-        if self.pos_weight is not None:
-            parts.append("pos_weight=" + ",".join(f"{w:g}" for w in self.pos_weight))
-        parts.append(f"inputs={self.dtype}")
-        return ", ".join(parts)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "reduction": self.reduction,
-            "weight": None if self.weight is None else list(self.weight),
-            "ignore_index": self.ignore_index,
-            "label_smoothing": self.label_smoothing,
-            "binary": self.binary,
-            "pos_weight": None if self.pos_weight is None else list(self.pos_weight),
-            "targets": "binary" if self.binary else self.targets,
-            "dtype": self.dtype,
-        }
+def fixed_classes(spec: LossSpec) -> int | None:
+    """Weights fix the number of classes (columns) of every case (class weights need at least 2)."""
+    if spec.kind != "bce" and isinstance(spec.weight, tuple) and len(spec.weight) < 2:
+        raise XentInputError("needs one value per class (at least 2)", option="weight")
+    for vec in (spec.weight, spec.pos_weight):
+        if isinstance(vec, tuple) and len(vec) > 1:
+            return len(vec)
+    return None
 
 
 @dataclass
@@ -76,9 +37,9 @@ class Case:
         return self.logits.shape  # type: ignore[return-value]
 
 
-def _targets(rng: np.random.Generator, z: np.ndarray, options: Options, kind: str = "auto") -> np.ndarray:
+def _targets(rng: np.random.Generator, z: np.ndarray, options: LossSpec, kind: str = "auto") -> np.ndarray:
     n, c = z.shape
-    if options.binary:
+    if options.kind == "bce":
         if kind == "hard":
             return (rng.random((n, c)) < 0.5).astype(np.float64)
         return rng.random((n, c))
@@ -92,8 +53,8 @@ def _targets(rng: np.random.Generator, z: np.ndarray, options: Options, kind: st
     return t.astype(np.int64)
 
 
-def _with_ignored(rng: np.random.Generator, t: np.ndarray, options: Options) -> np.ndarray:
-    if options.ignore_index is None or options.binary or options.targets == "prob":
+def _with_ignored(rng: np.random.Generator, t: np.ndarray, options: LossSpec) -> np.ndarray:
+    if options.ignore_index is None:
         return t
     t = t.copy()
     n = t.shape[0]
@@ -102,10 +63,10 @@ def _with_ignored(rng: np.random.Generator, t: np.ndarray, options: Options) -> 
     return t
 
 
-def battery(options: Options, seed: int = 0) -> list[Case]:
+def battery(options: LossSpec, seed: int = 0) -> list[Case]:
     """The cases for these options, reproducible from ``seed``."""
     rng = np.random.default_rng(seed)
-    fixed = options.fixed_classes
+    fixed = fixed_classes(options)
     C = fixed or 5
     cases: list[Case] = []
 
@@ -129,7 +90,7 @@ def battery(options: Options, seed: int = 0) -> list[Case]:
     add("ties", "rows with equal logits, and ties at the maximum", ties)
     add("extreme", "logits up to |z| = 1e4", rng.uniform(-1e4, 1e4, size=(6, C)), tags=("large",))
 
-    if options.binary:
+    if options.kind == "bce":
         n = 6
         z = rng.uniform(-1e4, 1e4, size=(n, C))
         y = (z < 0).astype(np.float64)  # confidently wrong everywhere

@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import numeric
 from ..errors import XentWarning
-from .battery import Options
+from ..spec import LossSpec
 from .runner import CaseResult, reference
 
 CLIP_EPS = (1e-7, 1e-8, 1e-9, 1e-10, 1e-12, 1e-15)
@@ -27,22 +27,12 @@ _EXP_LIMIT = {"float64": 709.0, "float32": 88.0, "float16": 11.0}
 @dataclass(frozen=True)
 class Model:
     key: str
-    compute: Callable[[CaseResult, Options, numeric.LossResult], list[tuple[dict, str]]]
+    compute: Callable[[CaseResult, LossSpec, numeric.LossResult], list[tuple[dict, str]]]
 
 
-def _ce(case_logits, targets, options: Options, **changes) -> numeric.LossResult:
-    kw = dict(
-        weight=None if options.weight is None else np.asarray(options.weight),
-        ignore_index=-100 if options.ignore_index is None else options.ignore_index,
-        reduction=options.reduction,
-        label_smoothing=options.label_smoothing,
-        target_type=options.targets,
-        dtype="float64",
-    )
-    kw.update(changes)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", XentWarning)
-        return numeric.cross_entropy(case_logits, targets, **kw)
+def _ce(case_logits: np.ndarray, case_targets: np.ndarray, options: LossSpec, **changes: object) -> numeric.LossResult:
+    """The reference with some options changed (a model of a mistake)."""
+    return numeric.evaluate(options.with_(dtype="float64", **changes), case_logits, case_targets, warn=False)
 
 
 def _out(r: numeric.LossResult) -> dict:
@@ -65,7 +55,7 @@ def _n_rows(res: CaseResult) -> int:
 # -------------------------------------------------------------------- models
 
 
-def _batch_factor(res: CaseResult, options: Options, ref: numeric.LossResult):
+def _batch_factor(res: CaseResult, options: LossSpec, ref: numeric.LossResult):
     out = []
     if options.reduction == "mean" and ref.denominator and ref.denominator != 1:
         d = ref.denominator
@@ -92,7 +82,7 @@ def _sign(res, options, ref):
 
 
 def _clipping(res, options, ref):
-    if options.binary:
+    if options.kind not in ("ce", "nll"):  # models of the cross-entropy's loss
         return []
     out = []
     z = res.case.logits
@@ -118,7 +108,7 @@ def _clipping(res, options, ref):
     return out
 
 
-def _effective_targets(res: CaseResult, options: Options) -> np.ndarray:
+def _effective_targets(res: CaseResult, options: LossSpec) -> np.ndarray:
     """a_ic = w_c ((1 - eps) y_ic + eps / C), with ignored rows all zero."""
     z = res.case.logits
     n, c = z.shape
@@ -127,20 +117,20 @@ def _effective_targets(res: CaseResult, options: Options) -> np.ndarray:
         y = np.asarray(t, dtype=np.float64)
         valid = np.ones(n, dtype=bool)
     else:
-        ii = -100 if options.ignore_index is None else options.ignore_index
+        ii = options.ignore
         valid = t != ii
         y = np.zeros((n, c))
         y[np.nonzero(valid)[0], t[valid]] = 1.0
-    eps = options.label_smoothing
+    eps = float(options.label_smoothing)
     a = (1 - eps) * y + eps / c
     a[~valid] = 0.0
     if options.weight is not None:
-        a = a * np.asarray(options.weight)
+        a = a * np.asarray(options.weight, dtype=np.float64)
     return a
 
 
 def _unnormalised(res, options, ref):
-    if options.binary or options.targets != "prob" or "unnormalised" not in res.case.tags:
+    if options.kind == "bce" or options.targets != "prob" or "unnormalised" not in res.case.tags:
         return []
     a = _effective_targets(res, options)
     p = numeric.softmax(res.case.logits)
@@ -152,9 +142,9 @@ def _unnormalised(res, options, ref):
 
 
 def _weighted_mean(res, options, ref):
-    if options.binary or options.weight is None or options.reduction != "mean" or options.targets != "index":
+    if options.kind == "bce" or options.weight is None or options.reduction != "mean" or options.targets != "index":
         return []
-    ii = -100 if options.ignore_index is None else options.ignore_index
+    ii = options.ignore
     count = float(np.sum(res.case.targets != ii))
     if not count or not ref.denominator:
         return []
@@ -164,8 +154,8 @@ def _weighted_mean(res, options, ref):
 
 
 def _smoothing(res, options, ref):
-    eps = options.label_smoothing
-    if options.binary or not eps:
+    eps = float(options.label_smoothing)
+    if options.kind == "bce" or not eps:
         return []
     z = res.case.logits
     n, c = z.shape
@@ -177,7 +167,7 @@ def _smoothing(res, options, ref):
         y = np.asarray(t, dtype=np.float64)
         valid = np.ones(n, dtype=bool)
     else:
-        ii = -100 if options.ignore_index is None else options.ignore_index
+        ii = options.ignore
         valid = t != ii
         y = np.zeros((n, c))
         y[np.nonzero(valid)[0], t[valid]] = 1.0
@@ -188,20 +178,20 @@ def _smoothing(res, options, ref):
     ):
         smoothed = smoothed.copy()
         smoothed[~valid] = 0.0
-        r = _ce(z, smoothed, options, reduction="sum", label_smoothing=0.0, target_type="prob", ignore_index=-100)
+        r = _ce(z, smoothed, options, reduction="sum", label_smoothing=0, targets="prob", ignore_index=None)
         d = ref.denominator if options.reduction == "mean" else None
         if options.reduction == "none":
             model = {"loss": r.losses, "grad": r.grad}
         else:
             model = {"loss": np.asarray(r.loss / (d or 1.0)), "grad": r.grad / (d or 1.0)}
         out.append((model, f"label smoothing gives {why}; PyTorch mixes ε/C into every class: (1 − ε)y + ε/C"))
-    r = _ce(z, t, options, label_smoothing=0.0)
+    r = _ce(z, t, options, label_smoothing=0)
     out.append((_out(r), "label smoothing is ignored"))
     return out
 
 
 def _ignored(res, options, ref):
-    if options.binary or options.ignore_index is None or options.targets != "index" or "ignored" not in res.case.tags:
+    if options.kind == "bce" or options.ignore_index is None or options.targets != "index" or "ignored" not in res.case.tags:
         return []
     out = []
     n = _n_rows(res)
@@ -210,13 +200,13 @@ def _ignored(res, options, ref):
             f = ref.denominator / n
             out.append((_scaled(ref, f, f), "ignored samples are counted in the mean's denominator"))
     if 0 <= options.ignore_index < res.case.shape[1]:
-        r = _ce(res.case.logits, res.case.targets, options, ignore_index=-100)
+        r = _ce(res.case.logits, res.case.targets, options, ignore_index=None)
         out.append((_out(r), f"ignore_index={options.ignore_index} is not honoured: ignored samples contribute"))
     return out
 
 
 def _wrong_axis(res, options, ref):
-    if options.binary:
+    if options.kind not in ("ce", "nll"):  # models of the cross-entropy's loss
         return []
     z = res.case.logits
     if not np.isfinite(z).all():
@@ -237,17 +227,15 @@ def _wrong_axis(res, options, ref):
 def _weights_ignored(res, options, ref):
     if options.weight is None:
         return []
-    if options.binary:
-        r = numeric.binary_cross_entropy(res.case.logits, res.case.targets,
-                                         pos_weight=None if options.pos_weight is None else np.asarray(options.pos_weight),
-                                         reduction=options.reduction)
+    if options.kind == "bce":
+        r = _ce(res.case.logits, res.case.targets, options, weight=None)
     else:
         r = _ce(res.case.logits, res.case.targets, options, weight=None)
     return [(_out(r), "the class weights are ignored")]
 
 
 def _binary(res, options, ref):
-    if not options.binary:
+    if not options.kind == "bce":
         return []
     out = []
     if options.reduction == "mean":
@@ -256,9 +244,7 @@ def _binary(res, options, ref):
             out.append((_scaled(ref, c, c), f"the mean is divided by N instead of the number of elements N·C "
                         f"(PyTorch's BCE mean is over all {c}·N elements)"))
     if options.pos_weight is not None:
-        r = numeric.binary_cross_entropy(res.case.logits, res.case.targets,
-                                         weight=None if options.weight is None else np.asarray(options.weight),
-                                         reduction=options.reduction)
+        r = _ce(res.case.logits, res.case.targets, options, pos_weight=None)
         out.append((_out(r), "pos_weight is ignored"))
     return out
 
@@ -280,7 +266,7 @@ MODELS = [
 # -------------------------------------------------------------------- rules
 
 
-def _nonfinite(res: CaseResult, options: Options, ref: numeric.LossResult) -> str | None:
+def _nonfinite(res: CaseResult, options: LossSpec, ref: numeric.LossResult) -> str | None:
     """Explain non-finite outputs where the reference is finite (equal non-finite values are fine)."""
     want = {"loss": np.asarray(ref.loss if ref.loss is not None else ref.losses, dtype=np.float64), "grad": ref.grad}
     nan = posinf = False
@@ -306,7 +292,7 @@ def _nonfinite(res: CaseResult, options: Options, ref: numeric.LossResult) -> st
     finite = z[np.isfinite(z)]
     limit = _EXP_LIMIT.get(options.dtype, 709.0)
     large = bool(finite.size) and float(np.max(np.abs(finite))) > limit
-    if options.binary:
+    if options.kind == "bce":
         if posinf and not nan:
             return ("log(sigmoid(x)) underflows for confident predictions: use log σ(x) = −softplus(−x), "
                     "i.e. max(x, 0) − x·y + log1p(exp(−|x|)), as binary_cross_entropy_with_logits does")
@@ -354,7 +340,7 @@ def _distance(a, b) -> float:
     return float(np.max(np.abs(a - b))) / (scale or 1.0) if b.size else 0.0
 
 
-def diagnose(res: CaseResult, options: Options) -> str | None:
+def diagnose(res: CaseResult, options: LossSpec) -> str | None:
     """One line naming the mistake behind a failing case, or ``None`` when none matches.
 
     A mistake is named only when its model reproduces the failing output and

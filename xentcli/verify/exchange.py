@@ -14,8 +14,10 @@ from typing import Any
 import numpy as np
 
 from ..errors import XentInputError
-from ..files import format_rows, write_atomic
-from .battery import Case, Options, battery
+from ..files import format_rows
+from ..writers import write_atomic
+from ..spec import LossSpec
+from .battery import Case, battery
 from .runner import TOLERANCES, CaseResult, judge
 
 FORMAT = "xent-verify-battery/1"
@@ -34,7 +36,7 @@ Inputs (both forms hold the same numbers):
 
 Outputs (write them into the case's folder):
   loss.txt   the loss: one number for reduction mean or sum; one number per
-             sample (one per line) for reduction none; for --binary with
+             sample (one per line) for reduction none; for bce and kl with
              reduction none, N lines of C comma-separated numbers
   grad.csv   optional: d loss / d logits, N lines of C comma-separated numbers
              (or grad.npy); for reduction none, the gradient of the sum
@@ -51,7 +53,7 @@ def _write_npy(path: Path, arr: np.ndarray) -> None:
     write_atomic(path, lambda fh: np.save(fh, arr, allow_pickle=False))
 
 
-def export(directory: Path, options: Options, seed: int, command: str) -> list[Case]:
+def export(directory: Path, options: LossSpec, seed: int, command: str) -> list[Case]:
     """Write the battery into ``directory`` (created if needed). Existing case files are replaced."""
     if directory.exists() and not directory.is_dir():
         raise XentInputError("exists and is not a directory", source=str(directory))
@@ -89,7 +91,7 @@ def export(directory: Path, options: Options, seed: int, command: str) -> list[C
                 "logits_csv": f"{case.name}/logits.csv",
                 "targets": f"{case.name}/targets.npy",
                 "targets_csv": f"{case.name}/targets.csv",
-                "targets_kind": "binary" if options.binary else options.targets,
+                "targets_kind": options.targets,
             },
             "outputs": {"loss": f"{case.name}/loss.txt", "grad": f"{case.name}/grad.csv",
                         "grad_npy": f"{case.name}/grad.npy"},
@@ -109,46 +111,10 @@ def export(directory: Path, options: Options, seed: int, command: str) -> list[C
 MAX_FILE_BYTES = 256 * 1024 * 1024  # no output of the battery comes near this
 
 
-def _options_from(manifest: dict[str, Any], source: str) -> Options:
+def _options_from(manifest: dict[str, Any], source: str) -> LossSpec:
     """The manifest's options, validated exactly as ``xent verify``'s own options are."""
-    from . import make_options
-
-    o = manifest.get("options")
-    if not isinstance(o, dict):
-        raise XentInputError("manifest has no options", source=source)
-
-    def vector(key: str) -> Any:
-        v = o.get(key)
-        if v is None:
-            return None
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
-            return float(v)
-        if not isinstance(v, list) or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v):
-            raise XentInputError(f"manifest option {key!r} is not a list of numbers", source=source)
-        return [float(x) for x in v]
-
-    if "reduction" not in o:
-        raise XentInputError("manifest options are not valid: 'reduction' is missing", source=source)
-    ignore = o.get("ignore_index")
-    if ignore is not None and (not isinstance(ignore, int) or isinstance(ignore, bool)):
-        raise XentInputError("manifest option 'ignore_index' is not a whole number", source=source)
-    binary = o.get("binary", False)
-    if not isinstance(binary, bool):
-        raise XentInputError("manifest option 'binary' is not true or false", source=source)
-    smoothing = o.get("label_smoothing") or 0.0
-    if not isinstance(smoothing, (int, float)) or isinstance(smoothing, bool):
-        raise XentInputError("manifest option 'label_smoothing' is not a number", source=source)
-    targets = o.get("targets")
-    targets = "index" if targets in (None, "binary") else targets
-    for key, value in (("reduction", o.get("reduction")), ("targets", targets), ("dtype", o.get("dtype") or "float64")):
-        if not isinstance(value, str):
-            raise XentInputError(f"manifest option {key!r} is not text", source=source)
-    weight, pos_weight = vector("weight"), vector("pos_weight")
     try:
-        return make_options(
-            reduction=o["reduction"], weight=weight, ignore_index=ignore, label_smoothing=float(smoothing),
-            binary=binary, pos_weight=pos_weight, targets=targets, dtype=o.get("dtype") or "float64",
-        )
+        return LossSpec.from_dict(manifest.get("options"))
     except XentInputError as exc:
         raise XentInputError(f"manifest options are not valid: {exc}", source=source) from None
 
@@ -207,7 +173,7 @@ def _load_numbers(path: Path) -> np.ndarray:
     return np.array(rows, dtype=np.float64)
 
 
-def read_manifest(directory: Path) -> tuple[dict[str, Any], Options]:
+def read_manifest(directory: Path) -> tuple[dict[str, Any], LossSpec]:
     path = directory / "manifest.json"
     if not path.is_file():
         raise XentInputError("has no manifest.json (write one with xent verify --export)", source=str(directory))
@@ -226,7 +192,7 @@ def read_manifest(directory: Path) -> tuple[dict[str, Any], Options]:
     return manifest, _options_from(manifest, str(path))
 
 
-def _case_inputs(directory: Path, entry: Any, options: Options, source: str) -> tuple[Case, dict[str, Path]]:
+def _case_inputs(directory: Path, entry: Any, options: LossSpec, source: str) -> tuple[Case, dict[str, Path]]:
     """One manifest entry: its inputs loaded and checked, and the paths of its outputs."""
     if not isinstance(entry, dict):
         raise XentInputError("a case is not a JSON object", source=source)
@@ -260,7 +226,7 @@ def _case_inputs(directory: Path, entry: Any, options: Options, source: str) -> 
     z, t = arrays
     if z.ndim != 2:
         raise XentInputError(f"{where}: the logits must be N x C, got shape {z.shape}", source=str(z_path))
-    index = not options.binary and options.targets == "index"
+    index = options.targets == "index"
     if index and (t.ndim != 1 or t.shape[0] != z.shape[0] or t.dtype.kind not in "iu"):
         raise XentInputError(f"{where}: the targets must be {z.shape[0]} whole numbers (class indices), got "
                              f"{t.dtype} of shape {t.shape}", source=str(t_path))
@@ -271,7 +237,7 @@ def _case_inputs(directory: Path, entry: Any, options: Options, source: str) -> 
     return Case(name, description, np.asarray(z, dtype=np.float64), t, frozenset(tags)), out
 
 
-def results(directory: Path, rtol: float | None, atol: float | None) -> tuple[Options, int, list[CaseResult], bool]:
+def results(directory: Path, rtol: float | None, atol: float | None) -> tuple[LossSpec, int, list[CaseResult], bool]:
     """Judge the outputs an implementation wrote next to the exported inputs.
 
     The manifest and the inputs are checked first (exit 2 when they cannot be used): every path must
@@ -317,10 +283,10 @@ def results(directory: Path, rtol: float | None, atol: float | None) -> tuple[Op
     return options, int(manifest.get("seed", 0)), out, any_grad
 
 
-def _shape_loss(loss: np.ndarray, case: Case, options: Options) -> np.ndarray:
+def _shape_loss(loss: np.ndarray, case: Case, options: LossSpec) -> np.ndarray:
     n, c = case.shape
     if options.reduction != "none":
         return loss.reshape(()) if loss.size == 1 else loss
-    if options.binary:
+    if options.kind in ("bce", "kl"):  # elementwise losses
         return loss.reshape(n, c) if loss.size == n * c else loss
     return loss.reshape(n) if loss.size == n else loss

@@ -12,8 +12,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .. import numeric
-from ..errors import XentWarning
-from .battery import Case, Options
+from ..spec import LossSpec
+from .battery import Case
 
 # Tolerances by the dtype the implementation returns: |got - ref| <= atol * max(1, max|ref|) + rtol * |ref|.
 TOLERANCES = {
@@ -21,7 +21,6 @@ TOLERANCES = {
     "float32": (2e-4, 1e-6),
     "float16": (2e-2, 1e-3),
 }
-INPUT_DTYPES = ("float64", "float32", "float16")
 
 
 @dataclass
@@ -94,7 +93,7 @@ class Report:
     """The verdict on one implementation: a result per case and the diagnoses."""
 
     target: str
-    options: Options
+    options: LossSpec
     seed: int
     results: list[CaseResult]
     diagnoses: list[str] = field(default_factory=list)
@@ -167,34 +166,14 @@ def describe(r: CaseResult) -> str:
 
 
 def reference(
-    case: Case, options: Options, logits: np.ndarray | None = None, targets: np.ndarray | None = None
+    case: Case, options: LossSpec, logits: np.ndarray | None = None, targets: np.ndarray | None = None
 ) -> numeric.LossResult:
     """The reference on the exact values the implementation received (upcast to float64)."""
     z = case.logits if logits is None else np.asarray(logits, dtype=np.float64)
     y = case.targets if targets is None else targets
     if y.dtype.kind == "f":
         y = np.asarray(y, dtype=np.float64)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", XentWarning)
-        if options.binary:
-            return numeric.binary_cross_entropy(
-                z, y, weight=_vec(options.weight), pos_weight=_vec(options.pos_weight),
-                reduction=options.reduction, dtype="float64",
-            )
-        return numeric.cross_entropy(
-            z,
-            y,
-            weight=_vec(options.weight),
-            ignore_index=-100 if options.ignore_index is None else options.ignore_index,
-            reduction=options.reduction,
-            label_smoothing=options.label_smoothing,
-            target_type=options.targets,
-            dtype="float64",
-        )
-
-
-def _vec(v: Sequence[float] | None) -> np.ndarray | None:
-    return None if v is None else np.asarray(v, dtype=np.float64)
+    return numeric.evaluate(options.with_(dtype="float64"), z, y, warn=False)
 
 
 def to_array(value: Any) -> np.ndarray:
@@ -296,7 +275,7 @@ def split_output(out: Any) -> tuple[Any, Any]:
 def run_case(
     fn: Callable[[np.ndarray, np.ndarray], Any],
     case: Case,
-    options: Options,
+    options: LossSpec,
     rtol: float | None = None,
     atol: float | None = None,
 ) -> CaseResult:
@@ -319,7 +298,7 @@ def run_case(
 
 def judge(
     case: Case,
-    options: Options,
+    options: LossSpec,
     loss_out: Any,
     grad_out: Any,
     *,

@@ -1,0 +1,99 @@
+"""Row blocks, threads and scratch buffers shared by the kernels.
+
+The kernels work on cache-sized blocks of rows; large inputs are spread
+over all cores (NumPy releases the GIL inside its loops). Each row's result
+depends only on that row, so blocking and threading never change a bit.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, TypeVar
+
+import numpy as np
+
+BLOCK_ELEMENTS = 1 << 19  # elements per block of rows for the softmax kernels
+BCE_BLOCK_ELEMENTS = 1 << 18  # BCE keeps ~8 block-sized arrays live: smaller blocks stay in cache
+PARALLEL_MIN = 1 << 20  # below this many elements one thread is faster
+SHORT_ROWS = 64  # rows up to this length are summed with einsum (no per-row call overhead)
+
+_POOL: ThreadPoolExecutor | None = None
+_LOCAL = threading.local()
+
+T = TypeVar("T")
+
+
+def row_blocks(n: int, c: int, elements: int | None = None) -> list[slice]:
+    """Slices of about ``elements`` values (whole rows) covering ``n`` rows of ``c`` columns."""
+    step = max(1, (BLOCK_ELEMENTS if elements is None else elements) // max(c, 1))
+    return [slice(start, min(n, start + step)) for start in range(0, n, step)]
+
+
+def _workers() -> int:
+    try:
+        return max(1, min(8, len(os.sched_getaffinity(0))))
+    except (AttributeError, OSError):
+        return max(1, min(8, os.cpu_count() or 1))
+
+
+def for_blocks(work: Callable[[slice], T], n: int, c: int, elements: int | None = None) -> list[T]:
+    """Run ``work(slice)`` over cache-sized row blocks, on all cores for large inputs.
+
+    Each worker thread takes an interleaved share of the blocks and walks them
+    in order. Returns the results of all blocks in row order.
+    """
+    global _POOL
+    blocks = row_blocks(n, c, elements)
+    workers = _workers()
+    if len(blocks) < 2 or n * c < PARALLEL_MIN or workers < 2:
+        return [work(sl) for sl in blocks]
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="xent")
+    shares = [blocks[i::workers] for i in range(workers)]  # interleaved: equal work per thread
+    per_share = list(_POOL.map(lambda share: [work(sl) for sl in share], shares))
+    out: list[Any] = [None] * len(blocks)
+    for i, results in enumerate(per_share):
+        out[i::workers] = results
+    return out
+
+
+def scratch(name: str, shape: tuple[int, int], dtype: Any) -> np.ndarray:
+    """A per-thread reusable buffer (fresh block-sized arrays would page-fault on every block)."""
+    size = shape[0] * shape[1]
+    buf = getattr(_LOCAL, name, None)
+    if buf is None or buf.size < size or buf.dtype != dtype:
+        buf = np.empty(size, dtype=dtype)
+        setattr(_LOCAL, name, buf)
+    return buf[:size].reshape(shape)  # type: ignore[no-any-return]
+
+
+def zeros(shape: tuple[int, int], dtype: Any) -> np.ndarray:
+    """A per-thread block of zeros (max/min against an array is 3x faster than against a scalar)."""
+    z = scratch("zeros", shape, dtype)
+    if getattr(_LOCAL, "zeros_ok", None) != (z.size, np.dtype(dtype)):
+        z[...] = 0
+        _LOCAL.zeros_ok = (z.size, np.dtype(dtype))
+    return z
+
+
+def row_sums(e: np.ndarray) -> np.ndarray:
+    """Row sums accumulated in float64.
+
+    Short rows, and float32 rows of any length, go through einsum with a
+    float64 accumulator (no per-row call overhead; a float64 running sum of
+    float32 values loses nothing that float32 can show); long float64 rows use
+    NumPy's pairwise summation.
+    """
+    if e.shape[1] <= SHORT_ROWS or e.dtype != np.float64:
+        return np.einsum("ij->i", e, dtype=np.float64)
+    return e.sum(axis=1)  # type: ignore[no-any-return]
+
+
+def row_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise dot products accumulated in float64."""
+    if a.shape[1] <= SHORT_ROWS or a.dtype != np.float64:
+        return np.einsum("ij,ij->i", a, b, dtype=np.float64)
+    prod = np.multiply(a, b, out=scratch("rowdot", a.shape, a.dtype))  # type: ignore[arg-type]
+    return prod.sum(axis=1)  # type: ignore[no-any-return]

@@ -1,0 +1,155 @@
+"""The softmax kinds (ce, nll, kl) over a whole batch: targets, plan, blocks, reduction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import XentWarning
+from ..spec import LossSpec
+from . import blocks
+from .checks import (
+    as_logits,
+    index_targets,
+    numeric_array,
+    output,
+    prob_targets,
+    warn_nonfinite,
+    warn_unnormalised,
+)
+from .plan import ReductionPlan
+from .result import LossResult
+from .softmax_kernels import ce_dense_block, ce_index_block, kl_block
+from .sums import GroupedSum
+from .vectors import option_vector
+
+
+def softmax_loss(
+    spec: LossSpec,
+    logits: Any,
+    target: Any,
+    *,
+    with_probs: bool = True,
+    with_losses: bool = True,
+    out: np.ndarray | None = None,
+    plan: ReductionPlan | None = None,
+) -> LossResult:
+    """Compute a softmax kind of ``spec`` (see :func:`xentcli.numeric.evaluate`)."""
+    dt = np.dtype(spec.dtype)
+    z, was_1d = as_logits(logits, dt, binary=False)
+    n, c = z.shape
+    spec.check_classes(c)
+    y_raw = numeric_array(target, "target")
+    w = option_vector(spec.weight, c, "weight", dt)
+    notes: list[XentWarning] = []
+    if spec.targets == "index":
+        t = index_targets(y_raw, n, c, spec.ignore, was_1d)
+        valid = t >= 0
+        if plan is None:
+            counts = np.bincount(t[valid], minlength=c) if spec.denominator in ("samples", "weights") else None
+            plan = ReductionPlan.for_batch(spec, c, n, counts, w)
+        rows: Any = _IndexRows(spec, t, valid, None if w is None else plan.scale_weights(w), c, dt)
+    else:
+        y = prob_targets(y_raw, (n, c), dt, was_1d)
+        warn_unnormalised(y, was_1d, notes)
+        if plan is None:
+            plan = ReductionPlan.for_batch(spec, c, n)
+        rows = _ProbRows(spec, y, w, c, dt)
+
+    grad = output(out, (n, c), dt)
+    probs = np.empty((n, c), dtype=dt) if with_probs else None
+    elementwise = spec.kind == "kl"
+    losses = np.empty(n, dtype=np.float64)
+    kl_terms = np.empty((n, c), dtype=np.float64) if elementwise and (with_losses or spec.reduction == "none") else None
+    div = plan.divisor
+
+    def work(sl: slice) -> None:
+        zb = z[sl]
+        pb = None if probs is None else probs[sl]
+        if elementwise:
+            losses[sl] = kl_block(zb, rows.y[sl], None if kl_terms is None else kl_terms[sl])
+            ce_dense_block(zb, rows.dense(sl), div, grad[sl], pb)
+        elif isinstance(rows, _IndexRows) and rows.plain:
+            losses[sl] = ce_index_block(zb, rows.t[sl], rows.wy[sl], div, grad[sl], pb)
+        else:
+            losses[sl] = ce_dense_block(zb, rows.dense(sl), div, grad[sl], pb)
+
+    blocks.for_blocks(work, n, c)
+    # Pairwise within fixed groups of samples, exact across groups: the same bits under any blocking.
+    total = GroupedSum().add(losses) if spec.reduction != "none" else GroupedSum()
+    loss, reduce_notes = plan.finish(total)
+    notes += reduce_notes
+    exact_total = losses
+    reported = plan.unscale(losses)
+    warn_nonfinite(reported, z, was_1d, notes)
+    if plan.denominator == 0:
+        grad[...] = 0
+    per_sample: np.ndarray | None = reported.astype(dt)
+    if kl_terms is not None:
+        per_sample = kl_terms.astype(dt)
+    elif elementwise:
+        per_sample = None
+    return LossResult(
+        loss=loss,
+        losses=None if per_sample is None else (per_sample[0] if was_1d else per_sample),
+        grad=grad[0] if was_1d else grad,
+        probs=probs[0] if was_1d and probs is not None else probs,
+        spec=spec,
+        denominator=plan.reported_denominator,
+        warnings=tuple(notes),
+        exact_total=exact_total,
+    )
+
+
+class _IndexRows:
+    """Class-index targets of a batch: the effective target rows, block by block."""
+
+    def __init__(self, spec: LossSpec, t: np.ndarray, valid: np.ndarray, w: np.ndarray | None, c: int,
+                 dt: np.dtype) -> None:
+        self.t = t
+        self.valid = valid
+        self.w = w
+        self.c = c
+        self.dt = dt
+        self.eps = float(spec.label_smoothing)  # type: ignore[arg-type]
+        self.plain = self.eps == 0.0
+        if w is None:
+            self.wy = valid.astype(np.float64)
+        else:
+            self.wy = np.where(valid, w.astype(np.float64)[np.where(valid, t, 0)], 0.0)
+
+    def dense(self, sl: slice) -> np.ndarray:
+        """a = w ((1 - eps) onehot(t) + eps / C), zero for ignored samples (a scratch buffer)."""
+        tb = self.t[sl]
+        a = blocks.scratch("targets", (tb.shape[0], self.c), self.dt)
+        eps, c = self.eps, self.c
+        a[...] = (eps / c) if self.w is None else (eps / c) * self.w
+        rows = np.nonzero(tb >= 0)[0]
+        a[rows, tb[rows]] += ((1.0 - eps) * self.wy[sl][rows]).astype(self.dt)
+        a[tb < 0] = 0
+        return a
+
+
+class _ProbRows:
+    """Probability target rows of a batch: the effective target rows, block by block."""
+
+    def __init__(self, spec: LossSpec, y: np.ndarray, w: np.ndarray | None, c: int, dt: np.dtype) -> None:
+        self.y = y
+        self.w = w
+        self.c = c
+        self.dt = dt
+        self.eps = float(spec.label_smoothing)  # type: ignore[arg-type]
+
+    def dense(self, sl: slice) -> np.ndarray:
+        """a = w ((1 - eps) y + eps / C) (a scratch buffer)."""
+        yb = self.y[sl]
+        a = blocks.scratch("targets", yb.shape, self.dt)
+        if self.eps:
+            np.multiply(yb, 1.0 - self.eps, out=a)
+            a += self.eps / self.c
+        else:
+            np.copyto(a, yb)
+        if self.w is not None:
+            a *= self.w
+        return a
