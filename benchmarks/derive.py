@@ -28,7 +28,8 @@ def wall(cmd: list[str]) -> tuple[float, int]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--classes", nargs="+", default=["2", "3", "10", "30", "100", "n"])
-    ap.add_argument("--variants", nargs="+", default=["ce", "bce", "nll", "kl", "ce --label-smoothing --weights --reduction mean"])
+    ap.add_argument("--variants", nargs="+",
+                    default=["ce", "bce", "nll", "kl", "ce --label-smoothing --weights --reduction mean"])
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     floor = statistics.median(wall([sys.executable, "-c", "import sympy"])[0] for _ in range(args.repeat))

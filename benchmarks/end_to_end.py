@@ -120,7 +120,8 @@ def main() -> None:
     print(f"{'command':8} {'median s':>9} {'min s':>7} {'max s':>7} {'peak RSS MB':>12} {'xent / this':>12}")
     for name in commands:
         ratio = med["xent"] / med[name]
-        print(f"{name:8} {med[name]:9.2f} {min(times[name]):7.2f} {max(times[name]):7.2f} {rss[name]:12.0f} {ratio:12.2f}")
+        print(f"{name:8} {med[name]:9.2f} {min(times[name]):7.2f} {max(times[name]):7.2f} {rss[name]:12.0f} "
+              f"{ratio:12.2f}")
     out.unlink(missing_ok=True)
 
 

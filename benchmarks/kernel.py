@@ -149,7 +149,7 @@ def main() -> None:
                 fns = cases(kind, n, c, dtype, torch)
                 t, r = interleaved(fns, args.repeat)
                 fmt = lambda v: f"{v:8.1f}" if v is not None else f"{'—':>8}"  # noqa: E731
-                rat = lambda k: f"{r[k]:7.2f}" if k in r else f"{'—':>7}"  # noqa: E731
+                rat = lambda k, r=r: f"{r[k]:7.2f}" if k in r else f"{'—':>7}"  # noqa: E731
                 print(f"{kind:7} {f'{n}x{c}':>13} {np.dtype(dtype).name:8} {t['xent']:8.1f} {fmt(t.get('torch'))}"
                       f" {fmt(t.get('closed'))} {t['memcpy']:7.1f}  {rat('torch')} {rat('closed'):>8}"
                       f" {r['memcpy']:8.1f}")

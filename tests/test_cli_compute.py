@@ -18,7 +18,6 @@ import sys
 import mpmath as mp
 import numpy as np
 import pytest
-
 from conftest import (
     SEED_GRAD_MEAN,
     SEED_LABELS,
@@ -220,7 +219,8 @@ def test_label_smoothing_index_targets(xent, eps):
     e = float(eps)
     z = [[2, 1, 0.1], [0.1, 2, 1.9]]
     y = [1, 0]
-    run = xent("compute", "--logits", SEED_LOGITS, "--labels", SEED_LABELS, "--label-smoothing", eps, "--reduction", "none")
+    run = xent("compute", "--logits", SEED_LOGITS, "--labels", SEED_LABELS, "--label-smoothing", eps,
+               "--reduction", "none")
     assert run.code == 0, run
     out = run.json()
     for i in range(2):
@@ -310,7 +310,9 @@ def test_binary_pos_weight_and_weight(xent):
     )
     assert run.code == 0, run
     out = run.json()
-    sp = lambda t: float(mp.log1p(mp.e ** t))  # softplus
+    def sp(t):  # softplus
+        return float(mp.log1p(mp.e ** t))
+
     expect = [[0.5 * 3 * sp(-1.5), 2 * 1 * sp(-1.5)], [0.5 * 3 * sp(-1.5), 2 * sp(-2)]]
     np.testing.assert_allclose(out["losses"], expect, rtol=1e-14)
     assert out["options"]["pos_weight"] == [3.0, 1.0]
@@ -328,7 +330,8 @@ def test_masked_classes(xent):
     # Keras docs example with probabilities [[.05,.95,0],[.1,.8,.1]], labels [1,2] -> 1.177;
     # logits = log(probabilities), so the 0 becomes a masked -inf logit.
     z = np.log([[0.05, 0.95, 1e-300], [0.1, 0.8, 0.1]]).tolist()
-    run = xent("compute", "--logits", f"{z[0][0]!r},{z[0][1]!r},-inf;{z[1][0]!r},{z[1][1]!r},{z[1][2]!r}", "--labels", "1,2")
+    inline = f"{z[0][0]!r},{z[0][1]!r},-inf;{z[1][0]!r},{z[1][1]!r},{z[1][2]!r}"
+    run = xent("compute", "--logits", inline, "--labels", "1,2")
     assert run.code == 0, run
     assert run.json()["loss"] == pytest.approx(1.177, abs=5e-4)
     assert run.json()["probs"][0][2] == 0.0

@@ -15,7 +15,6 @@ from pathlib import Path
 import mpmath as mp
 import pytest
 import sympy as sp
-
 from conftest import one_error_line
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -11,7 +11,6 @@ import io
 
 import numpy as np
 import pytest
-
 from conftest import SEED_LABELS, SEED_LOGITS, one_error_line
 
 Z = "2,1,0.1\n0.1,2,1.9\n"
@@ -121,13 +120,16 @@ CASES = [
      ["y.csv", "row 2", "column 2", "outside [0, 1]"]),
     ("binary shape", {"z.csv": Z, "y.csv": Y}, ["--binary", "{z.csv}", "{y.csv}"],
      ["y.csv", "binary cross-entropy needs labels with the logits' shape"]),
-    ("binary smoothing", {"z.csv": Z, "y.csv": "0,1,0\n1,0,0\n"}, ["--binary", "{z.csv}", "{y.csv}", "--label-smoothing", "0.1"],
+    ("binary smoothing", {"z.csv": Z, "y.csv": "0,1,0\n1,0,0\n"},
+     ["--binary", "{z.csv}", "{y.csv}", "--label-smoothing", "0.1"],
      ["--label-smoothing", "binary cross-entropy"]),
-    ("binary ignore", {"z.csv": Z, "y.csv": "0,1,0\n1,0,0\n"}, ["--binary", "{z.csv}", "{y.csv}", "--ignore-index", "1"],
+    ("binary ignore", {"z.csv": Z, "y.csv": "0,1,0\n1,0,0\n"},
+     ["--binary", "{z.csv}", "{y.csv}", "--ignore-index", "1"],
      ["--ignore-index", "binary cross-entropy"]),
     ("pos-weight without binary", {"z.csv": Z, "y.csv": Y}, ["{z.csv}", "{y.csv}", "--pos-weight", "2"],
      ["--pos-weight", "does not apply to the softmax cross-entropy"]),
-    ("pos-weight negative", {"z.csv": Z, "y.csv": "0,1,0\n1,0,0\n"}, ["--binary", "{z.csv}", "{y.csv}", "--pos-weight", "-1"],
+    ("pos-weight negative", {"z.csv": Z, "y.csv": "0,1,0\n1,0,0\n"},
+     ["--binary", "{z.csv}", "{y.csv}", "--pos-weight", "-1"],
      ["--pos-weight", "negative"]),
     ("pos-weight wrong length", {"z.csv": Z, "y.csv": "0,1,0\n1,0,0\n"},
      ["--binary", "{z.csv}", "{y.csv}", "--pos-weight", "1,2"], ["--pos-weight", "has 2 values"]),

@@ -34,11 +34,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SEED_LABELS, SEED_LOGITS, one_error_line
 
 from xentcli import files, numeric, sources, stream
 from xentcli import writers as atomic_writers
-
-from conftest import SEED_LABELS, SEED_LOGITS, one_error_line
 
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and resource limits")
 
@@ -405,8 +404,10 @@ def test_bad_row_deep_inside_the_input(xent, tmp_path, tiny_blocks, engine, spy_
 
 @pytest.mark.parametrize(("error", "expected"), [
     (OSError(errno.EIO, os.strerror(errno.EIO)), f": cannot be written: {os.strerror(errno.EIO)}"),
-    (OSError(f"[Errno {errno.ENOSPC}] {os.strerror(errno.ENOSPC)}"), f": cannot be written: {os.strerror(errno.ENOSPC)}"),
-    (OSError(f"{os.strerror(errno.EFBIG)} (os error {errno.EFBIG})"), f": cannot be written: {os.strerror(errno.EFBIG)}"),
+    (OSError(f"[Errno {errno.ENOSPC}] {os.strerror(errno.ENOSPC)}"),
+     f": cannot be written: {os.strerror(errno.ENOSPC)}"),
+    (OSError(f"{os.strerror(errno.EFBIG)} (os error {errno.EFBIG})"),
+     f": cannot be written: {os.strerror(errno.EFBIG)}"),
     (RuntimeError("the formatter broke"), "the formatter broke"),
 ], ids=["eio", "errno-in-text", "os-error-in-text", "bug"])
 def test_writer_thread_failure(xent, tmp_path, tiny_blocks, engine, monkeypatch, spy_abort, error, expected):

@@ -570,7 +570,7 @@ def ref_cross_entropy(z: np.ndarray, targets: RefTargets, *, weight=None, ignore
             with np.errstate(over="ignore"):
                 return RefResult(math.ldexp(scaled.loss, back) if math.isfinite(scaled.loss) else scaled.loss,
                                  plain.losses, scaled.probs, np.ldexp(scaled.grad, back),
-                                 plain_denominator(), 
+                                 plain_denominator(),
                                  np.ldexp(np.asarray(scaled.grad_atol, dtype=np.float64), back))
     m = z.max(axis=1)
     with np.errstate(over="ignore", invalid="ignore"):

@@ -11,11 +11,10 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import one_error_line
 
 from xentcli import numeric, sources
 from xentcli.errors import XentWarning
-
-from conftest import one_error_line
 
 
 @pytest.fixture(autouse=True)

@@ -198,7 +198,7 @@ def _parse(text: str) -> sp.Expr:
     return sp.parse_expr(text, local_dict=dict(LOCAL))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _at_K(expr: sp.Expr, letter: str) -> sp.Expr:
     return expr.subs(sp.Symbol(letter), K).doit()
 

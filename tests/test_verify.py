@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import one_error_line
 
 ZOO = Path(__file__).parent / "zoo"
@@ -352,7 +351,8 @@ USAGE = [
     ("pos-weight without binary", {"impl_m.py": "def f(z, y):\n    return 0\n"},
      ["{tmp}/impl_m.py:f", "--pos-weight", "2"], ["--pos-weight: does not apply to the softmax cross-entropy"]),
     ("smoothing with binary", {"impl_n.py": "def f(z, y):\n    return 0\n"},
-     ["{tmp}/impl_n.py:f", "--binary", "--label-smoothing", "0.1"], ["--label-smoothing: does not apply to the binary cross-entropy"]),
+     ["{tmp}/impl_n.py:f", "--binary", "--label-smoothing", "0.1"], [
+         "--label-smoothing: does not apply to the binary cross-entropy"]),
     ("ignore-index with prob targets", {"impl_o.py": "def f(z, y):\n    return 0\n"},
      ["{tmp}/impl_o.py:f", "--targets", "prob", "--ignore-index", "-100"], ["class-index targets only"]),
     ("negative rtol", {"impl_p.py": "def f(z, y):\n    return 0\n"}, ["{tmp}/impl_p.py:f", "--rtol", "-1"],
@@ -591,7 +591,8 @@ def test_seed_changes_the_inputs_and_only_the_inputs(xent, tmp_path):
         np.testing.assert_array_equal(za, zb)
         assert za.shape == zc.shape
         assert not np.array_equal(za, zc), case["name"]
-    assert (tmp_path / "a" / "random" / "logits.csv").read_bytes() == (tmp_path / "b" / "random" / "logits.csv").read_bytes()
+    a, b = (tmp_path / run / "random" / "logits.csv" for run in ("a", "b"))
+    assert a.read_bytes() == b.read_bytes()
 
 
 def test_library_check_is_reproducible_from_the_seed():

@@ -10,15 +10,16 @@ from __future__ import annotations
 import io
 import os
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import BinaryIO
 
 import numpy as np
 
 from .errors import XentInputError
-from .spec import KINDS, LossSpec
 from .sources import NpySource, TextParser, open_source
+from .spec import KINDS, LossSpec
 from .writers import write_atomic
 
 TEXT_SUFFIXES = (".csv", ".tsv", ".txt")
@@ -40,7 +41,8 @@ class Table:
 
     @property
     def shape(self) -> tuple[int, int]:
-        return self.values.shape  # type: ignore[return-value]
+        r, k = self.values.shape
+        return int(r), int(k)
 
     def row_of(self, i: int) -> int:
         if self.lines is not None:
@@ -91,7 +93,7 @@ def parse_inline(text: str, option: str) -> Table:
     return parse_text(text, option, header="no", row_separator=";", delimiter="," if "," in text else None)
 
 
-def read_table(path: str, *, header: str = "auto", stdin: io.BufferedIOBase | None = None) -> Table:
+def read_table(path: str, *, header: str = "auto", stdin: BinaryIO | None = None) -> Table:
     """Read a CSV/TSV/whitespace text file, a .npy file, or ``-`` (standard input) into memory."""
     src = open_source(path, header=header, stdin=stdin)
     if isinstance(src, NpySource):

@@ -39,7 +39,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
-from typing import Any, Final, Literal, Union
+from typing import Any, Final, Literal
 
 from .errors import XentInputError
 
@@ -82,8 +82,8 @@ class Symbolic:
 
 SYM: Final = Symbolic()
 
-Number = Union[int, float, Fraction]
-Vector = Union[tuple[Number, ...], Symbolic]
+Number = int | float | Fraction
+Vector = tuple[Number, ...] | Symbolic
 
 
 @dataclass(frozen=True)
@@ -382,7 +382,8 @@ def _smoothing(v: Any) -> Number | Symbolic:
         raise _fail("label_smoothing", f"must be a number, not {v!r}")
     if not 0 <= v <= 1:
         raise _fail("label_smoothing", f"must be between 0 and 1, got {format_value(v)}")
-    return v
+    value: Number = v
+    return value
 
 
 def _ignore(v: Any) -> int | None:

@@ -14,9 +14,10 @@ from __future__ import annotations
 import math
 import queue
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterator
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -24,8 +25,8 @@ from .errors import XentInputError, XentWarning
 from .numeric import GroupedSum, LossResult, ReductionPlan, evaluate
 from .numeric.result import RESULT_KINDS
 from .numeric.vectors import option_vector
-from .spec import KINDS, LossSpec
 from .sources import Chunk, NpySource, TextSource, polars
+from .spec import KINDS, LossSpec
 from .writers import AtomicFile
 
 HEAD_ROWS = 40
@@ -332,7 +333,7 @@ def stream_compute(
     spec = _targets_by_layout(spec, first_label.values.shape[1], c)
     labels = RowReader(_chain(first_label, label_iter))
 
-    def rows() -> int:
+    def count_all_rows() -> int:
         if isinstance(logits_src, NpySource):
             return logits_src.rows
         assert reopen_logits is not None
@@ -341,7 +342,7 @@ def stream_compute(
     plan = plan_stream(
         spec, c,
         None if reopen_labels is None else (lambda: reopen_labels().chunks()),
-        None if reopen_logits is None and not isinstance(logits_src, NpySource) else rows,
+        None if reopen_logits is None and not isinstance(logits_src, NpySource) else count_all_rows,
     )
     result = StreamResult(
         spec=spec,
@@ -357,10 +358,10 @@ def stream_compute(
     total = GroupedSum()  # per-sample losses (BCE: row sums), in row order
     notes: dict[str, tuple[int, str]] = {}
     writer = None
-    work: queue.Queue = queue.Queue(maxsize=2)
+    work: queue.Queue[tuple[Any, Any]] = queue.Queue(maxsize=2)
     stop = threading.Event()
 
-    def hand_over(item: tuple) -> bool:
+    def hand_over(item: tuple[Any, Any]) -> bool:
         while not stop.is_set():  # a consumer that gave up never takes it: look at ``stop`` meanwhile
             try:
                 work.put(item, timeout=_POLL_SECONDS)

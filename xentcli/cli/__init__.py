@@ -73,7 +73,7 @@ class XentGroup(click.Group):
         except KeyboardInterrupt:
             raise _Interrupted() from None
 
-    def main(  # type: ignore[override]
+    def main(
         self,
         args: Any = None,
         prog_name: str | None = None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -60,9 +61,10 @@ probabilities per sample (--targets forces either).
     metavar="PATH",
     help="Also write the gradient to PATH (.csv, .tsv, .txt or .npy), atomically.",
 )
-@click.option("--digits", type=click.IntRange(1, 17), default=4, show_default=True, help="Significant digits in the table.")
+@click.option("--digits", type=click.IntRange(1, 17), default=4, show_default=True,
+              help="Significant digits in the table.")
 @click.pass_context
-def compute(ctx: click.Context, **options: Any) -> None:
+def compute(ctx: click.Context, /, **options: Any) -> None:
     """Compute softmax cross-entropy, NLL, KL or sigmoid BCE exactly as PyTorch defines them.
 
     Prints the loss, per-sample losses, probabilities and the gradient with
@@ -146,7 +148,8 @@ def _sources(
     need = [name for name, text in (("LOGITS", logits_text), ("LABELS", labels_text)) if text is None]
     if len(free) > len(need):
         extra = free[len(need)]
-        given = " and ".join(f"--{n.lower()}" for n, t in (("LOGITS", logits_text), ("LABELS", labels_text)) if t is not None)
+        inline = (("LOGITS", logits_text), ("LABELS", labels_text))
+        given = " and ".join(f"--{n.lower()}" for n, t in inline if t is not None)
         why = f" ({given} given inline)" if given else ""
         raise click.UsageError(f"unexpected extra argument {extra!r}{why}")
     if len(free) < len(need):
@@ -169,7 +172,9 @@ def _run(spec: Any, logits_tab: Any, arranged: Any) -> Any:
         raise _place_error(exc, logits_tab, arranged) from None
 
 
-def _locate(operand: str | None, index: tuple[int, ...] | None, logits_tab: Any, arranged: Any):
+def _locate(
+    operand: str | None, index: tuple[int, ...] | None, logits_tab: Any, arranged: Any
+) -> tuple[str | None, int | None, int | None]:
     from .. import files
 
     if operand == "logits":
@@ -225,7 +230,7 @@ def _streamed(logits_path: str, labels_path: str, output: Path, out_fmt: str, he
             progress(-1, None)
 
 
-def _progress_bar():
+def _progress_bar() -> Callable[[int, int | None], None] | None:
     """A rich progress bar on stderr when it is a terminal (long runs only); else ``None``."""
     import sys
     import time

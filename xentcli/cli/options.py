@@ -8,7 +8,8 @@ past (``--weights``, a bare ``--label-smoothing``) with a deprecation note.
 
 from __future__ import annotations
 
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
@@ -41,6 +42,7 @@ def loss_options(command: str) -> Callable[[F], F]:
     choices = ("auto", "index", "prob") if command == "compute" else ("index", "prob")
 
     def decorate(fn: F) -> F:
+        smoothing_flag: dict[str, Any] = {"is_flag": False, "flag_value": FLAG} if derive else {}
         opts = [
             click.option("--loss", type=click.Choice(LOSSES), default="ce", show_default=True,
                          help="ce: softmax cross-entropy; bce: sigmoid binary CE with logits; nll: LogSoftmax + "
@@ -54,7 +56,7 @@ def loss_options(command: str) -> Callable[[F], F]:
                          help="Samples whose class index is K are ignored. [default: -100, as PyTorch]"),
             click.option("--label-smoothing", metavar="EPS" + ("|sym" if derive else ""),
                          # derive's old spelling was a bare flag: it still works there, with a note
-                         **({"is_flag": False, "flag_value": FLAG} if derive else {}),
+                         **smoothing_flag,
                          help=f"Mix EPS/C into every target ({number}0 <= EPS <= 1; ce only)."),
             click.option("--pos-weight", metavar="Q[,...]" + ("|sym" if derive else ""),
                          help=f"bce: weight of the positive term ({number}one value or one per column)."),

@@ -6,7 +6,8 @@ import io
 import json
 import math
 import sys
-from typing import Any, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -121,7 +122,7 @@ def to_csv(result: Any) -> str:
     return buf.getvalue()
 
 
-def _csv_formatter(dt: np.dtype):
+def _csv_formatter(dt: np.dtype) -> Callable[[float], str]:
     def fmt(x: float) -> str:
         token = json_number(x, dt)
         return token.strip('"')

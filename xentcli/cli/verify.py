@@ -44,6 +44,7 @@ cannot be run.
 @click.pass_context
 def verify(
     ctx: click.Context,
+    /,
     target: str | None,
     seed: int,
     rtol: float | None,

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -66,7 +67,8 @@ def scratch(name: str, shape: tuple[int, int], dtype: Any) -> np.ndarray:
     if buf is None or buf.size < size or buf.dtype != dtype:
         buf = np.empty(size, dtype=dtype)
         setattr(_LOCAL, name, buf)
-    return buf[:size].reshape(shape)  # type: ignore[no-any-return]
+    view: np.ndarray = buf[:size].reshape(shape)
+    return view
 
 
 def zeros(shape: tuple[int, int], dtype: Any) -> np.ndarray:
@@ -86,14 +88,20 @@ def row_sums(e: np.ndarray) -> np.ndarray:
     float32 values loses nothing that float32 can show); long float64 rows use
     NumPy's pairwise summation.
     """
+    out: np.ndarray
     if e.shape[1] <= SHORT_ROWS or e.dtype != np.float64:
-        return np.einsum("ij->i", e, dtype=np.float64)
-    return e.sum(axis=1)  # type: ignore[no-any-return]
+        out = np.einsum("ij->i", e, dtype=np.float64)
+    else:
+        out = e.sum(axis=1)
+    return out
 
 
 def row_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Row-wise dot products accumulated in float64."""
+    out: np.ndarray
     if a.shape[1] <= SHORT_ROWS or a.dtype != np.float64:
-        return np.einsum("ij,ij->i", a, b, dtype=np.float64)
-    prod = np.multiply(a, b, out=scratch("rowdot", a.shape, a.dtype))  # type: ignore[arg-type]
-    return prod.sum(axis=1)  # type: ignore[no-any-return]
+        out = np.einsum("ij,ij->i", a, b, dtype=np.float64)
+    else:
+        prod = np.multiply(a, b, out=scratch("rowdot", (a.shape[0], a.shape[1]), a.dtype))
+        out = prod.sum(axis=1)
+    return out

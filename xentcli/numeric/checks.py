@@ -23,13 +23,14 @@ def resolve_dtype(dtype: Any, *arrays: Any) -> np.dtype:
     if dtype is None:
         for a in arrays:
             if isinstance(a, np.ndarray) and a.dtype in (np.float32, np.float64):
-                return a.dtype
+                found: np.dtype = a.dtype
+                return found
         return np.dtype(np.float64)
     if isinstance(dtype, str):
         if dtype not in KERNEL_DTYPES:
             raise XentInputError(f"dtype must be one of {', '.join(KERNEL_DTYPES)}, not {dtype!r}")
         return np.dtype(KERNEL_DTYPES[dtype])
-    dt = np.dtype(dtype)
+    dt: np.dtype = np.dtype(dtype)
     if dt not in (np.float32, np.float64):
         raise XentInputError(f"dtype must be float32 or float64, not {dt}")
     return dt

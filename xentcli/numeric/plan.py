@@ -116,14 +116,16 @@ class ReductionPlan:
         if not self.shift:
             return w
         with np.errstate(over="ignore"):  # a weight far above the used ones may overflow: its terms do too
-            return np.ldexp(w, -self.shift).astype(w.dtype)
+            scaled: np.ndarray = np.ldexp(w, -self.shift).astype(w.dtype)
+        return scaled
 
     def unscale(self, losses: np.ndarray) -> np.ndarray:
         """Per-sample losses in the units of the weights as given."""
         if not self.shift:
             return losses
         with np.errstate(over="ignore"):
-            return np.ldexp(losses, self.shift)
+            out: np.ndarray = np.ldexp(losses, self.shift)
+        return out
 
     def finish(self, total: ExactSum | GroupedSum) -> tuple[float | None, list[XentWarning]]:
         """The reduced loss from the exact total of the per-sample losses, and notes about it."""

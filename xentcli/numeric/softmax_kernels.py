@@ -37,8 +37,6 @@ not only "stable"):
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from .blocks import row_dot, row_sums, scratch
@@ -145,7 +143,7 @@ def ce_dense_block(
     af[kf] = ak
     s = s_rest + ak
     with np.errstate(over="ignore", invalid="ignore"):
-        losses = cross + s * logS
+        losses: np.ndarray = cross + s * logS
     if probs is not None:
         np.divide(e, S.astype(probs.dtype)[:, None], out=probs)
     if denom is not None:
@@ -164,7 +162,7 @@ def kl_block(z: np.ndarray, y: np.ndarray, elementwise: np.ndarray | None) -> np
     in float64; a zero target is a zero term (``0 log 0 = 0``), also where
     ``z_j = -inf``.
     """
-    sm = ShiftedExp(z, scratch("kl_e", z.shape, z.dtype))  # type: ignore[arg-type]
+    sm = ShiftedExp(z, scratch("kl_e", (z.shape[0], z.shape[1]), z.dtype))
     logp = np.subtract(z, sm.m.astype(z.dtype)[:, None], dtype=np.float64)
     logp -= sm.logS[:, None]
     y64 = y.astype(np.float64, copy=False)

@@ -20,7 +20,7 @@ and coefficients free of the logits; its derivative is again a :class:`Frac`.
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import sympy as sp
 from sympy.polys.rings import PolyElement, PolyRing, ring

@@ -28,9 +28,10 @@ An exception while deciding is a failed check, never a pass.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from fractions import Fraction
 from math import comb
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import mpmath
 import sympy as sp

@@ -41,7 +41,8 @@ budget on the size of the polynomials involved (see
 from __future__ import annotations
 
 import ast
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import sympy as sp
 

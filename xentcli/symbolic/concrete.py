@@ -9,8 +9,8 @@ expression in the z's, and the two are proved equal.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import sympy as sp
 
@@ -748,7 +748,7 @@ def _result(dv: Concrete) -> Step:
                 "With ",
                 Tex(r"\sum_i y_i = 1", "Σ_i y_i = 1"),
                 " the smoothed targets also sum to 1: ",
-                Tex(rf"\sum_i \tilde{{y}}_i = (1 - \epsilon) + C \cdot \frac{{\epsilon}}{{C}} = 1", "Σ_i ỹ_i = (1 − ε) + C·ε/C = 1"),
+                Tex(r"\sum_i \tilde{y}_i = (1 - \epsilon) + C \cdot \frac{\epsilon}{C} = 1", "Σ_i ỹ_i = (1 − ε) + C·ε/C = 1"),
                 ", so",
             )
         else:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import sympy as sp
 from sympy.printing.pretty.pretty import PrettyPrinter

@@ -27,7 +27,7 @@ refuted fails as "not proved".
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import sympy as sp
 from sympy import Indexed, IndexedBase, KroneckerDelta, Piecewise, Sum

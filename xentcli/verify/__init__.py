@@ -15,7 +15,8 @@ In a test suite, ``assert_conforms(my_loss, reduction="mean")`` raises
 from __future__ import annotations
 
 import warnings
-from typing import Any, Callable, Sequence
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -50,11 +51,11 @@ def make_options(
     *,
     loss: str = "ce",
     reduction: str = "mean",
-    weight: Sequence[float] | None = None,
+    weight: Any = None,
     ignore_index: int | None = None,
     label_smoothing: float = 0.0,
     binary: bool = False,
-    pos_weight: Sequence[float] | float | None = None,
+    pos_weight: Any = None,
     targets: str | None = None,
     dtype: str = "float64",
 ) -> LossSpec:
@@ -99,7 +100,8 @@ def check(
     return finish(label, opts, seed, results, diagnose)
 
 
-def finish(target: str, opts: LossSpec, seed: int, results: list[CaseResult], diagnose: Callable) -> Report:
+def finish(target: str, opts: LossSpec, seed: int, results: list[CaseResult],
+           diagnose: Callable[[CaseResult, LossSpec], str | None]) -> Report:
     diagnoses: list[str] = []
     for r in results:
         if not r.passed and not r.error:

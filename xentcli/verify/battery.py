@@ -34,23 +34,25 @@ class Case:
 
     @property
     def shape(self) -> tuple[int, int]:
-        return self.logits.shape  # type: ignore[return-value]
+        n, c = self.logits.shape
+        return int(n), int(c)
 
 
 def _targets(rng: np.random.Generator, z: np.ndarray, options: LossSpec, kind: str = "auto") -> np.ndarray:
     n, c = z.shape
+    out: np.ndarray
     if options.kind == "bce":
-        if kind == "hard":
-            return (rng.random((n, c)) < 0.5).astype(np.float64)
-        return rng.random((n, c))
-    if options.targets == "prob":
+        out = (rng.random((n, c)) < 0.5).astype(np.float64) if kind == "hard" else rng.random((n, c))
+    elif options.targets == "prob":
         if kind == "onehot":
-            return np.eye(c)[rng.integers(0, c, size=n)]
-        if kind == "unnormalised":
-            return rng.random((n, c)) * 1.5
-        return rng.dirichlet(np.full(c, 0.7), size=n)
-    t = rng.integers(0, c, size=n)
-    return t.astype(np.int64)
+            out = np.eye(c)[rng.integers(0, c, size=n)]
+        elif kind == "unnormalised":
+            out = rng.random((n, c)) * 1.5
+        else:
+            out = rng.dirichlet(np.full(c, 0.7), size=n)
+    else:
+        out = np.asarray(rng.integers(0, c, size=n), dtype=np.int64)
+    return out
 
 
 def _with_ignored(rng: np.random.Generator, t: np.ndarray, options: LossSpec) -> np.ndarray:
@@ -120,9 +122,8 @@ def battery(options: LossSpec, seed: int = 0) -> list[Case]:
         masked[0, (t[0] + 1) % C] = -np.inf
 
     def onehot_or_index(tt: np.ndarray) -> np.ndarray:
-        if options.targets == "prob":
-            return np.eye(C)[tt]
-        return tt.astype(np.int64)
+        out: np.ndarray = np.eye(C)[tt] if options.targets == "prob" else tt.astype(np.int64)
+        return out
 
     add("confident-wrong", "target probability below 1e-12 (target logit -40, another +40)", wrong,
         targets=onehot_or_index(t), tags=("confident-wrong",))

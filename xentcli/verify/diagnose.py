@@ -9,14 +9,13 @@ implementation's failing output matches a model, that mistake is named.
 from __future__ import annotations
 
 import math
-import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any
 
 import numpy as np
 
 from .. import numeric
-from ..errors import XentWarning
 from ..spec import LossSpec
 from .runner import CaseResult, reference
 
@@ -24,10 +23,14 @@ CLIP_EPS = (1e-7, 1e-8, 1e-9, 1e-10, 1e-12, 1e-15)
 _EXP_LIMIT = {"float64": 709.0, "float32": 88.0, "float16": 11.0}
 
 
+Outputs = dict[str, np.ndarray]  # "loss" and/or "grad" as a mistake would return them
+Candidate = tuple[Outputs, str]  # what a mistake returns, and its name
+
+
 @dataclass(frozen=True)
 class Model:
     key: str
-    compute: Callable[[CaseResult, LossSpec, numeric.LossResult], list[tuple[dict, str]]]
+    compute: Callable[[CaseResult, LossSpec, numeric.LossResult], list[Candidate]]
 
 
 def _ce(case_logits: np.ndarray, case_targets: np.ndarray, options: LossSpec, **changes: object) -> numeric.LossResult:
@@ -35,12 +38,12 @@ def _ce(case_logits: np.ndarray, case_targets: np.ndarray, options: LossSpec, **
     return numeric.evaluate(options.with_(dtype="float64", **changes), case_logits, case_targets, warn=False)
 
 
-def _out(r: numeric.LossResult) -> dict:
+def _out(r: numeric.LossResult) -> Outputs:
     return {"loss": np.asarray(r.loss if r.loss is not None else r.losses, dtype=np.float64), "grad": r.grad}
 
 
-def _scaled(ref: numeric.LossResult, loss_factor: float | None, grad_factor: float | None) -> dict:
-    out = {}
+def _scaled(ref: numeric.LossResult, loss_factor: float | None, grad_factor: float | None) -> Outputs:
+    out: Outputs = {}
     if loss_factor is not None:
         out["loss"] = np.asarray(ref.loss if ref.loss is not None else ref.losses, dtype=np.float64) * loss_factor
     if grad_factor is not None:
@@ -55,8 +58,8 @@ def _n_rows(res: CaseResult) -> int:
 # -------------------------------------------------------------------- models
 
 
-def _batch_factor(res: CaseResult, options: LossSpec, ref: numeric.LossResult):
-    out = []
+def _batch_factor(res: CaseResult, options: LossSpec, ref: numeric.LossResult) -> list[Candidate]:
+    out: list[Candidate] = []
     if options.reduction == "mean" and ref.denominator and ref.denominator != 1:
         d = ref.denominator
         out.append((_scaled(ref, None, d), "the gradient is off by the batch size (N times too large): it is the "
@@ -74,14 +77,14 @@ def _batch_factor(res: CaseResult, options: LossSpec, ref: numeric.LossResult):
     return out
 
 
-def _sign(res, options, ref):
+def _sign(res: CaseResult, options: LossSpec, ref: numeric.LossResult) -> list[Candidate]:
     return [
         (_scaled(ref, None, -1.0), "the gradient has the wrong sign (y − p instead of p − y)"),
         (_scaled(ref, -1.0, None), "the loss has the wrong sign (log p instead of −log p)"),
     ]
 
 
-def _clipping(res, options, ref):
+def _clipping(res: CaseResult, options: LossSpec, ref: numeric.LossResult) -> list[Candidate]:
     if options.kind not in ("ce", "nll"):  # models of the cross-entropy's loss
         return []
     out = []
@@ -121,15 +124,15 @@ def _effective_targets(res: CaseResult, options: LossSpec) -> np.ndarray:
         valid = t != ii
         y = np.zeros((n, c))
         y[np.nonzero(valid)[0], t[valid]] = 1.0
-    eps = float(options.label_smoothing)
-    a = (1 - eps) * y + eps / c
+    eps = float(options.label_smoothing)  # type: ignore[arg-type]  # a numeric spec: no SYM
+    a: np.ndarray = (1 - eps) * y + eps / c
     a[~valid] = 0.0
     if options.weight is not None:
         a = a * np.asarray(options.weight, dtype=np.float64)
     return a
 
 
-def _unnormalised(res, options, ref):
+def _unnormalised(res: CaseResult, options: LossSpec, ref: numeric.LossResult) -> list[Candidate]:
     if options.kind == "bce" or options.targets != "prob" or "unnormalised" not in res.case.tags:
         return []
     a = _effective_targets(res, options)
@@ -141,7 +144,7 @@ def _unnormalised(res, options, ref):
              "p·Σy − y (000_*.txt)")]
 
 
-def _weighted_mean(res, options, ref):
+def _weighted_mean(res: CaseResult, options: LossSpec, ref: numeric.LossResult) -> list[Candidate]:
     if options.kind == "bce" or options.weight is None or options.reduction != "mean" or options.targets != "index":
         return []
     ii = options.ignore
@@ -153,8 +156,8 @@ def _weighted_mean(res, options, ref):
              "their target weights (PyTorch divides by Σ w_{y_i})")]
 
 
-def _smoothing(res, options, ref):
-    eps = float(options.label_smoothing)
+def _smoothing(res: CaseResult, options: LossSpec, ref: numeric.LossResult) -> list[Candidate]:
+    eps = float(options.label_smoothing)  # type: ignore[arg-type]  # a numeric spec: no SYM
     if options.kind == "bce" or not eps:
         return []
     z = res.case.logits
@@ -179,19 +182,16 @@ def _smoothing(res, options, ref):
         smoothed = smoothed.copy()
         smoothed[~valid] = 0.0
         r = _ce(z, smoothed, options, reduction="sum", label_smoothing=0, targets="prob", ignore_index=None)
-        d = ref.denominator if options.reduction == "mean" else None
-        if options.reduction == "none":
-            model = {"loss": r.losses, "grad": r.grad}
-        else:
-            model = {"loss": np.asarray(r.loss / (d or 1.0)), "grad": r.grad / (d or 1.0)}
+        d = (ref.denominator if options.reduction == "mean" else None) or 1.0
+        model = _out(r) if options.reduction == "none" else {"loss": np.asarray(r.loss) / d, "grad": r.grad / d}
         out.append((model, f"label smoothing gives {why}; PyTorch mixes ε/C into every class: (1 − ε)y + ε/C"))
     r = _ce(z, t, options, label_smoothing=0)
     out.append((_out(r), "label smoothing is ignored"))
     return out
 
 
-def _ignored(res, options, ref):
-    if options.kind == "bce" or options.ignore_index is None or options.targets != "index" or "ignored" not in res.case.tags:
+def _ignored(res: CaseResult, options: LossSpec, ref: numeric.LossResult) -> list[Candidate]:
+    if options.ignore_index is None or options.targets != "index" or "ignored" not in res.case.tags:
         return []
     out = []
     n = _n_rows(res)
@@ -205,7 +205,7 @@ def _ignored(res, options, ref):
     return out
 
 
-def _wrong_axis(res, options, ref):
+def _wrong_axis(res: CaseResult, options: LossSpec, ref: numeric.LossResult) -> list[Candidate]:
     if options.kind not in ("ce", "nll"):  # models of the cross-entropy's loss
         return []
     z = res.case.logits
@@ -224,7 +224,7 @@ def _wrong_axis(res, options, ref):
             ({"loss": np.asarray(loss, dtype=np.float64)}, message)]
 
 
-def _weights_ignored(res, options, ref):
+def _weights_ignored(res: CaseResult, options: LossSpec, ref: numeric.LossResult) -> list[Candidate]:
     if options.weight is None:
         return []
     if options.kind == "bce":
@@ -234,7 +234,7 @@ def _weights_ignored(res, options, ref):
     return [(_out(r), "the class weights are ignored")]
 
 
-def _binary(res, options, ref):
+def _binary(res: CaseResult, options: LossSpec, ref: numeric.LossResult) -> list[Candidate]:
     if not options.kind == "bce":
         return []
     out = []
@@ -328,7 +328,7 @@ def _matches(got: np.ndarray, model: np.ndarray, rtol: float, atol: float) -> bo
     return bool(np.all(np.abs(got - model) <= rtol * np.abs(model) + atol * scale))
 
 
-def _distance(a, b) -> float:
+def _distance(a: Any, b: Any) -> float:
     """Largest difference relative to the scale of ``b``."""
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)

@@ -15,8 +15,8 @@ import numpy as np
 
 from ..errors import XentInputError
 from ..files import format_rows
-from ..writers import write_atomic
 from ..spec import LossSpec
+from ..writers import write_atomic
 from .battery import Case, battery
 from .runner import TOLERANCES, CaseResult, judge
 
@@ -182,7 +182,8 @@ def read_manifest(directory: Path) -> tuple[dict[str, Any], LossSpec]:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError) as exc:
         raise XentInputError(f"is not readable JSON: {exc}", source=str(path)) from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or not isinstance(manifest.get("cases"), list):
+    if (not isinstance(manifest, dict) or manifest.get("format") != FORMAT
+            or not isinstance(manifest.get("cases"), list)):
         raise XentInputError(f"is not an xent verify manifest ({FORMAT})", source=str(path))
     if not manifest["cases"]:
         raise XentInputError("lists no cases: nothing to verify", source=str(path))

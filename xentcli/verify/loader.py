@@ -9,8 +9,9 @@ import importlib.util
 import os
 import sys
 import sysconfig
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import XentInputError
 
@@ -57,7 +58,8 @@ def load(target: str) -> Callable[..., Any]:
     refusal = refuse(obj)
     if refusal:
         raise XentInputError(f"{name} {refusal}", source=target)
-    return obj
+    fn: Callable[..., Any] = obj
+    return fn
 
 
 def _module_of(obj: Any) -> str:
