@@ -61,8 +61,9 @@ them to float64.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import mpmath
 import numpy as np

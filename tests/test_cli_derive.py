@@ -26,20 +26,28 @@ VARIANTS = [
     ["--loss", "nll"],
     ["--loss", "kl"],
     ["--reduction", "mean"],
-    ["--label-smoothing"],
-    ["--weights"],
-    ["--reduction", "mean", "--weights"],
-    ["--label-smoothing", "--weights", "--reduction", "mean"],
-    ["--loss", "nll", "--label-smoothing", "--weights"],
-    ["--loss", "kl", "--label-smoothing"],
-    ["--loss", "bce", "--weights", "--reduction", "mean"],
-    ["--no-assume-normalized"],
+    ["--reduction", "sum"],
+    ["--label-smoothing", "sym"],
+    ["--weight", "sym"],
+    ["--reduction", "mean", "--weight", "sym"],
+    ["--reduction", "mean", "--weight", "sym", "--targets", "prob"],
+    ["--label-smoothing", "sym", "--weight", "sym", "--reduction", "mean"],
+    ["--label-smoothing", "1/10", "--weight", "1,2,3/2"],
+    ["--loss", "nll", "--weight", "sym", "--ignore-index", "-100", "--reduction", "mean"],
+    ["--loss", "kl", "--reduction", "batchmean"],
+    ["--loss", "kl", "--reduction", "mean"],
+    ["--loss", "bce", "--weight", "sym", "--pos-weight", "sym", "--reduction", "mean"],
+    ["--loss", "bce", "--pos-weight", "2"],
+    ["--ignore-index", "1", "--label-smoothing", "sym", "--reduction", "mean"],
+    ["--targets", "prob", "--no-assume-normalized"],
 ]
 
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: " ".join(v) or "ce")
 @pytest.mark.parametrize("classes", ["2", "3"])
 def test_every_variant_is_proved(xent, variant, classes):
+    if "1,2,3/2" in variant and classes != "3":
+        variant = [v if v != "1,2,3/2" else ",".join(["1", "2", "3/2", "5"][: int(classes)]) for v in variant]
     run = xent("derive", "--classes", classes, *variant, "--format", "json")
     assert run.code == 0, run
     doc = run.json()
@@ -68,12 +76,15 @@ def test_text_output_shows_steps_and_verdict(xent):
     [
         ("p - 2*y", []),
         ("y - p", []),
-        ("p - y", ["--no-assume-normalized"]),
-        ("p - y", ["--weights"]),
+        ("p - y", ["--targets", "prob", "--no-assume-normalized"]),
+        ("p - y", ["--weight", "sym"]),
         ("p - y", ["--reduction", "mean"]),
-        ("p - ((1 - eps)*y + eps/(C - 1))", ["--label-smoothing"]),
+        ("p - ((1 - eps)*y + eps/(C - 1))", ["--label-smoothing", "sym"]),
         ("p*(1 - p) - y", []),
-        ("p - y", ["--loss", "bce", "--weights"]),
+        ("p - y", ["--loss", "bce", "--weight", "sym"]),
+        ("p - y", ["--loss", "bce", "--pos-weight", "sym"]),
+        ("(p - y)/N", ["--loss", "kl", "--reduction", "mean"]),  # kl's mean divides by N*C
+        ("p - y", ["--ignore-index", "0"]),
     ],
 )
 def test_wrong_claims_are_refuted_with_a_counterexample(xent, classes, claim, extra):
@@ -94,15 +105,25 @@ def test_wrong_claims_are_refuted_with_a_counterexample(xent, classes, claim, ex
     ("claim", "extra"),
     [
         ("p - y", []),
-        ("p*sum(y) - y", ["--no-assume-normalized"]),
+        ("p*sum(y) - y", ["--targets", "prob", "--no-assume-normalized"]),
         ("(p - y)/N", ["--reduction", "mean"]),
-        ("p - ((1 - eps)*y + eps/C)", ["--label-smoothing"]),
+        ("p - y", ["--reduction", "sum"]),
+        ("p - ((1 - eps)*y + eps/C)", ["--label-smoothing", "sym"]),
+        ("p - (9*y/10 + 1/(10*C))", ["--label-smoothing", "1/10"]),
         ("exp(z)/sum(exp(z)) - y", []),
         ("p - y", ["--loss", "bce"]),
+        ("(1 - y)*p - q*y*(1 - p)", ["--loss", "bce", "--pos-weight", "sym"]),
+        ("w*((1 - y)*p - q*y*(1 - p))/(N*C)", ["--loss", "bce", "--weight", "sym", "--pos-weight", "sym",
+                                              "--reduction", "mean"]),
         ("p - y", ["--loss", "nll"]),
         ("p - y", ["--loss", "kl"]),
-        ("p*sum(w*y) - w*y", ["--weights", "--no-assume-normalized"]),
-        ("(p*sum(w*y) - w*y)/W", ["--weights", "--reduction", "mean"]),
+        ("(p - y)/(N*C)", ["--loss", "kl", "--reduction", "mean"]),
+        ("(p - y)/N", ["--loss", "kl", "--reduction", "batchmean"]),
+        ("p*sum(w*y) - w*y", ["--weight", "sym", "--targets", "prob", "--no-assume-normalized"]),
+        ("(p*sum(w*y) - w*y)/W", ["--weight", "sym", "--reduction", "mean"]),
+        ("(p*sum(w*y) - w*y)/N", ["--weight", "sym", "--reduction", "mean", "--targets", "prob"]),
+        ("m*(p - y)", ["--ignore-index", "-100"]),
+        ("m*(p - y)/N", ["--ignore-index", "2", "--reduction", "mean"]),
     ],
 )
 def test_true_claims_are_proved(xent, claim, extra):
@@ -133,8 +154,11 @@ def test_true_claims_are_proved(xent, claim, extra):
         ("sum(y, p)", "exactly one argument"),
         ("sum(start=y)", "exactly one argument"),
         ("p - eps*y", "--label-smoothing"),
-        ("(p - y)/N", "--reduction mean"),
-        ("w*(p - y)", "--weights"),
+        ("(p - y)/N", "needs --reduction mean or batchmean"),
+        ("(p - y)/W", "--reduction mean with --weight"),
+        ("w*(p - y)", "--weight"),
+        ("q*(p - y)", "--pos-weight"),
+        ("m*(p - y)", "--ignore-index"),
         ("1e999*p", "finite"),
         ("p not in y", "not allowed"),
         ("p < y", "not allowed"),
@@ -159,7 +183,19 @@ def test_malformed_or_unsafe_claims_exit_2(xent, tmp_path, monkeypatch, claim, f
         (["--classes", "ab"], "neither a whole number"),
         (["--classes", ""], "neither a whole number"),
         (["--loss", "mse"], "--loss"),
-        (["--reduction", "sum"], "--reduction"),
+        (["--reduction", "avg"], "--reduction"),
+        (["--reduction", "batchmean"], "--reduction: batchmean applies only to the KL divergence"),
+        (["--loss", "bce", "--label-smoothing", "sym"], "--label-smoothing: does not apply to the binary"),
+        (["--loss", "kl", "--weight", "sym"], "--weight: does not apply to the KL divergence"),
+        (["--loss", "nll", "--targets", "prob"], "--targets: prob targets do not apply to the LogSoftmax + NLL"),
+        (["--loss", "nll", "--label-smoothing", "1/10"], "--label-smoothing: does not apply to the LogSoftmax"),
+        (["--pos-weight", "sym"], "--pos-weight: does not apply to the softmax cross-entropy"),
+        (["--targets", "prob", "--ignore-index", "1"], "--ignore-index: applies to class-index targets only"),
+        (["--classes", "3", "--weight", "1,2"], "--weight: has 2 values; it needs one per class (3)"),
+        (["--classes", "n", "--weight", "1,2,3"], "--weight: values for each class need a concrete --classes"),
+        (["--label-smoothing", "3/2"], "--label-smoothing: must be between 0 and 1, got 3/2"),
+        (["--weight", "1,-2,3"], "--weight: value 2 must be finite and not negative"),
+        (["--weight", "sym", "--weights"], "--weights is the old spelling of --weight sym"),
         (["--format", "html"], "--format"),
         (["--output", "out.pdf"], "cannot tell the format"),
         (["--check", "derivations", "--classes", "3"], "--check takes no other options"),
@@ -174,12 +210,17 @@ def test_bad_arguments_exit_2(xent, args, fragment):
 
 
 def _parse(expr: str, c: int):
-    names = {f"z{k}": sp.Symbol(f"z{k}") for k in range(1, c + 1)}
-    names.update({f"y{k}": sp.Symbol(f"y{k}") for k in range(1, c + 1)})
-    names.update({f"w{k}": sp.Symbol(f"w{k}") for k in range(1, c + 1)})
-    for extra in ("epsilon", "n_samples", "w_total", "rest"):
+    names = {f"{v}{k}": sp.Symbol(f"{v}{k}") for k in range(1, c + 1) for v in ("z", "y", "w", "q", "p", "sigma")}
+    for extra in ("epsilon", "mask", "n_samples", "w_total", "rest", "S"):
         names[extra] = sp.Symbol(extra)
     return sp.parse_expr(expr, local_dict=names)
+
+
+def _definitions(doc: dict, c: int) -> dict:
+    """The JSON's definitions as substitutions: p_k = exp(z_k)/S with S written out (S last)."""
+    defs = {sp.Symbol(k): _parse(v, c) for k, v in doc["definitions"].items()}
+    S = defs.pop(sp.Symbol("S"), None)
+    return {k: (v.xreplace({sp.Symbol("S"): S}) if S is not None else v) for k, v in defs.items()}
 
 
 def _softmax(z):
@@ -203,14 +244,16 @@ def _central(f, z, j, h=mp.mpf("1e-12")):
 
 
 @pytest.mark.parametrize("classes", [2, 3, 5])
-@pytest.mark.parametrize("variant", [[], ["--label-smoothing", "--weights"], ["--no-assume-normalized"]],
+@pytest.mark.parametrize("variant", [[], ["--label-smoothing", "sym", "--weight", "sym"],
+                                     ["--targets", "prob", "--no-assume-normalized"]],
                          ids=["ce", "smoothing-weights", "general"])
 def test_json_expressions_match_finite_differences(xent, classes, variant):
     run = xent("derive", "--classes", str(classes), *variant, "--format", "json")
     assert run.code == 0, run
     doc = run.json()
     grads = [_parse(g, classes) for g in doc["gradient"]]
-    jac = [[_parse(e, classes) for e in row] for row in doc["jacobian"]]
+    defs = _definitions(doc, classes)
+    jac = [[_parse(e, classes).xreplace(defs) for e in row] for row in doc["jacobian"]]
     loss = _parse(doc["loss"], classes)
     rng = random.Random(classes)
     with mp.workdps(40):
@@ -220,7 +263,7 @@ def test_json_expressions_match_finite_differences(xent, classes, variant):
             w = [mp.mpf(rng.uniform(0.5, 2)) for _ in range(classes)]
             eps = mp.mpf(rng.uniform(0, 1))
             smoothing = "--label-smoothing" in variant
-            a = [(w[i] if "--weights" in variant else 1) * (((1 - eps) * y[i] + eps / classes) if smoothing else y[i])
+            a = [(w[i] if "--weight" in variant else 1) * (((1 - eps) * y[i] + eps / classes) if smoothing else y[i])
                  for i in range(classes)]
             subs = {sp.Symbol(f"z{k + 1}"): sp.Float(z[k], 40) for k in range(classes)}
             subs.update({sp.Symbol(f"y{k + 1}"): sp.Float(y[k], 40) for k in range(classes)})
@@ -236,23 +279,30 @@ def test_json_expressions_match_finite_differences(xent, classes, variant):
                     assert abs(sp.N(jac[i][j].xreplace(subs), 40) - fd_p) < mp.mpf("1e-18")
 
 
-def test_bce_json_matches_finite_differences(xent):
-    run = xent("derive", "--classes", "3", "--loss", "bce", "--format", "json")
+@pytest.mark.parametrize("variant", [[], ["--weight", "sym", "--pos-weight", "sym"]], ids=["bce", "weights"])
+def test_bce_json_matches_finite_differences(xent, variant):
+    run = xent("derive", "--classes", "3", "--loss", "bce", *variant, "--format", "json")
     doc = run.json()
     grads = [_parse(g, 3) for g in doc["gradient"]]
+    loss = _parse(doc["loss"], 3)
     rng = random.Random(7)
     with mp.workdps(40):
         z = [mp.mpf(rng.uniform(-3, 3)) for _ in range(3)]
         y = [mp.mpf(rng.uniform(0, 1)) for _ in range(3)]
+        w = [mp.mpf(rng.uniform(0.5, 2)) if variant else 1 for _ in range(3)]
+        q = [mp.mpf(rng.uniform(0.5, 2)) if variant else 1 for _ in range(3)]
 
-        def bce(zz):
+        def bce(zz):  # PyTorch's documented elementwise form: -w [q y log s + (1 - y) log(1 - s)]
             return -mp.fsum(
-                yi * mp.log(1 / (1 + mp.exp(-zi))) + (1 - yi) * mp.log(1 - 1 / (1 + mp.exp(-zi)))
-                for zi, yi in zip(zz, y)
+                wi * (qi * yi * mp.log(1 / (1 + mp.exp(-zi))) + (1 - yi) * mp.log(1 - 1 / (1 + mp.exp(-zi))))
+                for zi, yi, wi, qi in zip(zz, y, w, q)
             )
 
         subs = {sp.Symbol(f"z{k + 1}"): sp.Float(z[k], 40) for k in range(3)}
         subs.update({sp.Symbol(f"y{k + 1}"): sp.Float(y[k], 40) for k in range(3)})
+        subs.update({sp.Symbol(f"w{k + 1}"): sp.Float(w[k], 40) for k in range(3)})
+        subs.update({sp.Symbol(f"q{k + 1}"): sp.Float(q[k], 40) for k in range(3)})
+        assert abs(sp.N(loss.xreplace(subs), 40) - bce(z)) < mp.mpf("1e-30")
         for j in range(3):
             assert abs(sp.N(grads[j].xreplace(subs), 40) - _central(bce, z, j)) < mp.mpf("1e-18")
 
@@ -291,7 +341,9 @@ def test_committed_derivations_cover_the_required_variants():
             headers.append("\n".join(p.read_text(encoding="utf-8").splitlines()[:3]))
     text = "\n".join(headers)
     for needle in ("--classes 2 ", "--classes 3 ", "--classes 4 ", "--loss bce", "--loss nll", "--loss kl",
-                   "--reduction mean", "--label-smoothing", "--weights"):
+                   "--reduction mean", "--reduction sum", "--reduction batchmean", "--label-smoothing sym",
+                   "--weight sym", "--pos-weight sym", "--ignore-index", "--targets prob", "--label-smoothing 1/10",
+                   "--format latex", "--format json"):
         assert needle in text, needle
     assert any("--classes " + c + " " in text for c in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
@@ -357,3 +409,79 @@ def test_derive_imports_sympy_but_compute_does_not():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["verified"] is True
+
+
+# --------------------------------------------------------------------------
+# One definition of each option, the same in every subcommand
+# --------------------------------------------------------------------------
+
+
+def test_an_undefined_combination_is_refused_with_compute_s_message(xent, tmp_path):
+    """BCE with label smoothing: PyTorch defines no such loss, so derive says what compute says."""
+    derive = xent("derive", "--classes", "3", "--loss", "bce", "--label-smoothing", "sym", "--claim", "p - y")
+    (tmp_path / "z.csv").write_text("1,2\n", encoding="utf-8")
+    (tmp_path / "y.csv").write_text("0,1\n", encoding="utf-8")
+    compute = xent("compute", "--binary", tmp_path / "z.csv", tmp_path / "y.csv", "--label-smoothing", "0.1")
+    verify = xent("verify", "--export", tmp_path / "cases", "--binary", "--label-smoothing", "0.1")
+    lines = [one_error_line(run) for run in (derive, compute, verify)]
+    assert len(set(lines)) == 1, lines
+    assert lines[0].startswith("xent: error: --label-smoothing: does not apply to the binary cross-entropy")
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["--loss", "kl", "--weight", "1,2,3"], "--weight"),
+        (["--loss", "nll", "--targets", "prob"], "--targets"),
+        (["--targets", "prob", "--ignore-index", "0"], "--ignore-index"),
+        (["--pos-weight", "2"], "--pos-weight"),
+        (["--reduction", "batchmean"], "--reduction"),
+    ],
+)
+def test_every_subcommand_refuses_the_same_combinations_alike(xent, tmp_path, args, option):
+    (tmp_path / "z.csv").write_text("1,2,3\n", encoding="utf-8")
+    (tmp_path / "y.csv").write_text("0\n", encoding="utf-8")
+    derive_args = [a if a != "1,2,3" else "sym" for a in args]
+    runs = [xent("derive", "--classes", "3", *derive_args),
+            xent("compute", tmp_path / "z.csv", tmp_path / "y.csv", *args),
+            xent("verify", "--export", tmp_path / "cases", *args)]
+    lines = [one_error_line(run) for run in runs]
+    assert all(line.startswith(f"xent: error: {option}: ") for line in lines), lines
+    assert len({line.split(": ", 2)[2] for line in lines}) == 1, lines
+
+
+def test_old_spellings_still_derive_and_check_with_a_note(xent, tmp_path):
+    """--weights and a bare --label-smoothing are the old spellings of --weight sym and --label-smoothing sym."""
+    old = xent("derive", "--classes", "3", "--weights", "--label-smoothing", "--reduction", "mean",
+               "--format", "markdown")
+    new = xent("derive", "--classes", "3", "--weight", "sym", "--label-smoothing", "sym", "--reduction", "mean",
+               "--format", "markdown")
+    assert old.code == 0 and new.code == 0, (old, new)
+    assert old.stdout == new.stdout  # the same derivation, recorded with the new spelling
+    assert "--weights is deprecated: use --weight sym" in old.stderr
+    assert "a bare --label-smoothing is deprecated: use --label-smoothing sym" in old.stderr
+    # A document whose header keeps the old spelling (as users committed them) still checks.
+    header = "xent derive --classes 3 --reduction mean --label-smoothing --weights --format markdown"
+    body = new.stdout.split("\n", 1)[1]
+    committed = tmp_path / "old.md"
+    committed.write_text(f"<!-- Generated by: {header} -->\n{body}", encoding="utf-8")
+    run = xent("derive", "--check", committed)
+    assert run.code == 0, run
+    assert "deprecated" in run.stderr and "old.md" in run.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "claim", "code"),
+    [
+        (["--weight", "sym", "--reduction", "mean", "--targets", "prob"], "(p*sum(w*y) - w*y)/N", 0),
+        (["--weight", "sym", "--reduction", "mean", "--targets", "prob"], "(p*sum(w*y) - w*y)/W", 2),
+        (["--weight", "sym", "--reduction", "mean"], "(p*sum(w*y) - w*y)/W", 0),
+        (["--loss", "kl", "--reduction", "mean"], "(p - y)/(N*C)", 0),
+        (["--loss", "kl", "--reduction", "batchmean"], "(p - y)/N", 0),
+        (["--loss", "kl", "--reduction", "batchmean"], "(p - y)/(N*C)", 1),
+        (["--ignore-index", "-100", "--reduction", "sum"], "m*(p - y)", 0),
+    ],
+)
+def test_pytorch_s_denominators(xent, args, claim, code):
+    run = xent("derive", "--classes", "3", *args, "--claim", claim, "--format", "json")
+    assert run.code == code, run

@@ -758,7 +758,7 @@ INSIDE_A_CHECK = """\
 import inspect, sys, time
 import xentcli.cli
 from xentcli.symbolic import concrete
-real = concrete.Concrete.check_all
+real = concrete.ConcreteBackend._check_all
 signature = inspect.signature(real)
 def check_all(*args, **kwargs):
     bound = signature.bind(*args, **kwargs)
@@ -769,7 +769,7 @@ def check_all(*args, **kwargs):
         return ok(k)
     bound.arguments["ok"] = stopping
     return real(*bound.args, **bound.kwargs)
-concrete.Concrete.check_all = check_all
+concrete.ConcreteBackend._check_all = check_all
 xentcli.cli.main(sys.argv[2:])
 """
 

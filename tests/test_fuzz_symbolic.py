@@ -140,13 +140,16 @@ def claim_check(doc: dict) -> dict:
 # (options, names the claim may use): every name needs its option.
 VARIANTS = [
     ([], ["p", "y", "z", "C"]),
-    (["--no-assume-normalized"], ["p", "y", "z", "C"]),
+    (["--targets", "prob", "--no-assume-normalized"], ["p", "y", "z", "C"]),
     (["--loss", "bce"], ["p", "y", "z", "C"]),
+    (["--loss", "bce", "--pos-weight", "sym"], ["p", "y", "q", "C"]),
     (["--loss", "nll"], ["p", "y", "C"]),
+    (["--loss", "kl", "--reduction", "mean"], ["p", "y", "C", "N"]),
     (["--reduction", "mean"], ["p", "y", "z", "C", "N"]),
-    (["--label-smoothing"], ["p", "y", "C", "eps"]),
-    (["--weights", "--no-assume-normalized"], ["p", "y", "w", "C"]),
-    (["--weights", "--reduction", "mean"], ["p", "y", "w", "W"]),
+    (["--label-smoothing", "sym"], ["p", "y", "C", "eps"]),
+    (["--weight", "sym", "--targets", "prob", "--no-assume-normalized"], ["p", "y", "w", "C"]),
+    (["--weight", "sym", "--reduction", "mean"], ["p", "y", "w", "W"]),
+    (["--ignore-index", "-100", "--reduction", "sum"], ["p", "y", "m"]),
 ]
 NUMBERS = ["0", "1", "2", "3", "7", "12", "0.5", "2.25", "1e-3", "3e2", "1_000"]
 
@@ -220,12 +223,12 @@ def test_grammar_claims_are_proved_or_refuted_symbolic_c(variant, data):
 # divided only by 1 + x**2 (never 0). "T + (J) - (J)" is T; "T + 1/(1 + (J)**2)" is never T.
 TRUE_CLAIMS = [
     ([], "p - y"),
-    (["--no-assume-normalized"], "p*sum(y) - y"),
+    (["--targets", "prob", "--no-assume-normalized"], "p*sum(y) - y"),
     (["--reduction", "mean"], "(p - y)/N"),
     (["--loss", "bce"], "p - y"),
     (["--loss", "kl"], "exp(z)/sum(exp(z)) - y"),
-    (["--label-smoothing"], "p - ((1 - eps)*y + eps/C)"),
-    (["--weights", "--no-assume-normalized"], "p*sum(w*y) - w*y"),
+    (["--label-smoothing", "sym"], "p - ((1 - eps)*y + eps/C)"),
+    (["--weight", "sym", "--targets", "prob", "--no-assume-normalized"], "p*sum(w*y) - w*y"),
 ]
 
 
@@ -385,8 +388,10 @@ UNSAFE_CLAIMS = [
     ("   ", "empty"),
     ("p - eps*y", "--label-smoothing"),
     ("(p - y)/N", "--reduction mean"),
-    ("(p - y)/W", "--reduction mean with --weights"),
-    ("w*(p - y)", "--weights"),
+    ("(p - y)/W", "--reduction mean with --weight"),
+    ("w*(p - y)", "--weight"),
+    ("q*(p - y)", "--pos-weight"),
+    ("m*(p - y)", "--ignore-index"),
 ]
 
 
@@ -589,10 +594,17 @@ def test_classes_text_fuzz(value):
 
 DERIVE_OPTION_GARBAGE = [
     (["--weights=yes"], "does not take a value"),
-    (["--label-smoothing=0.1"], "does not take a value"),
-    (["--label-smoothing", "0.1"], "unexpected extra argument"),
+    (["--label-smoothing=abc"], "--label-smoothing: 'abc' is not a number"),
+    (["--label-smoothing", "1e999"], "--label-smoothing: '1e999' is out of range"),
+    (["--label-smoothing", "1/0"], "divides by zero"),
     (["--weights", "1,2,3"], "unexpected extra argument"),
-    (["--reduction", "sum"], "--reduction"),
+    (["--weight", "sym,1"], "sym stands alone"),
+    (["--weight", ""], "--weight"),
+    (["--pos-weight", "2"], "--pos-weight: does not apply to the softmax"),
+    (["--ignore-index", "x"], "--ignore-index"),
+    (["--targets", "soft"], "--targets"),
+    (["--reduction", "avg"], "--reduction"),
+    (["--reduction", "batchmean"], "batchmean applies only to the KL divergence"),
     (["--loss", "mse"], "--loss"),
     (["--format", "html"], "--format"),
     (["--claim"], "requires an argument"),
@@ -606,7 +618,8 @@ DERIVE_OPTION_GARBAGE = [
 ]
 
 
-@pytest.mark.parametrize(("args", "fragment"), DERIVE_OPTION_GARBAGE, ids=[" ".join(a) for a, _ in DERIVE_OPTION_GARBAGE])
+@pytest.mark.parametrize(("args", "fragment"), DERIVE_OPTION_GARBAGE,
+                         ids=[" ".join(a) for a, _ in DERIVE_OPTION_GARBAGE])
 def test_derive_option_garbage_exit_2(tmp_path, monkeypatch, args, fragment):
     monkeypatch.chdir(tmp_path)
     refused(xent("derive", *args) if "--check" in args else xent("derive", "--classes", "2", *args), fragment)
@@ -626,60 +639,33 @@ def _not_proved(run: Run) -> list[dict]:
     return [c for c in doc["checks"] if not c["passed"]]
 
 
-def test_wrong_jacobian_closed_form_is_not_proved_concrete(monkeypatch):
-    """concrete.py compares each derived Jacobian entry with Frac.over(u_i (δ_ij S − u_j), S²); make that
-    closed form twice too large and exactly the Jacobian check must fail."""
-    from xentcli.symbolic import concrete
-    from xentcli.symbolic.algebra import Frac
+@pytest.mark.parametrize("classes", ["3", "n"])
+def test_wrong_jacobian_closed_form_is_not_proved(monkeypatch, classes):
+    """The Jacobian's closed form is written once (quantities.softmax_jacobian) and both backends compare the
+    derived entries with it: make it twice too large and the Jacobian check must fail in both."""
+    from xentcli.symbolic import quantities
 
-    class WrongFrac(Frac):
-        @staticmethod
-        def over(num, *factors):
-            if any(isinstance(f, tuple) and f[1] == 2 for f in factors):
-                num = num * 2
-            return Frac.over(num, *factors)
-
-    monkeypatch.setattr(concrete, "Frac", WrongFrac)
-    failed = _not_proved(xent("derive", "--classes", "3", "--format", "json"))
-    assert [c["name"] for c in failed] == ["jacobian"]
-    assert failed[0]["detail"].startswith("fails for (i, j) = (1, 1)")
+    real = quantities.softmax_jacobian
+    monkeypatch.setattr(quantities, "softmax_jacobian", lambda A, i, j: 2 * real(A, i, j))
+    failed = _not_proved(xent("derive", "--classes", classes, "--format", "json"))
+    assert "jacobian" in [c["name"] for c in failed]
+    if classes == "3":
+        assert next(c for c in failed if c["name"] == "jacobian")["detail"].startswith("fails for (i, j) = (1, 1)")
+    else:
+        assert "did not reduce to 0" in next(c for c in failed if c["name"] == "jacobian")["detail"]
 
 
-def test_wrong_jacobian_closed_form_is_not_proved_symbolic(monkeypatch):
-    from xentcli.symbolic.general import General
+@pytest.mark.parametrize("classes", ["3", "n"])
+@pytest.mark.parametrize("loss", ["ce", "bce"])
+def test_wrong_gradient_closed_form_is_not_proved(monkeypatch, classes, loss):
+    """The closed-form gradient is what the chain rule and the direct derivative are compared with:
+    perturb it and the derivation is not proved, in both backends."""
+    from xentcli.symbolic import quantities
 
-    original = General.prove
-
-    def prove(self, st, name, statement, derived, closed, **kwargs):
-        if name == "jacobian":
-            closed = 2 * closed
-        return original(self, st, name, statement, derived, closed, **kwargs)
-
-    monkeypatch.setattr(General, "prove", prove)
-    failed = _not_proved(xent("derive", "--classes", "n", "--format", "json"))
-    assert [c["name"] for c in failed] == ["jacobian"]
-    assert "did not reduce to 0" in failed[0]["detail"]
-
-
-def test_wrong_gradient_closed_form_is_not_proved(monkeypatch):
-    """The closed-form gradient p·Σa − a is what the chain rule and the direct derivative are compared
-    with: perturb it (concrete: G[0] + 1; symbolic: grad + 1) and the derivation is not proved."""
-    from xentcli.symbolic.concrete import Concrete
-    from xentcli.symbolic.general import General
-
-    init = Concrete.__init__
-
-    def wrong_init(self, *args, **kwargs):
-        init(self, *args, **kwargs)
-        self.G[0] = self.G[0] + 1
-
-    monkeypatch.setattr(Concrete, "__init__", wrong_init)
-    failed = {c["name"] for c in _not_proved(xent("derive", "--classes", "3", "--format", "json"))}
-    assert {"direct", "chain-rule"} <= failed
-
-    grad = General.grad
-    monkeypatch.setattr(General, "grad", lambda self, m, p_of=None: grad(self, m, p_of) + 1)
-    failed = {c["name"] for c in _not_proved(xent("derive", "--classes", "n", "--format", "json"))}
+    real = quantities.grad
+    monkeypatch.setattr(quantities, "grad", lambda A, j: real(A, j) + 1)
+    failed = {c["name"] for c in _not_proved(xent("derive", "--classes", classes, "--loss", loss,
+                                                   "--format", "json"))}
     assert {"direct", "chain-rule"} <= failed
 
 
@@ -699,19 +685,19 @@ def test_exception_inside_a_concrete_check_is_a_failed_check(monkeypatch):
 
 @pytest.mark.parametrize("loss", ["ce", "nll", "kl", "bce"])
 def test_exception_inside_a_symbolic_check_is_a_failed_check(monkeypatch, loss):
-    from xentcli.symbolic import general
+    from xentcli.symbolic import indexed
 
     def boom(expr):
         raise RuntimeError("injected failure")
 
-    monkeypatch.setattr(general, "is_zero_expr", boom)
+    monkeypatch.setattr(indexed, "is_zero_expr", boom)
     failed = _not_proved(xent("derive", "--classes", "n", "--loss", loss, "--format", "json"))
     assert "direct" in {c["name"] for c in failed}
     assert any("RuntimeError raised during the check" in c["detail"] for c in failed), failed
     # and the library function itself reports "not zero", never zero
     import sympy as sp
 
-    ok, rest = general.reduces_to_zero(sp.Integer(0), dummy=sp.Symbol("k"))
+    ok, rest = indexed.reduces_to_zero(sp.Integer(0), dummy=sp.Symbol("k"))
     assert ok is False and "RuntimeError" in str(rest)
 
 
@@ -833,7 +819,8 @@ def test_hostile_headers_are_refused_and_never_run(tmp_path, monkeypatch, header
         (lambda d: (d / "x.json").write_text('{\n  "generated_by": 5,\n}', encoding="utf-8"), "not text: 5"),
         (lambda d: (d / "x.json").write_text('{\n  "generated_by": ["xent", "derive"],\n}', encoding="utf-8"),
          "not text"),
-        (lambda d: (d / "x.json").write_text('{\n  "generated_by": null,\n}', encoding="utf-8"), "has no 'Generated by"),
+        (lambda d: (d / "x.json").write_text('{\n  "generated_by": null,\n}', encoding="utf-8"),
+         "has no 'Generated by"),
         (lambda d: (d / "x.md").write_text("", encoding="utf-8"), "has no 'Generated by"),
         (lambda d: None, "holds no derivation files"),
         (lambda d: (d / "inner.md").mkdir(), "holds no derivation files"),
@@ -876,7 +863,8 @@ def test_check_drift_and_a_refuted_claim_in_a_header_exit_1(tmp_path):
 
 
 HEADER_TOKENS = ["--classes", "-c", "2", "3", "n", "e", "0", "--loss", "bce", "nll", "kl", "mse", "--reduction", "mean",
-                 "sum", "--label-smoothing", "--weights", "--no-assume-normalized", "--format", "markdown", "text",
+                 "sum", "--label-smoothing", "sym", "1/10", "--weight", "--weights", "--no-assume-normalized",
+                 "--format", "markdown", "text",
                  "json", "latex", "--claim", "p - y", "p*sum(y) - y", "p.x", "--output", "-o", "--check", "--help",
                  ";", "&&", "|", "$(id)", "`id`", "'", '"', "\\", "\n", "-", "--"]
 
@@ -1021,7 +1009,8 @@ def test_verify_module_target_from_the_current_directory(impl_dir, monkeypatch):
 BROKEN = [
     # (body of f(z, t), exit code, fragment of the error line) -- exit 2: no case produced numbers to
     # compare (the implementation cannot be run on the battery); exit 1: numbers came back, and are wrong.
-    ("raise ValueError('shapes\\n(8,5) differ')", 2, "raised on every case; the first: ValueError: shapes (8,5) differ"),
+    ("raise ValueError('shapes\\n(8,5) differ')", 2,
+     "raised on every case; the first: ValueError: shapes (8,5) differ"),
     ("raise MemoryError()", 2, "raised on every case; the first: MemoryError"),
     ("return f(z, t)", 2, "RecursionError"),
     ("sys.exit(0)", 2, "SystemExit: 0"),
@@ -1175,7 +1164,8 @@ VERIFY_OPTION_GARBAGE = [
 ]
 
 
-@pytest.mark.parametrize(("args", "fragment"), VERIFY_OPTION_GARBAGE, ids=[" ".join(a)[:40] for a, _ in VERIFY_OPTION_GARBAGE])
+@pytest.mark.parametrize(("args", "fragment"), VERIFY_OPTION_GARBAGE,
+                         ids=[" ".join(a)[:40] for a, _ in VERIFY_OPTION_GARBAGE])
 def test_verify_option_garbage_exit_2(impl_dir, args, fragment):
     refused(xent("verify", f"{impl_dir / 'impl.py'}:good", *args), fragment)
     assert not (impl_dir / "cases").exists()
@@ -1250,7 +1240,8 @@ MANIFEST_EDITS = [
     ("seed float", _set(["seed"], 1.5), "seed"),
     ("reduction bogus", _set(["options", "reduction"], "bogus"), "reduction: must be one of"),
     ("reduction missing", lambda m: m["options"].pop("reduction"), "is missing"),
-    ("weight negative", _set(["options", "weight"], [-1, 2, 3, 4, 5]), "weight: value 1 must be finite and not negative"),
+    ("weight negative", _set(["options", "weight"], [-1, 2, 3, 4, 5]),
+     "weight: value 1 must be finite and not negative"),
     ("weight text", _set(["options", "weight"], "abc"), "weight: 'abc' is not a number"),
     ("weight wrong length", _set(["options", "weight"], [1, 2]), "inputs cannot be used"),
     ("dtype bogus", _set(["options", "dtype"], "float8"), "dtype: must be one of"),
@@ -1334,7 +1325,8 @@ def test_results_with_broken_targets_exit_2(exported, tmp_path, edit, fragment):
 
 OUTPUT_EDITS = [
     # A broken *output* is the implementation's failure on that case: exit 1, the others still judged.
-    ("grad pickled object array", "grad_npy", lambda p: np.save(p, np.array([object()] * 3, dtype=object), allow_pickle=True),
+    ("grad pickled object array", "grad_npy",
+     lambda p: np.save(p, np.array([object()] * 3, dtype=object), allow_pickle=True),
      "the gradient file cannot be read"),
     ("grad raw pickle", "grad_npy", lambda p: p.write_bytes(pickle.dumps([1, 2])), "the gradient file cannot be read"),
     ("grad empty", "grad_npy", lambda p: p.write_bytes(b""), "the gradient file cannot be read (EOFError"),
@@ -1455,7 +1447,8 @@ def test_point_evaluation_is_exact_where_the_claim_is_rational():
     from xentcli.symbolic import claims
     from xentcli.symbolic.claim_steps import _PointAlgebra
 
-    alg = _PointAlgebra([Fraction(1, 3), Fraction(2, 3)], [Fraction(1), Fraction(0)], [0, 0], [], {"C": Fraction(2)})
+    alg = _PointAlgebra([Fraction(1, 3), Fraction(2, 3)], [Fraction(1), Fraction(0)], [0, 0], [], [],
+                        {"C": Fraction(2)})
     assert claims.fold(claims.parse("p - y + sum(p)**8/3"), alg, 0) == Fraction(1, 3) - 1 + Fraction(1, 3)
     assert claims.fold(claims.parse("1/(p - p)"), alg, 0) is None
     assert claims.fold(claims.parse("log(y)"), alg, 1) is None

@@ -41,10 +41,11 @@ from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Any, Final, Literal
 
-from .errors import XentInputError
+from .errors import XentInputError, option_flag
 
 __all__ = [
     "DEFAULT_REDUCTION",
+    "DERIVE_REDUCTION",
     "DENOMINATORS",
     "DTYPES",
     "IGNORE_INDEX",
@@ -114,7 +115,8 @@ REDUCTIONS: Final = ("none", "sum", "mean", "batchmean")
 TARGETS: Final = ("index", "prob", "binary")
 DTYPES: Final = ("float64", "float32", "float16")
 IGNORE_INDEX: Final = -100  # PyTorch's default ignore_index
-DEFAULT_REDUCTION: Final = "mean"  # PyTorch's default; derive defaults to "none" (one sample's loss)
+DEFAULT_REDUCTION: Final = "mean"  # PyTorch's default
+DERIVE_REDUCTION: Final = "none"  # xent derive's: the gradient of one sample's loss
 
 # What reduction="mean" (and kl's "batchmean") divides the summed loss by, by name.
 DENOMINATORS: Final[dict[str, str]] = {
@@ -317,6 +319,29 @@ class LossSpec:
             "pos_weight": out(self.pos_weight),
             "dtype": self.dtype,
         }
+
+    def to_args(self, command: str) -> list[str]:
+        """The command-line options of ``command`` (compute, derive, verify) that give this spec back.
+
+        What a derivation's header or a verify manifest records. Options at
+        their default are left out; values are written exactly (``1/10``, ``sym``).
+        """
+        kind = KINDS[self.kind]
+        args: list[str] = []
+        if self.kind != "ce":
+            args += ["--loss", self.kind]
+        if self.reduction != (DERIVE_REDUCTION if command == "derive" else DEFAULT_REDUCTION):
+            args += ["--reduction", self.reduction]
+        if len(kind.targets) > 1 and (self.targets != kind.targets[0] or "targets" in self.given):
+            args += ["--targets", str(self.targets)]
+        for option in ("weight", "ignore_index", "label_smoothing", "pos_weight"):
+            value = getattr(self, option)
+            if value is None or (option == "label_smoothing" and not self.smoothing):
+                continue
+            args += [option_flag(option), format_value(value)]
+        if command != "derive" and self.dtype != "float64":
+            args += ["--dtype", self.dtype]
+        return args
 
     def describe(self) -> str:
         """One line: ``ce, reduction=mean, targets=index, weight=1,2,3, ...``."""

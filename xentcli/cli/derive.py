@@ -12,40 +12,42 @@ from typing import Any
 import click
 
 from ..errors import XentInputError
-from . import CONTEXT_SETTINGS, EXIT_INPUT, EXIT_MATH, EXIT_OK
+from . import CONTEXT_SETTINGS, EXIT_INPUT, EXIT_MATH, EXIT_OK, error_line, warning_line
+from .options import LOSS_PARAMS, loss_options, loss_spec
 
-MAX_CLASSES = 200
 EXTENSIONS = {".md": "markdown", ".tex": "latex", ".json": "json", ".txt": "text"}
-LOSSES = ("ce", "bce", "nll", "kl")
 
 EPILOG = """\b
 Examples:
   xent derive --classes 3                      # steps + proof
   xent derive --classes n                      # symbolic number of classes
-  xent derive --classes 4 --loss bce --format markdown
+  xent derive --classes 4 --loss bce --pos-weight sym --format markdown
   xent derive --classes 3 --claim "p - y"      # check a hand-derived gradient
-  xent derive --classes 3 --reduction mean --label-smoothing --weights
+  xent derive --classes 3 --reduction mean --label-smoothing sym --weight sym
+  xent derive --classes 3 --label-smoothing 1/10 --weight 1,2,3
   xent derive --classes 3 --format markdown --output derivations/ce-3.md
   xent derive --check derivations/             # CI: exit 1 on any drift
 
 \b
-Claims are elementwise closed forms in p (softmax, or sigmoid for bce), y,
-z, w and the scalars N, W, C, eps, with + - * / **, sum(), exp() and log().
+--weight, --label-smoothing and --pos-weight take sym (a symbol) or exact
+values. Claims are elementwise closed forms in p (softmax, or sigmoid for
+bce), y, z, w, q and the scalars N, W, C, eps, m, with + - * / **, sum(),
+exp() and log().
 Exit codes: 0 proved, 1 not proved / refuted / drift, 2 bad usage.
 """
 
 
-class ClassesType(click.ParamType):
+class ClassesType(click.ParamType):  # type: ignore[type-arg]  # generic only in newer click
     name = "C"
 
     def convert(self, value: Any, param: Any, ctx: Any) -> int | str:
+        from ..symbolic.problem import MAX_CLASSES, check_letter
+
         if isinstance(value, int):
             n = value
         else:
             text = str(value).strip()
             if re.fullmatch(r"[A-Za-z]", text):
-                from ..symbolic.general import check_letter
-
                 try:
                     return check_letter(text)
                 except XentInputError as exc:
@@ -70,15 +72,10 @@ class ClassesType(click.ParamType):
 
 @click.command(context_settings=CONTEXT_SETTINGS, epilog=EPILOG)
 @click.option("--classes", "-c", type=ClassesType(), default="3", show_default=True,
-              help=f"Number of classes (2..{MAX_CLASSES}) or a letter for a symbolic C.")
-@click.option("--loss", type=click.Choice(LOSSES), default="ce", show_default=True,
-              help="ce: softmax cross-entropy; bce: sigmoid binary CE; nll: LogSoftmax + NLL; kl: KL(y || p).")
-@click.option("--reduction", type=click.Choice(["none", "mean"]), default="none", show_default=True,
-              help="mean: the loss of a batch of N samples divided as PyTorch's mean.")
-@click.option("--label-smoothing", "smoothing", is_flag=True, help="Targets (1 - eps) y + eps/C with a symbolic eps.")
-@click.option("--weights", is_flag=True, help="Symbolic class weights w1..wC (PyTorch's weight).")
+              help="Number of classes (2..200) or a letter for a symbolic C.")
+@loss_options("derive")
 @click.option("--assume-normalized/--no-assume-normalized", default=True, show_default=True,
-              help="Assume the targets sum to 1 (one-hot or probabilities) in the final step.")
+              help="Probability targets: assume they sum to 1 in the final step (class indices always do).")
 @click.option("--claim", metavar="EXPR", help="Prove or refute an elementwise closed form of the gradient.")
 @click.option("--format", "fmt", type=click.Choice(["text", "markdown", "latex", "json"]), default=None,
               help="Output format. [default: rich view on a terminal, text otherwise]")
@@ -89,16 +86,14 @@ class ClassesType(click.ParamType):
 @click.pass_context
 def derive(
     ctx: click.Context,
+    /,
     classes: int | str,
-    loss: str,
-    reduction: str,
-    smoothing: bool,
-    weights: bool,
     assume_normalized: bool,
     claim: str | None,
     fmt: str | None,
     output: Path | None,
     check_path: Path | None,
+    **loss: Any,
 ) -> int:
     """Derive the softmax Jacobian and a cross-entropy gradient with SymPy, and prove the closed form.
 
@@ -107,8 +102,8 @@ def derive(
     proved or refuted with a counterexample. Exit code 1 if anything fails.
     """
     if check_path is not None:
-        given = [name for name in ("classes", "loss", "reduction", "smoothing", "weights", "claim", "fmt", "output")
-                 if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE]
+        names = ("classes", "claim", "fmt", "output", "assume_normalized", *LOSS_PARAMS)
+        given = [n for n in names if _given(ctx, n)]
         if given:
             raise click.UsageError("--check takes no other options: each file's header says how to regenerate it")
         return run_check(check_path)
@@ -119,23 +114,17 @@ def derive(
             raise click.UsageError(f"cannot tell the format of {str(output)!r}: use --format or .md/.tex/.json/.txt")
     if output is not None and output.is_dir():
         raise XentInputError("is a directory", source=str(output))
-    options = {
-        "classes": classes,
-        "loss": loss,
-        "mean": reduction == "mean",
-        "smoothing": smoothing,
-        "weights": weights,
-        "assume_normalized": assume_normalized,
-        "claim": claim,
-    }
-    if claim is not None:  # refuse a malformed claim before any derivation work
-        _validate_claim(options, None)
+    notes: list[str] = []
+    problem = _problem(classes, loss_spec(loss, ctx, notes), assume_normalized, claim)
+    for note in notes:
+        warning_line(note)
     from .render import stdout_is_terminal
 
     rich_view = fmt is None and output is None and stdout_is_terminal()
-    derivation, text = generate(options, fmt or "text", progress=_progress_bar(classes))
+    fmt = fmt or "text"
+    derivation, text = generate(problem, fmt, command_line(problem, fmt), progress=_progress_bar(classes))
     if output is not None:
-        from ..files import write_atomic
+        from ..writers import write_atomic
 
         write_atomic(output, lambda fh: fh.write(text.encode("utf-8")))
         click.echo(f"{'proved' if derivation.verified else 'NOT proved'}: wrote {output}", err=True)
@@ -146,8 +135,6 @@ def derive(
     else:
         click.echo(text, nl=False)
     if not derivation.verified:
-        from . import error_line
-
         failed = derivation.failed
         detail = next((c.detail for c in failed if c.detail), "")
         error_line(
@@ -157,19 +144,46 @@ def derive(
     return EXIT_OK
 
 
-def generate(options: dict[str, Any], fmt: str, progress: Any = None) -> tuple[Any, str]:
-    """Derive with ``options`` and render in ``fmt``; returns (derivation, text)."""
-    from ..symbolic import derive as derive_fn
-    from ..symbolic.documents import command_line, render
+def _given(ctx: click.Context, name: str) -> bool:
+    try:
+        return ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+    except KeyError:  # pragma: no cover - a parameter this command does not have
+        return False
 
-    command = command_line(options["classes"], **{k: v for k, v in options.items() if k != "classes"}, fmt=fmt)
-    derivation = derive_fn(options["classes"], command=command, progress=progress, **{
-        k: v for k, v in options.items() if k != "classes"
-    })
+
+def _problem(classes: int | str, spec: Any, assume_normalized: bool, claim: str | None) -> Any:
+    """The derivation to make, with the claim's grammar, limits and names checked before any work."""
+    from ..symbolic import claims
+    from ..symbolic.claim_steps import check_names
+    from ..symbolic.problem import Problem
+
+    problem = Problem(classes, spec, assume_normalized, claim)
+    if claim is not None:
+        check_names(claims.names(claims.parse(claim)), problem)
+    return problem
+
+
+def command_line(problem: Any, fmt: str) -> str:
+    """The canonical ``xent derive`` command for a problem (what a document's header records)."""
+    parts = ["xent", "derive", "--classes", str(problem.classes), *problem.spec.to_args("derive")]
+    if not problem.assume_normalized:
+        parts.append("--no-assume-normalized")
+    if problem.claim is not None:
+        parts += ["--claim", problem.claim]
+    parts += ["--format", fmt]
+    return shlex.join(parts)
+
+
+def generate(problem: Any, fmt: str, command: str, progress: Any = None) -> tuple[Any, str]:
+    """Derive ``problem`` and render it in ``fmt`` with ``command`` as its header; returns (derivation, text)."""
+    from ..symbolic.derivation import derive_problem
+    from ..symbolic.documents import render
+
+    derivation = derive_problem(problem, command=command, progress=progress)
     return derivation, render(derivation, fmt)
 
 
-def _progress_bar(classes: int | str):
+def _progress_bar(classes: int | str) -> Any:
     """A rich progress bar on stderr for long runs when stderr is a terminal; otherwise nothing."""
     if not isinstance(classes, int) or classes < 30:
         return None
@@ -218,11 +232,12 @@ HELP_FLAGS = ("-h", "--help")
 MAX_DOCUMENT_BYTES = 256 * 1024 * 1024
 
 
-def _options_from_header(command: Any, source: str) -> tuple[dict[str, Any], str]:
-    """The options of a header's command, parsed by xent's own option parser (never by a shell).
+def _problem_from_header(command: Any, source: str) -> tuple[Any, str, list[str]]:
+    """The problem of a header's command, parsed by xent's own option parser (never by a shell).
 
     Everything that can be checked without deriving is checked here, so that a
     bad header is reported (exit 2, naming the file) before any work is done.
+    Returns the problem, the format, and deprecation notes on its spelling.
     """
     if not isinstance(command, str):
         raise XentInputError(f"header command is not text: {command!r}"[:200], source=source)
@@ -243,34 +258,14 @@ def _options_from_header(command: Any, source: str) -> tuple[dict[str, Any], str
     p = sub.params
     if p.get("check_path") is not None or p.get("output") is not None:
         raise XentInputError("header command must not use --check or --output", source=source)
-    options = {
-        "classes": p["classes"],
-        "loss": p["loss"],
-        "mean": p["reduction"] == "mean",
-        "smoothing": p["smoothing"],
-        "weights": p["weights"],
-        "assume_normalized": p["assume_normalized"],
-        "claim": p["claim"],
-    }
-    if options["claim"] is not None:
-        _validate_claim(options, source)
-    return options, p["fmt"] or "text"
-
-
-def _validate_claim(options: dict[str, Any], source: str | None) -> None:
-    """The claim's grammar, limits and names, checked before any derivation (errors name the header's file)."""
-    from ..symbolic import claims
-    from ..symbolic.claim_steps import check_names
-
-    weighted_mean = options["mean"] and options["weights"] and options["loss"] != "bce"
+    notes: list[str] = []
     try:
-        tree = claims.parse(options["claim"])
-        check_names(claims.names(tree), smoothing=options["smoothing"], weights=options["weights"],
-                    mean=options["mean"], weighted_mean=weighted_mean)
-    except XentInputError as exc:
-        if source is None:
-            raise
-        raise XentInputError(f"header command: {exc}", source=source) from None
+        spec = loss_spec({k: p[k] for k in LOSS_PARAMS if k in p}, sub, notes)
+        problem = _problem(p["classes"], spec, p["assume_normalized"], p["claim"])
+    except (XentInputError, click.UsageError) as exc:
+        message = exc.cli_message() if isinstance(exc, XentInputError) else exc.format_message()
+        raise XentInputError(f"header command: {message}", source=source) from None
+    return problem, p["fmt"] or "text", notes
 
 
 def _read_document(f: Path) -> str:
@@ -298,13 +293,17 @@ def run_check(path: Path) -> int:
                 "has no 'Generated by: xent derive ...' header in its first lines, so it cannot be regenerated",
                 source=str(f),
             )
-        jobs.append((f, current, command, *_options_from_header(command, str(f))))
+        problem, fmt, notes = _problem_from_header(command, str(f))
+        assert isinstance(command, str)  # _problem_from_header refuses any other header
+        for note in notes:
+            warning_line(f"{f}: header: {note}")
+        jobs.append((f, current, command, problem, fmt))
     drift = []
-    for f, current, command, options, fmt in jobs:
-        try:
-            derivation, fresh = generate(options, fmt)
+    for f, current, command, problem, fmt in jobs:
+        try:  # the header is kept as written (also an older spelling of the same options)
+            derivation, fresh = generate(problem, fmt, command)
         except XentInputError as exc:  # e.g. a claim too large for its C: name the file
-            raise XentInputError(f"header command: {exc}", source=str(f)) from None
+            raise XentInputError(f"header command: {exc.cli_message()}", source=str(f)) from None
         if fresh == current and derivation.verified:
             click.echo(f"ok      {f}")
             continue

@@ -13,6 +13,8 @@ from typing import Any, TypeVar
 
 import click
 
+from ..spec import DEFAULT_REDUCTION, DERIVE_REDUCTION
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 LOSSES = ("ce", "bce", "nll", "kl")
@@ -31,7 +33,7 @@ def loss_options(command: str) -> Callable[[F], F]:
     """Decorate ``command``'s function (compute, derive or verify) with the loss options."""
     derive = command == "derive"
     number = "sym, or " if derive else ""
-    reduction_default = "none" if derive else "mean"
+    reduction_default = DERIVE_REDUCTION if derive else DEFAULT_REDUCTION
     dtypes = {"compute": ("float64", "float32"), "verify": ("float64", "float32", "float16")}.get(command)
     targets_help = {
         "compute": "How to read the labels: class indices or probability rows. [default: by their shape]",
@@ -121,31 +123,6 @@ def loss_spec(params: dict[str, Any], ctx: click.Context | None = None, notes: l
     )
 
 
-def spec_args(spec: Any, command: str) -> list[str]:
-    """The command-line options that give ``spec`` back (what a header or a manifest records).
-
-    Options at their default are left out; values are written exactly
-    (``1/10``, ``sym``).
-    """
-    from ..spec import KINDS, format_value
-
-    args: list[str] = []
-    if spec.kind != "ce":
-        args += ["--loss", spec.kind]
-    if spec.reduction != ("none" if command == "derive" else "mean"):
-        args += ["--reduction", spec.reduction]
-    if len(KINDS[spec.kind].targets) > 1 and (spec.targets != KINDS[spec.kind].targets[0] or "targets" in spec.given):
-        args += ["--targets", spec.targets]
-    for option in ("weight", "ignore_index", "label_smoothing", "pos_weight"):
-        value = getattr(spec, option)
-        if value is None or (option == "label_smoothing" and not spec.smoothing):
-            continue
-        args += ["--" + option.replace("_", "-"), format_value(value)]
-    if command != "derive" and spec.dtype != "float64":
-        args += ["--dtype", spec.dtype]
-    return args
-
-
 def _note(notes: list[str] | None, key: str) -> None:
     if notes is not None and DEPRECATED[key] not in notes:
         notes.append(DEPRECATED[key])
@@ -156,4 +133,4 @@ def pop_loss_params(params: dict[str, Any]) -> dict[str, Any]:
     return {name: params.pop(name) for name in LOSS_PARAMS if name in params}
 
 
-__all__ = ["FLAG", "LOSS_PARAMS", "loss_options", "loss_spec", "pop_loss_params", "spec_args"]
+__all__ = ["FLAG", "LOSS_PARAMS", "loss_options", "loss_spec", "pop_loss_params"]

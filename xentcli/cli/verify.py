@@ -11,7 +11,7 @@ import click
 
 from ..errors import XentInputError
 from . import CONTEXT_SETTINGS, EXIT_MATH, EXIT_OK
-from .options import LOSS_PARAMS, loss_options, loss_spec, spec_args
+from .options import LOSS_PARAMS, loss_options, loss_spec
 
 EPILOG = """\b
 Examples:
@@ -92,7 +92,7 @@ def verify(
     if export_dir is not None:
         from ..verify.exchange import export
 
-        command = shlex.join(["xent", "verify", "--export", str(export_dir), *spec_args(opts, "verify"),
+        command = shlex.join(["xent", "verify", "--export", str(export_dir), *opts.to_args("verify"),
                               "--seed", str(seed)])
         cases = export(export_dir, opts, seed, command)
         click.echo(

@@ -21,6 +21,7 @@ and coefficients free of the logits; its derivative is again a :class:`Frac`.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import sympy as sp
 from sympy.polys.rings import PolyElement, PolyRing, ring
@@ -42,7 +43,7 @@ class Space:
         self._u_index = list(range(len(self.u_symbols)))
 
     def const(self, value: int | sp.Rational) -> Frac:
-        return Frac(self.ring(sp.Rational(value)))
+        return Frac(constant(self.ring, value))
 
     def sym(self, symbol: sp.Symbol) -> Frac:
         return Frac(self.gen[symbol])
@@ -74,7 +75,7 @@ def _divides(m: tuple[int, ...], p: PolyElement) -> bool:
     return all(all(a >= b for a, b in zip(mon, m)) for mon in p.itermonoms())
 
 
-def _div_monomial(p: PolyElement, mon: tuple[int, ...], coeff) -> PolyElement:
+def _div_monomial(p: PolyElement, mon: tuple[int, ...], coeff: Any) -> PolyElement:
     R = p.ring
     return R.from_dict({tuple(a - b for a, b in zip(k, mon)): v / coeff for k, v in p.iterterms()})
 
@@ -105,6 +106,14 @@ def _compose(p: PolyElement, subs: dict[int, PolyElement]) -> PolyElement:
             m = tuple(a + b for a, b in zip(base, m2))
             acc[m] = acc.get(m, 0) + coeff * c2
     return R.from_dict({m: c for m, c in acc.items() if c})
+
+
+def constant(ring: PolyRing, value: int | sp.Rational) -> PolyElement:
+    """A number as a ground element of ``ring`` (without going through SymPy expressions)."""
+    if isinstance(value, int):
+        return ring.ground_new(ring.domain(value))
+    q = sp.Rational(value)
+    return ring.ground_new(ring.domain(int(q.p), int(q.q)))
 
 
 class Frac:
@@ -163,7 +172,12 @@ class Frac:
     def _lift(self, other: Frac | int | sp.Rational) -> Frac:
         if isinstance(other, Frac):
             return other
-        return Frac(self.ring(sp.Rational(other)))
+        return Frac(constant(self.ring, other))
+
+    @staticmethod
+    def _foreign(other: object) -> bool:
+        """An operand Frac leaves to the other class (a LogSum)."""
+        return isinstance(other, LogSum)
 
     # -- arithmetic -----------------------------------------------------------
 
@@ -184,6 +198,8 @@ class Frac:
         return num
 
     def __add__(self, other: Frac | int) -> Frac:
+        if self._foreign(other):
+            return NotImplemented
         o = self._lift(other)
         if not o.num:
             return self
@@ -198,12 +214,16 @@ class Frac:
         return Frac(-self.num, dict(self.den))
 
     def __sub__(self, other: Frac | int) -> Frac:
+        if self._foreign(other):
+            return NotImplemented
         return self + (-self._lift(other))
 
     def __rsub__(self, other: Frac | int) -> Frac:
         return self._lift(other) - self
 
     def __mul__(self, other: Frac | int) -> Frac:
+        if self._foreign(other):
+            return NotImplemented
         o = self._lift(other)
         den = dict(self.den)
         for k, (poly, e) in o.den.items():
@@ -231,7 +251,7 @@ class Frac:
     @staticmethod
     def sum(items: Iterable[Frac], ring: PolyRing) -> Frac:
         """Sum many fractions: numerators over the same factored denominator are added in one pass."""
-        groups: dict[tuple, tuple[dict, dict]] = {}
+        groups: dict[tuple[tuple[int, int], ...], tuple[dict[Any, Any], dict[int, tuple[PolyElement, int]]]] = {}
         for f in items:
             key = tuple(sorted((k, e) for k, (_p, e) in f.den.items()))
             acc, den = groups.setdefault(key, ({}, f.den))
@@ -252,7 +272,7 @@ class Frac:
         """Exact equality as rational functions (numerators over a common denominator)."""
         o = self._lift(other)
         L = self._lcm(self, o)
-        return self._raised(L) == o._raised(L)
+        return bool(self._raised(L) == o._raised(L))
 
     # -- calculus -------------------------------------------------------------
 
@@ -278,7 +298,7 @@ class Frac:
             for _k, poly, _e, _d in moving[1:]:
                 G = G * poly
             num = d_num * G if d_num else d_num
-            for k, poly, e, d in moving:
+            for k, _poly, e, d in moving:
                 rest = None
                 for k2, poly2, _e2, _d2 in moving:
                     if k2 != k:
@@ -326,7 +346,7 @@ class Frac:
         gens = self.ring.gens
         point = [values.get(g, 0) for g in gens]
 
-        def ev(p: PolyElement):
+        def ev(p: PolyElement) -> Any:
             total = 0
             for mon, coeff in p.iterterms():
                 term = sp.Rational(coeff.numerator, coeff.denominator)
@@ -346,29 +366,36 @@ class Frac:
 
 
 class LogSum:
-    """``sum_k coeff_k * log(poly_k) + rest`` with logit-free coefficients and positive ``poly_k``."""
+    """``sum_k coeff_k * log(poly_k) + rest`` with logit-free coefficients and positive ``poly_k``.
+
+    The logarithms of constants are dropped (they do not depend on the logits), so a LogSum is
+    exact for what its derivatives say, not for its value. It supports the arithmetic a loss is
+    built with: sums, and products with logit-free fractions.
+    """
 
     def __init__(self, space: Space):
         self.space = space
-        self._terms: dict[int, tuple[Frac, PolyElement]] = {}
+        self._terms: dict[PolyElement, Frac] = {}  # poly -> coefficient of log(poly)
         self.rest: Frac | None = None
 
     @property
     def terms(self) -> list[tuple[Frac, PolyElement]]:
-        return list(self._terms.values())
+        return [(c, p) for p, c in self._terms.items()]
+
+    def copy(self) -> LogSum:
+        out = LogSum(self.space)
+        out._terms = dict(self._terms)
+        out.rest = self.rest
+        return out
 
     def add_log(self, coeff: Frac, arg: Frac) -> LogSum:
         """Add ``coeff * log(arg)`` using log(a/b) = log a - log b for positive factors."""
         for poly, e in [(arg.num, 1), *[(p, -e) for p, e in arg.den.values()]]:
             if poly.is_ground:
-                continue  # log of a constant: no dependence on z (its value is kept in the expression)
+                continue  # log of a constant: no dependence on z
             self._check_free(coeff)
-            key = id(poly)
-            if key in self._terms:  # log(f) terms with the same f combine: c1 log f + c2 log f
-                prev, _ = self._terms[key]
-                self._terms[key] = (prev + coeff * e, poly)
-            else:
-                self._terms[key] = (coeff * e, poly)
+            prev = self._terms.get(poly)
+            self._terms[poly] = coeff * e if prev is None else prev + coeff * e
         return self
 
     def add(self, rest: Frac) -> LogSum:
@@ -380,16 +407,55 @@ class LogSum:
         if any(self.space.depends_on_logits(p) for p in parts):
             raise ValueError("a log coefficient depends on the logits")
 
-    def scaled(self, factor: Frac) -> LogSum:
+    def scaled(self, factor: Frac | int | sp.Rational) -> LogSum:
         out = LogSum(self.space)
-        out._terms = {k: (c * factor, p) for k, (c, p) in self._terms.items()}
+        out._terms = {p: c * factor for p, c in self._terms.items()}
         out.rest = None if self.rest is None else self.rest * factor
         return out
 
+    # -- arithmetic (a loss is a sum of coefficients times logarithms)
+    def __add__(self, other: LogSum | Frac | int) -> LogSum:
+        out = self.copy()
+        if isinstance(other, LogSum):
+            for p, c in other._terms.items():
+                prev = out._terms.get(p)
+                out._terms[p] = c if prev is None else prev + c
+            if other.rest is not None:
+                out.add(other.rest)
+            return out
+        return out.add(other if isinstance(other, Frac) else self.space.const(other))
+
+    __radd__ = __add__
+
+    def __neg__(self) -> LogSum:
+        return self.scaled(-1)
+
+    def __sub__(self, other: LogSum | Frac | int) -> LogSum:
+        return self + (-other)
+
+    def __rsub__(self, other: Frac | int) -> LogSum:
+        return (-self) + other
+
+    def __mul__(self, other: Frac | int | sp.Rational) -> LogSum:
+        if isinstance(other, LogSum):
+            raise ValueError("a product of logarithms is not a LogSum")
+        if isinstance(other, Frac):
+            self._check_free(other)
+        return self.scaled(other)
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, other: Frac | int | sp.Rational) -> LogSum:
+        if isinstance(other, Frac):
+            self._check_free(other)
+            return self.scaled(1 / other)
+        return self.scaled(sp.Rational(1) / sp.Rational(other))
+
+    # -- calculus
     def du(self, index: int) -> Frac:
         """Partial derivative by the ring generator number ``index`` (the logs' arguments only)."""
         total = self.space.const(0) if self.rest is None else self.rest.du(index)
-        for coeff, poly in self.terms:
+        for poly, coeff in self._terms.items():
             d = poly.diff(index)
             if d:
                 total = total + coeff * Frac.over(d, poly)
@@ -399,7 +465,7 @@ class LogSum:
         """Derivative by z_j (u_j = e^{z_j} is generator number ``index``)."""
         total = self.space.const(0) if self.rest is None else self.rest.dz(index)
         u_j = self.space.ring.gens[index]
-        for coeff, poly in self.terms:
+        for poly, coeff in self._terms.items():
             d = poly.diff(index)
             if d:
                 total = total + coeff * Frac.over(u_j * d, poly)
@@ -413,4 +479,4 @@ def is_zero_expr(expr: sp.Expr) -> bool:
     literal 0 is reported as not zero.
     """
     num, _den = sp.fraction(sp.together(sp.expand(expr)))
-    return sp.expand(num) == 0
+    return bool(sp.expand(num) == 0)

@@ -29,20 +29,24 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from dataclasses import dataclass
 from fractions import Fraction
 from math import comb
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import mpmath
 import sympy as sp
 
 from ..errors import XentInputError
 from . import claims
+from . import quantities as Q
 from .algebra import Frac
 from .model import Check, Step, Tex
+from .problem import Problem
 
 if TYPE_CHECKING:
-    from .concrete import Concrete
+    from .concrete import ConcreteBackend, RingAlgebra
+    from .general import GeneralBackend
 
 COUNTEREXAMPLE_TRIES = 8
 COUNTEREXAMPLE_CLASSES = 8  # failing classes evaluated per random point
@@ -53,17 +57,23 @@ EXP_LIMIT = 10**6  # |argument| beyond which exp() is taken as overflow (numeric
 NUMERIC_DPS = 50
 
 
-def check_names(used: set[str], *, smoothing: bool, weights: bool, mean: bool, weighted_mean: bool) -> None:
+def check_names(used: set[str], problem: Problem) -> None:
     """Refuse names whose option is not on (they would be free symbols, not the user's intent)."""
+    den = problem.spec.denominator
     needs = {
-        "eps": (smoothing, "--label-smoothing"),
-        "w": (weights, "--weights"),
-        "N": (mean and not weighted_mean, "--reduction mean (without --weights)"),
-        "W": (mean and weighted_mean, "--reduction mean with --weights"),
+        "eps": (problem.smoothing, "which needs --label-smoothing"),
+        "w": (problem.weighted, "which needs --weight"),
+        "q": (problem.pos_weighted, "which needs --pos-weight"),
+        "m": (problem.masked, "which needs --ignore-index"),
+        "N": (den in ("samples", "rows", "elements"),
+              "but this mean divides by W (the summed weights of the counted samples' classes)"
+              if den == "weights" else "which needs --reduction mean or batchmean"),
+        "W": (den == "weights", "but this mean divides by N" if den is not None else
+              "which needs --reduction mean with --weight and --targets index"),
     }
-    for name, (ok, option) in needs.items():
+    for name, (ok, why) in needs.items():
         if name in used and not ok:
-            raise XentInputError(f"uses {name!r}, which needs {option}", source="--claim")
+            raise XentInputError(f"uses {name!r}, {why}", source="--claim")
 
 
 def _fmt(x: Any) -> str:
@@ -74,7 +84,7 @@ def _fmt(x: Any) -> str:
         try:
             return f"{float(x):.6g}"
         except OverflowError:
-            return mpmath.nstr(mpmath.mpf(x.numerator) / x.denominator, 6)
+            return str(mpmath.nstr(mpmath.mpf(x.numerator) / x.denominator, 6))
     if isinstance(x, mpmath.mpf):
         if mpmath.isnan(x):
             return "undefined"
@@ -85,7 +95,7 @@ def _fmt(x: Any) -> str:
         except OverflowError:  # pragma: no cover - float() of an mpf saturates
             v = float("inf")
         if abs(v) == float("inf") or (v == 0 and x != 0):
-            return mpmath.nstr(x, 6)
+            return str(mpmath.nstr(x, 6))
         return f"{v:.6g}"
     try:
         v = float(x)
@@ -132,7 +142,7 @@ class _Budget:
             raise ClaimTooLarge(f"more than {MAX_WORK:,} weighted polynomial term operations")
 
 
-def _raise_cost(f: Frac, target: dict) -> int:
+def _raise_cost(f: Frac, target: dict[int, tuple[Any, int]]) -> int:
     """Term operations to bring f's numerator to the denominator ``target`` (as Frac does: one factor at a
     time); a product of i copies of a t-term polynomial has at most comb(t + i - 1, i) terms."""
     size, work = len(f.num), 0
@@ -145,7 +155,7 @@ def _raise_cost(f: Frac, target: dict) -> int:
     return work
 
 
-def _lcm(a: Frac, b: Frac) -> dict:
+def _lcm(a: Frac, b: Frac) -> dict[int, tuple[Any, int]]:
     out = dict(a.den)
     for k, (poly, e) in b.den.items():
         if k not in out or out[k][1] < e:
@@ -163,36 +173,34 @@ def _add_cost(a: Frac, b: Frac) -> int:
 class _RingAlgebra(claims.Algebra):
     """Claim values as exact rational functions in the derivation's ring, every product sized first."""
 
-    def __init__(self, dv: Concrete, budget: _Budget):
-        self.dv = dv
+    def __init__(self, A: RingAlgebra, budget: _Budget):
+        self.A = A
         self.budget = budget
-        self.bce = dv.spec.family == "bce"
-        self.space = dv.space
+        self.bce = A.problem.bce
+        self.space = A.ring_space
         # Denominator polynomials of the derivation, so that a claim's own sum(exp(z)) becomes the same
         # factor object as S (Frac tells factors apart by identity; equal copies would square the work).
-        self.shared = {dv.S_poly: dv.S_poly, **{f: f for f in dv.one_plus_u}}
+        self.shared = {A.S_poly: A.S_poly, **{f: f for f in A.one_plus_u}}
 
     # -- leaves
     def const(self, value: int | float) -> Frac:
         return self.space.const(sp.Rational(repr(value)) if isinstance(value, float) else sp.Integer(value))
 
     def vector(self, name: str, k: int) -> Frac | _Log:
-        dv = self.dv
+        A = self.A
         if name == "p":
-            return dv.SIG[k] if self.bce else dv.P[k]
-        if name == "y":
-            return dv.Y[k]
-        if name == "w":
-            return dv.W[k]
-        return _Log([(1, Frac(dv.U[k]))])  # z_k = log u_k
+            return A.sigma(k) if self.bce else A.p(k)
+        if name == "z":
+            return _Log([(1, Frac(A.U[k]))])  # z_k = log u_k
+        return {"y": A.y, "w": A.w, "q": A.q}[name](k)
 
     def scalar(self, name: str) -> Frac:
-        dv = self.dv
+        A = self.A
         if name == "C":
-            return self.space.const(dv.C)
+            return self.space.const(A.problem.classes)
         if name == "eps":
-            return dv.EPS
-        return dv.DEN  # N or W, checked by check_names
+            return A.eps
+        return A.mask if name == "m" else A.den  # N or W: the denominator (check_names)
 
     # -- helpers
     @staticmethod
@@ -313,7 +321,7 @@ class _RingAlgebra(claims.Algebra):
         return _Log([(1, a)])
 
     def summation(self, f: Callable[[int], Any]) -> Any:
-        items = [f(m) for m in range(self.dv.C)]
+        items = [f(m) for m in range(self.A.problem.classes)]  # type: ignore[arg-type]
         if any(isinstance(v, _Log) for v in items):
             total = items[0]
             for v in items[1:]:
@@ -354,15 +362,16 @@ class _PointAlgebra(claims.Algebra):
     (``NUMERIC_DPS`` digits) once exp/log or z enter; ``None`` stands for undefined (a division by
     zero, the log of a number <= 0). No symbolic work at all: the cost is the claim's size times C."""
 
-    def __init__(self, p: list, y: list, z: list, w: list, scalars: dict[str, Any]):
-        self.p, self.y, self.z, self.w = p, y, z, w
+    def __init__(self, p: list[Any], y: list[Any], z: list[Any], w: list[Any], q: list[Any],
+                 scalars: dict[str, Any]):
+        self.p, self.y, self.z, self.w, self.q = p, y, z, w, q
         self.scalars = scalars
 
     def const(self, value: int | float) -> Fraction:
         return Fraction(value)
 
     def vector(self, name: str, k: int) -> Any:
-        return {"p": self.p, "y": self.y, "z": self.z, "w": self.w}[name][k]
+        return {"p": self.p, "y": self.y, "z": self.z, "w": self.w, "q": self.q}[name][k]
 
     def scalar(self, name: str) -> Any:
         return self.scalars[name]
@@ -462,66 +471,60 @@ def _frac_value(f: Frac, point: list[Fraction]) -> Fraction | None:
     return value
 
 
-def concrete_claim_step(dv: Concrete, text: str) -> Step:
-    C = dv.C
-    tree = claims.parse(text)
-    s = dv.sym
-    weighted_mean = s.den is not None and s.den.name == "W"
-    check_names(claims.names(tree), smoothing=s.eps is not None, weights=bool(s.w), mean=dv.spec.mean,
-                weighted_mean=weighted_mean)
-    bce = dv.spec.family == "bce"
 
-    den = None
-    if dv.spec.mean:
-        den = dv.DEN * C if bce else dv.DEN
-    targets = [dv.G[j] if den is None else dv.G[j] / den for j in range(C)]
-    subs = {}
-    normalized = dv.spec.assume_normalized and not bce
-    if normalized:
-        others = sum((dv.space.gen[v] for v in s.y[:-1]), dv.space.ring.zero)
-        subs = {dv.space.symbols.index(s.y[-1]): dv.space.ring.one - others}
 
-    st = Step("Claim")
-    pname = "σ" if bce else "p"
-    st.say(f"Claim, elementwise for j = 1..{C} ({pname} is the {'sigmoid' if bce else 'softmax'} output):")
-    st.eq(Tex(r"\frac{\partial L}{\partial z_j}", "∂L/∂z_j"), Tex(r"\texttt{" + _tex_escape(text) + "}", text))
-    condition = " given Σy = 1" if normalized else ""
-    statement = f"the claim {text!r} equals ∂L/∂z_j for all {C} j{condition}"
+# --------------------------------------------------------------------------
+# Deciding a claim
+# --------------------------------------------------------------------------
 
+CLAIM_CHECK_CLASSES = (2, 3, 4)  # sizes where a claim that a symbolic C leaves open is looked at exactly
+RING_CLAIM_METHOD = "exact comparison as rational functions of u = exp(z)"
+POINT_METHOD = "exact comparison; counterexample at a random rational point"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What deciding a claim found (never read back from its words)."""
+
+    status: Literal["proved", "refuted", "undecided"]
+    detail: str
+    method: str
+    count: int = 1
+
+
+def decide_concrete(backend: ConcreteBackend, tree: Any) -> Verdict:
+    """Prove the claim for every class at this concrete C, or refute it with a counterexample."""
+    A = backend.algebra("z")
+    problem = backend.problem
+    C = backend.C
+    targets = [Q.scaled(A, Q.grad(A, j)) for j in range(C)]
+    subs = backend.normalized_substitution(A) if problem.normalized else {}
     # A wrong claim is usually refuted at the first random point, exactly and cheaply from its syntax
     # tree: try a few classes there before any polynomial arithmetic.
     sample = sorted(set(range(min(4, C))) | set(range(max(0, C - 4), C)))
     try:
-        example = _counterexample(dv, tree, targets, sample, normalized, tries=1)
+        example = _counterexample(A, tree, targets, sample, problem.normalized, tries=1)
     except MemoryError:
         raise
     except Exception:  # noqa: BLE001 - decided below instead
         example = None
     if example is not None:
-        st.checks.append(Check("claim", statement, "exact comparison; counterexample at a random rational point",
-                               False, C, example))
-        st.say("Refuted: " + example)
-        return st
-    budget = _Budget(len(dv.space.symbols))
-    decidable = True
-    undefined = False
-    failing: list[int] = []
+        return Verdict("refuted", example, POINT_METHOD, C)
+    budget = _Budget(len(A.ring_space.symbols))
+    decidable, undefined = True, False
     try:
-        alg = _RingAlgebra(dv, budget)
+        alg = _RingAlgebra(A, budget)
         fracs: list[Frac] = []
         for j in range(C):
             value = claims.fold(tree, alg, j)
             if isinstance(value, _Log):
                 raise NotRational("the claim is a logarithm")
             fracs.append(value)
-        failing = _exact_failures(dv, fracs, targets, subs, den, budget)
+        failing = _exact_failures(A, fracs, targets, subs, budget)
     except NotRational:
-        decidable = False
-        failing = list(range(C))
+        decidable, failing = False, list(range(C))
     except ZeroDivisionError:  # e.g. 1/(p - p): undefined for every z
-        decidable = False
-        undefined = True
-        failing = list(range(C))
+        decidable, undefined, failing = False, True, list(range(C))
     except ClaimTooLarge as exc:
         raise XentInputError(
             f"is too large to decide exactly at C = {C} ({exc}); the claim is elementwise, so try a smaller "
@@ -532,51 +535,123 @@ def concrete_claim_step(dv: Concrete, text: str) -> Step:
         raise
     except Exception as exc:  # noqa: BLE001 - an error while deciding is a failed check, never a pass
         text = " ".join(str(exc).split())[:200]
-        detail = f"{type(exc).__name__} raised during the check" + (f" ({text})" if text else "")
-        st.checks.append(Check("claim", statement, "exact comparison as rational functions of u = exp(z)", False, C,
-                               detail))
-        st.say("Not proved: " + detail)
-        return st
+        return Verdict("undecided", f"{type(exc).__name__} raised during the check" + (f" ({text})" if text else ""),
+                       RING_CLAIM_METHOD, C)
     if decidable and not failing:
-        st.checks.append(Check("claim", statement, "exact comparison as rational functions of u = exp(z)", True, C))
-        st.say("Proved: the claim is the derivative.")
-        return st
-    if example is None:
-        try:
-            example = _counterexample(dv, tree, targets, failing, normalized)
-        except MemoryError:
-            raise
-        except Exception:  # noqa: BLE001 - no counterexample: the claim stays "not proved"
-            example = None
-    if example is None:
-        if undefined:
-            detail = "the claim divides by zero (or takes log(0)) for every z"
-        elif decidable:
-            detail = ("it is not the derivative as a rational function of exp(z), but no counterexample was found "
-                      "at random points")
-        else:
-            detail = "neither proved (the claim is not a rational function of exp(z)) nor refuted at random points"
+        return Verdict("proved", "", RING_CLAIM_METHOD, C)
+    try:
+        example = _counterexample(A, tree, targets, failing, problem.normalized)
+    except MemoryError:
+        raise
+    except Exception:  # noqa: BLE001 - no counterexample: the claim stays "not proved"
+        example = None
+    if example is not None:
+        return Verdict("refuted", example, POINT_METHOD, C)
+    if undefined:
+        detail = "the claim divides by zero (or takes log(0)) for every z"
+    elif decidable:
+        detail = ("it is not the derivative as a rational function of exp(z), but no counterexample was found "
+                  "at random points")
     else:
-        detail = example
-    st.checks.append(Check("claim", statement, "exact comparison; counterexample at a random rational point", False, C, detail))
-    st.say("Refuted: " + detail if example else "Not proved: " + detail)
+        detail = "neither proved (the claim is not a rational function of exp(z)) nor refuted at random points"
+    return Verdict("undecided", detail, POINT_METHOD, C)
+
+
+def decide_general(backend: GeneralBackend, tree: Any) -> Verdict:
+    """Prove the claim for every number of classes, or refute it at a small concrete C."""
+    from sympy import Sum
+
+    from .backend import short
+    from .concrete import ConcreteBackend
+    from .general import DIFF_METHOD
+
+    problem = backend.problem
+    A = backend.algebra("z")
+    bce = problem.bce
+
+    def vector(name: str, m: Any) -> Any:
+        if name == "p":
+            return A.sigma(m) if bce else A.p(m)
+        if name == "z":
+            return backend.z[m]
+        return {"y": A.y, "w": A.w, "q": A.q}[name](m)
+
+    def scalar(name: str) -> Any:
+        return {"C": backend.C, "eps": A.eps, "m": A.mask}.get(name, A.den)
+
+    def summation(f: Callable[[Any], Any]) -> Any:
+        m = sp.Dummy("m", integer=True, positive=True)
+        return Sum(f(m), (m, 1, backend.C))
+
+    env = claims.Env(vector, scalar, lambda: (1, backend.C), summation)
+    j = backend.index["j"]
+    given = "normalized" if problem.normalized else None
+    try:
+        value = claims.evaluate(tree, env, j)
+        ok, rest = backend.zero(value - Q.scaled(A, Q.grad(A, j)), given)
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - SymPy failing on the claim is "not proved", never a pass
+        ok, rest = False, f"{type(exc).__name__} raised during the check"
+    method = DIFF_METHOD.split("; then ")[-1] + (f"; Sum(y[k], (k, 1, {backend.n})) -> 1" if given else "")
+    if ok:
+        return Verdict("proved", "", method)
+    for K in CLAIM_CHECK_CLASSES:
+        sub = Problem(K, problem.spec, problem.assume_normalized, problem.claim)
+        try:
+            verdict = decide_concrete(ConcreteBackend(sub), tree)
+        except XentInputError:  # too large to decide at this size: the next size will not be smaller
+            break
+        if verdict.status == "refuted":
+            return Verdict("refuted", f"refuted at C = {K}: {verdict.detail}",
+                           f"symbolic difference not 0; exact comparison at C = {K} with a counterexample at a "
+                           "rational point")
+    tried = ", ".join(str(K) for K in CLAIM_CHECK_CLASSES)
+    return Verdict("undecided", f"the difference did not reduce to 0 for symbolic {backend.n} (left: "
+                                f"{short(rest)}), and no counterexample was found at C = {tried}",
+                   method + f"; concrete C = {tried} tried for a counterexample")
+
+
+def claim_step(backend: Any, text: str) -> Step:
+    """The claim step of a derivation: the claim, the verdict, and the check."""
+    problem: Problem = backend.problem
+    tree = claims.parse(text)
+    check_names(claims.names(tree), problem)
+    bce = problem.bce
+    st = Step("Claim")
+    pname = "σ" if bce else "p"
+    st.say(f"Claim, elementwise for every class j ({pname} is the {'sigmoid' if bce else 'softmax'} output):")
+    st.eq(Tex(r"\frac{\partial L}{\partial z_j}", "∂L/∂z_j"), Tex(r"\texttt{" + _tex_escape(text) + "}", text))
+    condition = " given Σy = 1" if problem.normalized else ""
+    if problem.concrete:
+        statement = f"the claim {text!r} equals ∂L/∂z_j for all {problem.classes} j{condition}"
+        verdict = decide_concrete(backend, tree)
+    else:
+        n = problem.classes
+        statement = f"the claim {text!r} equals ∂L/∂z_j for every 1 ≤ j ≤ {n}, for every {n}{condition}"
+        verdict = decide_general(backend, tree)
+    st.checks.append(Check("claim", statement, verdict.method, verdict.status == "proved", verdict.count,
+                           verdict.detail))
+    if verdict.status == "proved":
+        st.say("Proved: the claim is the derivative" + ("." if problem.concrete else ", for every number of classes."))
+    else:
+        st.say(("Refuted: " if verdict.status == "refuted" else "Not proved: ") + verdict.detail)
     return st
 
 
-def _exact_failures(dv, fracs, targets, subs, den, budget: _Budget) -> list[int]:
+def _exact_failures(A: RingAlgebra, fracs: list[Frac], targets: list[Frac], subs: dict[int, Any],
+                    budget: _Budget) -> list[int]:
     """The classes j where the claim is not the derivative, decided exactly (every product sized first).
 
-    Without an assumption: fracs[j] == targets[j] as rational functions. Under Σy = 1 (``subs`` puts
-    y_C = 1 − y_1 − … − y_{C−1}), first the cheap sufficient test fracs[j] == p_j − ỹ_j (the derivation's
-    "normalized-targets" check proves that closed form equal to the gradient given Σy = 1), then, if
-    that fails, both sides with y_C substituted.
+    Without an assumption: fracs[j] == targets[j] as rational functions. Under sum(y) = 1 (``subs`` puts
+    y_C = 1 − y_1 − … − y_{C−1}), first the cheap sufficient test against the normalized closed form
+    (the derivation's "normalized-targets" check proves it equal to the gradient given sum(y) = 1), then,
+    if that fails, both sides with y_C substituted.
     """
-    C = dv.C
+    C = len(targets)
     simple = None
-    if subs and not dv.W:
-        simple = [dv.P[j] - dv.tilde(j) for j in range(C)]
-        if den is not None:
-            simple = [f / den for f in simple]
+    if subs and not A.problem.weighted and not A.problem.bce:
+        simple = [Q.scaled(A, Q.grad_normalized(A, j)) for j in range(C)]
     failing = []
     for j in range(C):
         mine, theirs = fracs[j], targets[j]
@@ -598,44 +673,52 @@ def _exact_failures(dv, fracs, targets, subs, den, budget: _Budget) -> list[int]
 
 
 def _tex_escape(text: str) -> str:
-    return text.replace("\\", r"\textbackslash{}").replace("_", r"\_").replace("{", r"\{").replace("}", r"\}")
+    out = text.replace("\\", r"\textbackslash{}")
+    for a, b in (("_", r"\_"), ("{", r"\{"), ("}", r"\}"), ("^", r"\^{}"), ("%", r"\%"), ("#", r"\#"),
+                 ("&", r"\&"), ("$", r"\$"), ("~", r"\~{}")):
+        out = out.replace(a, b)
+    return out
 
 
-def _counterexample(dv, tree, targets, failing, normalized, tries: int = COUNTEREXAMPLE_TRIES) -> str | None:
+def _counterexample(A: RingAlgebra, tree: Any, targets: list[Frac], failing: list[int], normalized: bool,
+                    tries: int = COUNTEREXAMPLE_TRIES) -> str | None:
     """A point (z, y, ...) where the claim and the derivative differ.
 
     The claim is evaluated from its syntax tree at the point (:class:`_PointAlgebra`: exact where it is
     rational, 50-digit mpmath otherwise); the derivative is the proved closed form, evaluated exactly.
     """
-    s = dv.sym
-    C = dv.C
-    bce = dv.spec.family == "bce"
+    names = A.names
+    C = A.problem.classes
+    assert isinstance(C, int)
     rng = random.Random(20251121)
-    index = {sym: i for i, sym in enumerate(dv.space.symbols)}
-    for _ in range(tries):
+    index = {sym: i for i, sym in enumerate(A.ring_space.symbols)}
+    for attempt in range(tries):
         u = [Fraction(rng.randint(1, 19), rng.randint(1, 7)) for _ in range(C)]
         y = [Fraction(rng.randint(0, 6)) for _ in range(C)]
         if normalized:
             total = sum(y)
             y = [v / total for v in y] if total else [Fraction(1, C)] * C
         extra: dict[sp.Symbol, Fraction] = {}
-        for sym in s.w:
+        for sym in [*names.w, *names.q]:
             extra[sym] = Fraction(rng.randint(1, 6), 2)
-        if s.eps is not None:
-            extra[s.eps] = Fraction(rng.randint(1, 9), 10)
-        if s.den is not None:
-            extra[s.den] = Fraction(rng.randint(2, 5))
-            extra[s.rest] = Fraction(0)
-        point = [Fraction(0)] * len(dv.space.symbols)
-        for sym, val in zip(s.u, u):
+        if names.eps is not None:
+            extra[names.eps] = Fraction(rng.randint(1, 9), 10)
+        if names.mask is not None:  # a counted sample first, then an ignored one now and then
+            extra[names.mask] = Fraction(1 if attempt == 0 else rng.randint(0, 1))
+        if names.den is not None:
+            extra[names.den] = Fraction(rng.randint(2, 5))
+        if names.rest is not None:
+            extra[names.rest] = Fraction(0)
+        point = [Fraction(0)] * len(A.ring_space.symbols)
+        for sym, val in zip(names.u, u):
             point[index[sym]] = val
-        for sym, val in zip(s.y, y):
+        for sym, val in zip(names.y, y):
             point[index[sym]] = val
         for sym, val in extra.items():
             point[index[sym]] = val
         best = None
         with mpmath.workdps(NUMERIC_DPS):
-            alg = _point_algebra(dv, u, y, extra, bce)
+            alg = _point_algebra(A, point, u)
             for j in failing[:COUNTEREXAMPLE_CLASSES]:
                 want = _frac_value(targets[j], point)
                 if want is None:
@@ -657,7 +740,7 @@ def _counterexample(dv, tree, targets, failing, normalized, tries: int = COUNTER
                 _gap, j, got, want = best
                 zs = ", ".join(_fmt(mpmath.log(_mp(v))) for v in u)
                 ys = ", ".join(str(v) for v in y)
-                others = "".join(f", {sym} = {val}" for sym, val in extra.items() if sym != s.rest)
+                others = "".join(f", {sym} = {val}" for sym, val in extra.items() if sym != names.rest)
                 return (
                     f"at z = ({zs}), y = ({ys}){others}: the claim gives ∂L/∂z_{j + 1} = {_fmt(got)}, "
                     f"the derivative is {_fmt(want)}"
@@ -665,15 +748,19 @@ def _counterexample(dv, tree, targets, failing, normalized, tries: int = COUNTER
     return None
 
 
-def _point_algebra(dv, u, y, extra, bce) -> _PointAlgebra:
-    s = dv.sym
-    total = sum(u)
-    p = [v / (1 + v) for v in u] if bce else [v / total for v in u]
+def _point_algebra(A: RingAlgebra, point: list[Fraction], u: list[Fraction]) -> _PointAlgebra:
+    """The claim's names at a point: each evaluated exactly from the derivation's own ring elements."""
+    C = len(u)
+
+    def at(f: Frac) -> Any:
+        return _frac_value(f, point)
+
+    bce = A.problem.bce
+    p = [at(A.sigma(k) if bce else A.p(k)) for k in range(C)]
+    y = [at(A.y(k)) for k in range(C)]
     z = [mpmath.log(_mp(v)) for v in u]
-    w = [extra[sym] for sym in s.w]
-    scalars: dict[str, Any] = {"C": Fraction(dv.C)}
-    if s.eps is not None:
-        scalars["eps"] = extra[s.eps]
-    if s.den is not None:
-        scalars[s.den.name] = extra[s.den]
-    return _PointAlgebra(p, list(y), z, w, scalars)
+    w = [at(A.w(k)) for k in range(C)]
+    q = [at(A.q(k)) for k in range(C)]
+    scalars: dict[str, Any] = {"C": Fraction(C), "eps": at(A.eps), "m": at(A.mask), "N": at(A.den),
+                               "W": at(A.den)}
+    return _PointAlgebra(p, y, z, w, q, scalars)

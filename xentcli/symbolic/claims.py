@@ -7,9 +7,10 @@ with :func:`ast.parse` and only these nodes are accepted:
 * numbers (integers and decimals, taken exactly), parentheses;
 * ``+ - * /`` and ``**`` with a small integer exponent;
 * the elementwise names ``p`` (softmax, or sigmoid for BCE), ``y`` (target),
-  ``z`` (logit), ``w`` (class weight) and the scalars ``N`` (batch size),
-  ``W`` (summed target weights of a weighted mean), ``C`` (classes) and
-  ``eps`` (label smoothing);
+  ``z`` (logit), ``w`` (weight), ``q`` (BCE positive weight) and the scalars
+  ``N`` (what a mean over samples divides by), ``W`` (summed target weights of
+  a weighted mean over class indices), ``C`` (classes), ``eps`` (label
+  smoothing) and ``m`` (the mask of a sample that may be ignored);
 * calls ``sum(...)`` (over the classes), ``exp(...)`` and ``log(...)``.
 
 Nothing is ever handed to ``eval``/``exec``/``sympify``; attribute access,
@@ -48,8 +49,8 @@ import sympy as sp
 
 from ..errors import XentInputError
 
-VECTORS = ("p", "y", "z", "w")
-SCALARS = ("N", "W", "C", "eps")
+VECTORS = ("p", "y", "z", "w", "q")
+SCALARS = ("N", "W", "C", "eps", "m")
 FUNCTIONS = ("sum", "exp", "log")
 MAX_LENGTH = 400
 MAX_NODES = 200
@@ -275,6 +276,7 @@ def fold(tree: ast.Expression, alg: Algebra, index: Any) -> Any:
         if isinstance(node, ast.Expression):
             return ev(node.body, k)
         if isinstance(node, ast.Constant):
+            assert isinstance(node.value, (int, float))  # guaranteed by parse()
             return alg.const(node.value)
         if isinstance(node, ast.Name):
             if node.id in VECTORS:

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import sympy as sp
+
+if TYPE_CHECKING:
+    from .problem import Problem
 
 
 @dataclass(frozen=True)
@@ -20,8 +23,12 @@ class Tex:
     latex: str
     plain: str
 
+    def neg(self) -> Tex:
+        """The negative: a leading minus sign."""
+        return Tex(f"-{self.latex}", f"−{self.plain}")
 
-MathItem = Union[sp.Basic, Tex]
+
+MathItem: TypeAlias = "sp.Basic | Tex"
 
 
 @dataclass(frozen=True)
@@ -48,7 +55,7 @@ class MatrixDisplay:
     equals: tuple[MathItem, ...] = ()
 
 
-Block = Union[Para, Equation, MatrixDisplay]
+Block: TypeAlias = "Para | Equation | MatrixDisplay"
 
 
 @dataclass
@@ -101,15 +108,12 @@ class Derivation:
     ``loss_expr``, ``gradient`` and ``jacobian`` are SymPy-parsable strings
     over ``z1..zC`` and ``y1..yC`` (softmax written out with ``exp``); for a
     symbolic number of classes they use ``z[j]``, ``y[j]`` and ``Sum``.
-    ``gradient`` is the exact derivative of ``loss_expr`` with no assumption;
-    ``gradient_assuming`` is the simplified form under ``assumptions``.
+    ``gradient`` is the exact derivative of the loss with no assumption on the
+    targets; ``gradient_assuming`` is the closed form under ``assumptions``.
     """
 
     command: str
-    title: str
-    classes: int | str
-    loss: str
-    options: dict[str, Any]
+    problem: Problem
     steps: list[Step]
     loss_expr: str
     gradient: list[str]
@@ -118,6 +122,41 @@ class Derivation:
     jacobian: list[list[str]] | None
     jacobian_of: str
     symbols: dict[str, str]
+    definitions: dict[str, str] = field(default_factory=dict)  # names the Jacobian's entries use (p1 = ...)
+
+    @property
+    def title(self) -> str:
+        return self.problem.title()
+
+    @property
+    def classes(self) -> int | str:
+        return self.problem.classes
+
+    @property
+    def loss(self) -> str:
+        return self.problem.spec.kind
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The loss options (exact values as text, ``sym`` for symbols) and the derivation's own."""
+        from ..spec import format_value
+
+        spec = self.problem.spec
+
+        def value(v: Any) -> Any:
+            return None if v is None else format_value(v)
+
+        return {
+            "loss": spec.kind,
+            "reduction": spec.reduction,
+            "targets": spec.targets,
+            "weight": value(spec.weight),
+            "ignore_index": spec.ignore_index,
+            "label_smoothing": format_value(spec.label_smoothing) if spec.smoothing else None,
+            "pos_weight": value(spec.pos_weight),
+            "assume_normalized": self.problem.normalized and spec.targets == "prob",
+            "claim": self.problem.claim,
+        }
 
     @property
     def checks(self) -> list[Check]:

@@ -1,0 +1,561 @@
+r"""The derivation, written once: definitions, Jacobian, chain rule, cancellation, direct derivative,
+reduction, result, claim and numeric cross-check.
+
+Each step states its identities with the quantities of
+:mod:`xentcli.symbolic.quantities` and hands them to the backend, which
+decides them for a concrete C (every index, exact arithmetic) or for a
+symbolic C (once, with symbolic indices). The prose and the statements are
+the same for both; only the number of classes and the range phrases differ.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import sympy as sp
+
+from . import quantities as Q
+from .backend import Backend, Derived, display
+from .model import Block, Check, Equation, Step, Tex
+from .problem import Problem
+from .prose import Notation, dz
+from .quantities import Algebra, V
+
+LOG_METHOD = "expand_log over positive symbols, sums normalised, together + expand: 0"
+
+
+@dataclass
+class Context:
+    backend: Backend
+    problem: Problem
+    nt: Notation
+    derived: dict[str, Derived] = field(default_factory=dict)
+
+    @property
+    def concrete(self) -> bool:
+        return self.problem.concrete
+
+    def backend_method(self) -> tuple[str | Tex, ...]:
+        return self.backend.method_parts()
+
+    def backend_examples(self, name: str) -> list[Block]:
+        return [_displayed(b) for b in self.backend.examples(name, self.nt)]
+
+    def prove(self, step: Step, name: str, statement: str, lhs: Callable[..., Any], rhs: Callable[..., Any],
+              **kwargs: Any) -> Derived:
+        checks, derived = self.backend.prove(name, statement, lhs, rhs, **kwargs)
+        step.checks += checks
+        self.derived[name] = derived
+        return derived
+
+
+_DELEGATED = ("w", "q", "p", "logp", "o", "sigma", "log_sigma", "log_one_minus_sigma", "log", "sum", "delta", "dz")
+
+
+class Substituted(Algebra):
+    """An algebra with some quantities replaced: the targets by a one-hot row, the mask by 0, ..."""
+
+    def __init__(self, base: Algebra, *, y: Callable[[Any], V] | None = None, **values: V):
+        self.problem = base.problem
+        self.space = base.space
+        self.C = base.C
+        for attr in ("eps", "mask", "den", "rest"):
+            setattr(self, attr, values.get(attr, getattr(base, attr)))
+        for name in _DELEGATED:  # instance attributes: they take precedence over Algebra's methods
+            setattr(self, name, getattr(base, name))
+        self._y = y if y is not None else base.y
+
+    def y(self, m: Any) -> V:
+        return self._y(m)
+
+
+def _displayed(block: Block) -> Block:
+    """A block whose SymPy items name scalars as the documents do (m, N, W, R)."""
+    if isinstance(block, Equation):
+        return Equation(tuple(display(t) for t in block.terms), block.note)
+    return block
+
+
+def one_hot(A: Algebra, t: Any) -> Algebra:
+    """The algebra with y = e_t (the one-hot row of class index t)."""
+    return Substituted(A, y=lambda m: A.delta(m, t))
+
+
+# --------------------------------------------------------------------------
+# Definitions
+# --------------------------------------------------------------------------
+
+
+def definitions(ctx: Context) -> Step:
+    p, nt, spec = ctx.problem, ctx.nt, ctx.problem.spec
+    st = Step("Definitions")
+    if ctx.concrete:
+        st.say(f"One sample with C = {nt.n} classes: logits ", nt.vector("z"), " and targets ", nt.vector("y"), ".")
+    else:
+        size = "C" if nt.n == "C" else f"C = {nt.n}"
+        st.say(f"One sample with a symbolic number of classes {size} (any positive integer): logits ", nt.vector("z"),
+               " and targets ", nt.vector("y"), f", indexed by i, j, k from 1 to {nt.n}.")
+    if spec.targets == "index":
+        st.say("The targets are PyTorch's class indices: y is the one-hot row of the sample's class t "
+               "(its entry t is 1, the others 0).")
+    elif spec.targets == "prob":
+        st.say("The targets are PyTorch's probability rows: y is any row of non-negative numbers.")
+    ell = nt.ell
+    if p.bce:
+        _bce_definitions(ctx, st)
+    else:
+        st.eq(Tex("p_i", "p_i"), Tex(rf"\frac{{e^{{z_i}}}}{{\sum_{{k=1}}^{{{nt.n}}} e^{{z_k}}}}",
+                                     "exp(z_i) / Σ_k exp(z_k)"), note="softmax, for every class i")
+        _option_definitions(ctx, st)
+        at, ap = nt.target("i")
+        if spec.kind == "ce":
+            st.say("The cross-entropy (PyTorch's cross_entropy):")
+            st.eq(Tex(ell.latex, ell.plain), nt.sum(rf"{at} \log p_i", f"{ap} log p_i").neg())
+        elif spec.kind == "nll":
+            st.say("LogSoftmax followed by the negative log-likelihood (PyTorch's nll_loss of log_softmax):")
+            st.eq(Tex("o_i", "o_i"), Tex(rf"z_i - \log \sum_{{k=1}}^{{{nt.n}}} e^{{z_k}}", "z_i − log Σ_k exp(z_k)"),
+                  note="log-softmax")
+            st.eq(Tex(ell.latex, ell.plain), nt.sum(rf"{at}\, o_i", f"{ap} o_i").neg())
+        else:
+            st.say("The Kullback–Leibler divergence of the prediction p from the target y (PyTorch's kl_div of "
+                   "log_softmax); a term with target 0 is 0:")
+            st.eq(Tex(ell.latex, ell.plain), nt.sum(r"y_i \log \frac{y_i}{p_i}", "y_i log(y_i / p_i)"))
+    _reduction_definition(ctx, st)
+    if p.normalized and not p.bce:
+        if spec.targets == "index":
+            st.say("A one-hot row sums to 1: ", Tex(rf"\sum_{{i=1}}^{{{nt.n}}} y_i = 1", "Σ_i y_i = 1"),
+                   ". This is used only in the last step; before it, the results hold for any targets.")
+        else:
+            st.say("Assumption (stated, and applied only in the last step): ",
+                   Tex(rf"\sum_{{i=1}}^{{{nt.n}}} y_i = 1", "Σ_i y_i = 1"),
+                   ". Without it the result is the general form.")
+    st.say(*ctx.backend_method())
+    return st
+
+
+def _option_definitions(ctx: Context, st: Step) -> None:
+    p, nt, spec = ctx.problem, ctx.nt, ctx.problem.spec
+    if p.smoothing:
+        eps = _value_tex(spec.label_smoothing, r"\varepsilon", "ε")
+        st.say("Label smoothing with ", eps, " replaces each target by")
+        st.eq(Tex(r"\tilde{y}_i", "ỹ_i"),
+              Tex(rf"(1 - \varepsilon)\, y_i + \frac{{\varepsilon}}{{{nt.n}}}", f"(1 − ε) y_i + ε/{nt.n}"))
+    if p.weighted:
+        st.say("Class weights ", _vector_value(ctx, "w"), " scale each class's term (PyTorch's weight).")
+    if p.masked:
+        st.say(f"Ignore index {spec.ignore_index}: a sample whose class index is {spec.ignore_index} is ignored. Its "
+               "mask m is 0, so its targets, its loss and its gradient are 0, and it is not counted in a mean; "
+               "otherwise m = 1.")
+
+
+def _bce_definitions(ctx: Context, st: Step) -> None:
+    p, nt = ctx.problem, ctx.nt
+    st.say(f"Each of the {nt.n} outputs is its own binary problem: a sigmoid, then the binary cross-entropy "
+           "(PyTorch's binary_cross_entropy_with_logits), with targets y_i between 0 and 1.")
+    st.eq(Tex(r"\sigma_i", "σ_i"), Tex(r"\frac{1}{1 + e^{-z_i}}", "1 / (1 + exp(−z_i))"), note="for every i")
+    if p.weighted:
+        st.say("Weights ", _vector_value(ctx, "w"), " scale each output's term (PyTorch's weight).")
+    if p.pos_weighted:
+        st.say("Positive weights ", _vector_value(ctx, "q"), " scale the term of the positive target "
+               "(PyTorch's pos_weight).")
+    w_t, w_p = (r"w_i", "w_i ") if p.weighted else ("", "")
+    q_t, q_p = (r"q_i\, ", "q_i ") if p.pos_weighted else ("", "")
+    body = rf"{w_t}\left[{q_t}y_i \log \sigma_i + (1 - y_i) \log(1 - \sigma_i)\right]"
+    st.eq(Tex(nt.ell.latex, nt.ell.plain),
+          nt.sum(body, f"{w_p}[{q_p}y_i log σ_i + (1 − y_i) log(1 − σ_i)]").neg())
+
+
+def _reduction_definition(ctx: Context, st: Step) -> None:
+    spec, nt = ctx.problem.spec, ctx.nt
+    if spec.reduction == "none":
+        return
+    if spec.reduction == "sum":
+        st.say("Sum over the batch (PyTorch's reduction='sum'): R, the losses of the other samples, does not "
+               "depend on z.")
+        st.eq(Tex("L", "L"), Tex(r"\ell + R", "ℓ + R"))
+        return
+    d = nt.denominator()
+    assert d is not None
+    why = {
+        "samples": "the mean over class indices divides by N, the number of samples whose class index is not "
+                   "ignored",
+        "weights": "the weighted mean over class indices divides by W, the summed weight w of each counted "
+                   "sample's class",
+        "rows": "the mean divides by N, the number of samples (probability rows: also with class weights, and "
+                "also when a row is one-hot)" if spec.reduction == "mean" else
+                "batchmean divides by N, the number of samples",
+        "elements": f"the mean divides by the number of elements, N·{nt.n}",
+    }[str(spec.denominator)]
+    st.say(f"Batch {spec.reduction} (PyTorch's reduction='{spec.reduction}'): {why}. R, the losses of the other "
+           f"samples, and {d.plain} do not depend on z.")
+    st.eq(Tex("L", "L"), Tex(rf"\frac{{\ell + R}}{{{d.latex}}}", f"(ℓ + R) / {d.plain}"))
+
+
+def _value_tex(value: Any, latex: str, plain: str) -> Tex:
+    from ..spec import SYM, format_value
+
+    if value is SYM:
+        return Tex(rf"0 \le {latex} \le 1", f"0 ≤ {plain} ≤ 1")
+    text = format_value(value)
+    return Tex(rf"{latex} = {_tex_number(text)}", f"{plain} = {text}")
+
+
+def _vector_value(ctx: Context, name: str) -> Tex:
+    from ..spec import SYM, format_value
+
+    value = ctx.problem.spec.weight if name == "w" else ctx.problem.spec.pos_weight
+    if value is SYM or not isinstance(value, tuple):
+        return ctx.nt.vector(name)
+    if len(value) == 1:
+        text = format_value(value[0])
+        return Tex(rf"{name}_i = {_tex_number(text)}", f"{name}_i = {text}")
+    texts = [format_value(v) for v in value]
+    return Tex(rf"{name} = ({', '.join(_tex_number(t) for t in texts)})", f"{name} = ({', '.join(texts)})")
+
+
+def _tex_number(text: str) -> str:
+    if "/" in text:
+        a, b = text.split("/")
+        return rf"\tfrac{{{a}}}{{{b}}}"
+    return text
+
+
+# --------------------------------------------------------------------------
+# Softmax: Jacobian, log-softmax, KL, chain rule, cancellation
+# --------------------------------------------------------------------------
+
+
+def softmax_jacobian(ctx: Context) -> Step:
+    b = ctx.backend
+    st = Step("Softmax Jacobian")
+    st.blocks += ctx.backend_examples("softmax-jacobian")
+    st.eq(dz("p_i", "z_j"), Tex(r"\delta_{ij}\, p_i - p_i p_j", "δ_ij p_i − p_i p_j"),
+          note="p_i (1 - p_i) on the diagonal, -p_i p_j off it")
+    st.blocks += ctx.backend_examples("softmax-matrix")
+    ctx.prove(st, "jacobian", f"∂p_i/∂z_j = δ_ij p_i − p_i p_j {b.forall(('i', 'j'))}",
+              lambda A, i, j: A.dz(A.p(i), j), Q.softmax_jacobian, over=("i", "j"), sympy_diff=True,
+              keep=b.affordable("chain-rule"))
+    return st
+
+
+def nll_identities(ctx: Context) -> Step:
+    nt, b = ctx.nt, ctx.backend
+    st = Step("LogSoftmax + NLL is cross-entropy")
+    st.say("LogSoftmax is the logarithm of softmax, computed without forming p:")
+    st.eq(Tex("o_i", "o_i"), Tex(rf"z_i - \log \sum_{{k=1}}^{{{nt.n}}} e^{{z_k}}", "z_i − log Σ_k exp(z_k)"),
+          Tex(r"\log p_i", "log p_i"))
+    at, ap = nt.target("i")
+    st.say("so the NLL of the LogSoftmax outputs is the cross-entropy, for any targets:")
+    st.eq(Tex(nt.ell.latex, nt.ell.plain), Tex(rf"-\sum_i {at}\, o_i", f"−Σ_i {ap} o_i"),
+          Tex(rf"-\sum_i {at} \log p_i", f"−Σ_i {ap} log p_i"))
+    st.checks.append(b.prove_zero("log-softmax-is-log-p", f"o_i − log p_i = 0 {b.forall(('i',))}",
+                                  lambda E, i: E.o(i) - E.logp(i), LOG_METHOD, over=("i",)))
+    st.checks.append(b.prove_zero(
+        "nll-equals-ce", "−Σ_i a_i o_i − (−Σ_i a_i log p_i) = 0 for any positive numbers a_i",
+        lambda E: E.sum(lambda k: -E.arbitrary(k) * E.o(k) + E.arbitrary(k) * E.logp(k)), LOG_METHOD))
+    return st
+
+
+def kl_identity(ctx: Context) -> Step:
+    b = ctx.backend
+    st = Step("KL divergence and cross-entropy")
+    st.say("Splitting the logarithm:")
+    st.eq(Tex(r"\mathrm{KL}(y \,\|\, p)", "KL(y ‖ p)"),
+          Tex(r"\sum_i y_i \log y_i - \sum_i y_i \log p_i", "Σ_i y_i log y_i − Σ_i y_i log p_i"),
+          Tex(r"\mathrm{CE}(y, p) - H(y)", "CE(y, p) − H(y)"))
+    st.say("The entropy ", Tex(r"H(y) = -\sum_i y_i \log y_i", "H(y) = −Σ_i y_i log y_i"),
+           " does not depend on z, so KL and cross-entropy have the same gradient; they differ by H(y), "
+           "which is 0 for one-hot targets.")
+
+    def difference(E: Any) -> Any:
+        a = E.arbitrary
+        kl = E.sum(lambda k: a(k) * (E.log(a(k)) - E.logp(k)))
+        ce = -E.sum(lambda k: a(k) * E.logp(k))
+        h = -E.sum(lambda k: a(k) * E.log(a(k)))
+        return kl - (ce - h)
+
+    st.checks.append(b.prove_zero(
+        "kl-equals-ce-minus-entropy",
+        "KL(a ‖ p) − (CE(a, p) − H(a)) = 0 for any positive numbers a_i (a zero target adds 0 to all three)",
+        difference, LOG_METHOD))
+    return st
+
+
+def chain_rule(ctx: Context) -> list[Step]:
+    nt, b = ctx.nt, ctx.backend
+    at, ap = nt.target("i")
+    ell = nt.ell
+    st = Step("Chain rule")
+    if ctx.problem.spec.kind == "nll":
+        st.say("Through the LogSoftmax outputs o: first ", Tex(rf"\partial {ell.latex}/\partial o_i",
+                                                             f"∂{ell.plain}/∂o_i"), ",")
+        st.eq(dz(ell.latex, "o_i", ell.plain), Tex(f"-{at}", f"−{ap}"))
+        st.say("then the Jacobian of LogSoftmax:")
+        st.eq(dz("o_i", "z_j"), Tex(r"\delta_{ij} - p_j", "δ_ij − p_j"))
+        Jo = ctx.prove(st, "log-softmax-jacobian", f"∂o_i/∂z_j = δ_ij − p_j {b.forall(('i', 'j'))}",
+                       lambda A, i, j: A.dz(A.o(i), j), Q.log_softmax_jacobian, over=("i", "j"), keep=True)
+        st.eq(dz(ell.latex, "z_j", ell.plain),
+              nt.sum(rf"\frac{{\partial {ell.latex}}}{{\partial o_i}} \frac{{\partial o_i}}{{\partial z_j}}",
+                     f"∂{ell.plain}/∂o_i ∂o_i/∂z_j"),
+              nt.sum(rf"\left(-{at}\right) \left(\delta_{{ij}} - p_j\right)", f"(−{ap})(δ_ij − p_j)"),
+              nt.grad())
+        ctx.prove(st, "chain-rule", f"Σ_i (−{ap}) ∂o_i/∂z_j, with the Jacobian above, = {nt.grad().plain} "
+                                    f"{b.forall(('j',))}",
+                  lambda A, j: A.sum(lambda i: -Q.target(A, i) * Jo.at(i, j)), Q.grad)
+        return [st]
+    st.say("The loss depends on z only through p. Its derivative by each p_i, with the p_i as free variables:")
+    st.eq(dz(ell.latex, "p_i", ell.plain), Tex(rf"-\frac{{{at}}}{{p_i}}", f"−{ap}/p_i"))
+    ctx.prove(st, "dloss-dp", f"∂{ell.plain}/∂p_i = −{ap}/p_i {b.forall(('i',))}, differentiating {ell.plain} as "
+                              "a function of independent p",
+              lambda A, i: A.dz(Q.loss(A), i), Q.dloss_dp, over=("i",), space="p")
+    st.say("and the chain rule with the Jacobian of the previous step:")
+    products = nt.sum(rf"\left(-\frac{{{at}}}{{p_i}}\right) \left(\delta_{{ij}}\, p_i - p_i p_j\right)",
+                      f"(−{ap}/p_i)(δ_ij p_i − p_i p_j)")
+    st.eq(dz(ell.latex, "z_j", ell.plain),
+          nt.sum(rf"\frac{{\partial {ell.latex}}}{{\partial p_i}} \frac{{\partial p_i}}{{\partial z_j}}",
+                 f"∂{ell.plain}/∂p_i ∂p_i/∂z_j"), products)
+    canc = Step("Cancellation")
+    canc.say("Every Jacobian entry carries the factor p_i, which cancels the 1/p_i of the logarithm's derivative:")
+    canc.eq(products, nt.sum(rf"\left(-{at}\right) \left(\delta_{{ij}} - p_j\right)", f"(−{ap})(δ_ij − p_j)"),
+            nt.grad())
+    canc.blocks += ctx.backend_examples("cancellation")
+    ctx.prove(canc, "cancellation", f"Σ_i (−{ap}/p_i)(δ_ij p_i − p_i p_j) = {nt.grad().plain} "
+                                    f"{b.forall(('j',))} (an identity in any p)",
+              lambda A, j: A.sum(lambda i: Q.dloss_dp(A, i) * Q.softmax_jacobian(A, i, j)), Q.grad, space="p")
+    if b.affordable("chain-rule"):
+        J = ctx.derived["jacobian"]
+        ctx.prove(canc, "chain-rule", f"Σ_i ∂{ell.plain}/∂p_i · ∂p_i/∂z_j, with the Jacobian derived above, = "
+                                      f"{nt.grad().plain} {b.forall(('j',))}",
+                  lambda A, j: A.sum(lambda i: Q.dloss_dp(A, i) * J.at(i, j)), Q.grad)
+    else:
+        canc.say("The chain-rule sum is the cancellation identity evaluated at p = softmax(z), with the Jacobian "
+                 "proved entry by entry above, so it equals the same closed form.")
+    return [st, canc]
+
+
+# --------------------------------------------------------------------------
+# Sigmoid (bce)
+# --------------------------------------------------------------------------
+
+
+def bce_steps(ctx: Context) -> list[Step]:
+    nt, b, p = ctx.nt, ctx.backend, ctx.problem
+    ell = nt.ell
+    w_t, w_p = (r"w_i", "w_i ") if p.weighted else ("", "")
+    q_t, q_p = (r"q_i ", "q_i ") if p.pos_weighted else ("", "")
+    st1 = Step("Derivative by the sigmoid outputs")
+    st1.say("As a function of independent σ_i:")
+    dsig_t = rf"-{w_t}\left(\frac{{{q_t}y_i}}{{\sigma_i}} - \frac{{1 - y_i}}{{1 - \sigma_i}}\right)"
+    dsig_p = f"−{w_p}({q_p}y_i/σ_i − (1 − y_i)/(1 − σ_i))"
+    st1.eq(dz(ell.latex, r"\sigma_i", ell.plain, "σ_i"), Tex(dsig_t, dsig_p))
+    ctx.prove(st1, "dloss-dsigma", f"∂{ell.plain}/∂σ_i = {dsig_p} {b.forall(('i',))}",
+              lambda A, i: A.dz(Q.loss(A), i), Q.dloss_dsigma, over=("i",), space="sigma")
+
+    st2 = Step("Sigmoid derivative")
+    st2.blocks += ctx.backend_examples("sigmoid-jacobian")
+    st2.eq(dz(r"\sigma_i", "z_j", "σ_i", "z_j"), Tex(r"\delta_{ij}\, \sigma_i (1 - \sigma_i)", "δ_ij σ_i (1 − σ_i)"),
+           note="a diagonal Jacobian: each output depends on its own logit only")
+    ctx.prove(st2, "sigmoid-jacobian", f"∂σ_i/∂z_j = δ_ij σ_i(1 − σ_i) {b.forall(('i', 'j'))}",
+              lambda A, i, j: A.dz(A.sigma(i), j), Q.sigmoid_jacobian, over=("i", "j"), sympy_diff=True,
+              keep=b.affordable("chain-rule"))
+
+    st3 = Step("Chain rule and cancellation")
+    st3.say("Only the term i = j survives, and σ_i(1 − σ_i) cancels both denominators:")
+    g = nt.bce_grad("i")
+    st3.eq(dz(ell.latex, "z_i", ell.plain), Tex(rf"{dsig_t}\, \sigma_i (1 - \sigma_i)", f"{dsig_p} σ_i (1 − σ_i)"),
+           g)
+    ctx.prove(st3, "cancellation", f"∂{ell.plain}/∂σ_i · σ_i(1 − σ_i) = {g.plain} {b.forall(('i',))} "
+                                   "(an identity in any σ)",
+              lambda A, i: Q.dloss_dsigma(A, i) * A.sigma(i) * (1 - A.sigma(i)), Q.grad, over=("i",),
+              space="sigma")
+    if b.affordable("chain-rule"):
+        Js = ctx.derived["sigmoid-jacobian"]
+        ctx.prove(st3, "chain-rule", f"Σ_i ∂{ell.plain}/∂σ_i · ∂σ_i/∂z_j, with the sigmoid Jacobian derived above, "
+                                     f"= {nt.bce_grad().plain} {b.forall(('j',))}",
+                  lambda A, j: A.sum(lambda i: Q.dloss_dsigma(A, i) * Js.at(i, j)), Q.grad)
+    return [st1, st2, st3]
+
+
+# --------------------------------------------------------------------------
+# Direct derivative, ignored samples, reduction
+# --------------------------------------------------------------------------
+
+
+def direct(ctx: Context) -> Step:
+    nt, b, p = ctx.nt, ctx.backend, ctx.problem
+    ell = nt.ell
+    st = Step("Direct differentiation")
+    st.say("Differentiating the loss as a function of z, without the chain rule:")
+    st.blocks += ctx.backend_examples("direct")
+    g = nt.bce_grad() if p.bce else nt.grad()
+    st.eq(dz(ell.latex, "z_j", ell.plain), g)
+    ctx.prove(st, "direct", f"∂{ell.plain}/∂z_j = {g.plain} {b.forall(('j',))}",
+              lambda A, j: A.dz(Q.loss(A), j), Q.grad, sympy_diff=True)
+    return st
+
+
+def ignored(ctx: Context) -> Step:
+    b = ctx.backend
+    st = Step("Ignored samples")
+    st.say("An ignored sample has m = 0: every term of its loss carries the factor m, and so does its gradient:")
+    st.eq(dz(ctx.nt.ell.latex, "z_j", ctx.nt.ell.plain), Tex("0", "0"), note="when m = 0")
+    ctx.prove(st, "ignored", f"with m = 0 the gradient {ctx.nt.grad().plain} is 0 {b.forall(('j',))}",
+              lambda A, j: Q.grad(Substituted(A, mask=0), j), lambda A, j: 0)
+    return st
+
+
+def reduction(ctx: Context) -> Step:
+    nt, b, spec = ctx.nt, ctx.backend, ctx.problem.spec
+    g = nt.bce_grad() if ctx.problem.bce else nt.grad()
+    if spec.reduction == "sum":
+        st = Step("Sum over the batch")
+        st.say("R does not depend on z, so the sum leaves the per-sample gradient as it is:")
+        st.eq(dz("L", "z_j"), dz(r"\ell", "z_j", "ℓ"), g)
+        statement = f"∂L/∂z_j = (the per-sample gradient) {b.forall(('j',))}, differentiating ℓ + R"
+    else:
+        d = nt.denominator()
+        assert d is not None
+        st = Step("Batch mean")
+        st.say("R and ", d, " do not depend on z, so the mean only rescales the per-sample gradient:")
+        st.eq(dz("L", "z_j"), Tex(rf"\frac{{1}}{{{d.latex}}} \frac{{\partial \ell}}{{\partial z_j}}",
+                                  f"(1/{d.plain}) ∂ℓ/∂z_j"), nt.scaled(g))
+        statement = (f"∂L/∂z_j = (the per-sample gradient)/{d.plain} {b.forall(('j',))}, differentiating "
+                     f"(ℓ + R)/{d.plain}")
+    ctx.prove(st, "reduction", statement, lambda A, j: A.dz(Q.reduced_loss(A), j),
+              lambda A, j: Q.scaled(A, Q.grad(A, j)))
+    return st
+
+
+# --------------------------------------------------------------------------
+# Result
+# --------------------------------------------------------------------------
+
+
+def result(ctx: Context) -> Step:
+    nt, p = ctx.nt, ctx.problem
+    st = Step("Result")
+    lhs = dz("L", "z_j")
+    if p.bce:
+        st.eq(lhs, nt.scaled(nt.bce_grad()), note="for every j")
+        if not p.weighted and not p.pos_weighted:
+            st.eq(Tex(r"\nabla_z L", "∇_z L"), nt.scaled(Tex(r"\sigma(z) - y", "σ(z) − y")))
+        return st
+    st.eq(lhs, nt.scaled(nt.grad()), note="for every j, with no assumption on the targets")
+    if p.normalized and not p.weighted:
+        _normalized_result(ctx, st)
+    if p.weighted and p.onehot:
+        _one_hot_result(ctx, st)
+    return st
+
+
+def _normalized_result(ctx: Context, st: Step) -> None:
+    nt, b, p = ctx.nt, ctx.backend, ctx.problem
+    lhs = dz("L", "z_j")
+    sum_y = Tex(rf"\sum_{{i=1}}^{{{nt.n}}} y_i = 1", "Σ_i y_i = 1")
+    if p.smoothing:
+        st.say("With ", sum_y, " the smoothed targets sum to 1 as well: ",
+               Tex(rf"\sum_i \tilde{{y}}_i = (1 - \varepsilon) + {nt.n} \cdot \frac{{\varepsilon}}{{{nt.n}}} = 1",
+                   f"Σ_i ỹ_i = (1 − ε) + {nt.n}·ε/{nt.n} = 1"), ", so")
+    else:
+        st.say("With ", sum_y, " the sum drops out:")
+    yt, yp = nt.smoothed("j")
+    mt, mp = (r"m\,", "m ") if p.masked else ("", "")
+    closed = Tex(rf"{mt}(p_j - {yt})" if mt else rf"p_j - {yt}", f"{mp}(p_j − {yp})" if mp else f"p_j − {yp}")
+    st.eq(lhs, nt.scaled(closed))
+    if p.smoothing:
+        st.eq(lhs, nt.scaled(Tex(rf"{mt}\left(p_j - (1 - \varepsilon)\, y_j - \frac{{\varepsilon}}{{{nt.n}}}\right)",
+                                 f"{mp}(p_j − (1 − ε) y_j − ε/{nt.n})")))
+    vec = Tex(r"p - \tilde{y}", "p − ỹ") if p.smoothing else Tex("p - y", "p − y")
+    if not p.masked:
+        st.eq(Tex(r"\nabla_z L", "∇_z L"), nt.scaled(vec))
+    d = nt.denominator()
+    over = f" over {d.plain}" if d is not None else ""
+    ctx.prove(st, "normalized-targets", f"with {sum_y.plain} substituted, the gradient equals {closed.plain}{over} "
+                                        f"{b.forall(('j',))}",
+              lambda A, j: Q.scaled(A, Q.grad(A, j)), lambda A, j: Q.scaled(A, Q.grad_normalized(A, j)),
+              given="normalized", method=_normalized_method(ctx))
+
+
+def _normalized_method(ctx: Context) -> str:
+    if ctx.concrete:
+        return ("y_C = 1 − (y_1 + … + y_(C−1)) substituted into both sides; exact rational functions of u_k = "
+                "exp(z_k)")
+    return (f"Sum(y[k], (k, 1, {ctx.nt.n})) -> 1 after the factors free of k are pulled out of each Sum; "
+            "together + expand: 0")
+
+
+def _one_hot_result(ctx: Context, st: Step) -> None:
+    nt, b, p = ctx.nt, ctx.backend, ctx.problem
+    n = nt.n
+    mt, mp = (r"m\, ", "m ") if p.masked else ("", "")
+    st.say("For a class index t (y = e_t), as PyTorch applies its weight:")
+    if p.smoothing:
+        st.eq(dz(r"\ell", "z_j", "ℓ"), Tex(
+            rf"{mt}\left[p_j \left((1-\varepsilon)\, w_t + \frac{{\varepsilon}}{{{n}}} \sum_{{c=1}}^{{{n}}} w_c\right)"
+            rf" - w_j \left((1-\varepsilon)\, \delta_{{jt}} + \frac{{\varepsilon}}{{{n}}}\right)\right]",
+            f"{mp}[p_j ((1 − ε) w_t + (ε/{n}) Σ_c w_c) − w_j ((1 − ε) δ_jt + ε/{n})]"))
+        want_s = f"{mp}((1 − ε) w_t + (ε/{n}) Σ_c w_c)"
+        want_a = f"{mp}w_j ((1 − ε) δ_jt + ε/{n})"
+    else:
+        st.eq(dz(r"\ell", "z_j", "ℓ"), Tex(rf"{mt}w_t \left(p_j - \delta_{{jt}}\right)", f"{mp}w_t (p_j − δ_jt)"))
+        want_s, want_a = f"{mp}w_t", f"{mp}w_j δ_jt"
+
+    def closed_total(A: Algebra, t: Any) -> V:
+        eps = A.eps if p.smoothing else 0
+        s = (1 - eps) * A.w(t) + (eps / A.C * A.sum(lambda c: A.w(c)) if p.smoothing else 0)
+        return A.mask * s if p.masked else s
+
+    def closed_target(A: Algebra, j: Any, t: Any) -> V:
+        eps = A.eps if p.smoothing else 0
+        a = A.w(j) * ((1 - eps) * A.delta(j, t) + (eps / A.C if p.smoothing else 0))
+        return A.mask * a if p.masked else a
+
+    _, ap = nt.target("i")
+    ctx.prove(st, "one-hot-total", f"with y = e_t, Σ_i {ap} = {want_s} {b.forall(('t',))}",
+              lambda A, t: Q.total(one_hot(A, t)), closed_total, over=("t",))
+    ta, tp = nt.target("j")
+    ctx.prove(st, "one-hot-targets", f"with y = e_t, {tp} = {want_a} {b.forall(('j', 't'))}; with the "
+                                     f"previous check, the gradient {nt.grad().plain} is the form above",
+              lambda A, j, t: Q.target(one_hot(A, t), j), closed_target, over=("j", "t"), cases=("j", "t"))
+
+
+# --------------------------------------------------------------------------
+# The whole derivation
+# --------------------------------------------------------------------------
+
+
+def steps(ctx: Context) -> list[Step]:
+    """Every step but the claim and the numeric cross-check, in order."""
+    p = ctx.problem
+    out = [definitions(ctx)]
+    if p.bce:
+        out += bce_steps(ctx)
+    else:
+        out.append(softmax_jacobian(ctx))
+        if p.spec.kind == "nll":
+            out.append(nll_identities(ctx))
+        if p.spec.kind == "kl":
+            out.append(kl_identity(ctx))
+        out += chain_rule(ctx)
+    out.append(direct(ctx))
+    if p.masked:
+        out.append(ignored(ctx))
+    if p.spec.reduction != "none":
+        out.append(reduction(ctx))
+    out.append(result(ctx))
+    return out
+
+
+def expression(ctx: Context, f: Callable[..., Any], *idx: Any) -> sp.Expr:
+    """``f(expressions, *idx)`` as a SymPy expression."""
+    return sp.sympify(f(ctx.backend.expressions, *idx))
+
+
+def check_count(steps_: list[Step]) -> int:
+    return sum(len(s.checks) for s in steps_)
+
+
+__all__ = ["Context", "Substituted", "check_count", "expression", "steps"]
+_ = Check  # re-exported name used in type positions by callers

@@ -1,0 +1,213 @@
+r"""Each loss, written once, over an :class:`Algebra` that each backend implements.
+
+The concrete backend evaluates these functions in a ring of exact rational
+functions of :math:`u_k = e^{z_k}` (and in plain SymPy expressions over
+``z1..zC``); the symbolic-C backend evaluates them with ``IndexedBase`` and
+``Sum``. Nothing about a loss is written anywhere else in the symbolic
+package, so the two backends cannot disagree about what they prove.
+
+For the softmax kinds (see :mod:`xentcli.spec`), with the effective target
+:math:`a_c = m\, w_c\, ((1-\varepsilon) y_c + \varepsilon/C)`:
+
+* ce: :math:`\ell = -\sum_c a_c \log p_c`
+* nll: :math:`\ell = -\sum_c a_c o_c` with :math:`o_c = z_c - \log\sum_k e^{z_k}`
+* kl: :math:`\ell = \sum_c a_c (\log a_c - \log p_c)` (kl has :math:`a = y`)
+
+and :math:`\partial\ell/\partial z_j = p_j \sum_c a_c - a_j`. For bce,
+:math:`\ell = \sum_c w_c [-q_c y_c \log\sigma_c - (1 - y_c)\log(1 - \sigma_c)]` and
+:math:`\partial\ell/\partial z_j = w_j [(1 - y_j)\sigma_j - q_j y_j (1 - \sigma_j)]`.
+A reduction turns the per-sample :math:`\ell` into :math:`L = \ell` (none),
+:math:`\ell + R` (sum) or :math:`(\ell + R)/D` (mean, batchmean), where R,
+the other samples' losses, and D do not depend on z.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .problem import Problem
+
+V = Any  # a value of some algebra: a ring element, a LogSum, or a SymPy expression
+
+
+class Algebra:
+    """The quantities a loss is made of, in one backend's representation.
+
+    ``space`` says what ``p(m)`` and ``sigma(m)`` are: ``"z"`` (functions of
+    the logits), ``"p"`` or ``"sigma"`` (independent variables, for the
+    derivative of the loss by the softmax or sigmoid outputs).
+    """
+
+    problem: Problem
+    space: str
+    C: Any  # the number of classes (an int, or a symbol)
+    eps: V  # label smoothing (0 without it)
+    mask: V  # 1, or the mask m of a sample that may be ignored
+    den: V  # what a mean divides by (N, W, or N for the N*C elements); 1 without a mean
+    rest: V  # the other samples' losses R; 0 without a sum or mean
+
+    def y(self, m: Any) -> V:
+        raise NotImplementedError
+
+    def w(self, m: Any) -> V:
+        raise NotImplementedError
+
+    def q(self, m: Any) -> V:
+        raise NotImplementedError
+
+    def p(self, m: Any) -> V:
+        raise NotImplementedError
+
+    def logp(self, m: Any) -> V:
+        raise NotImplementedError
+
+    def o(self, m: Any) -> V:
+        """Log-softmax ``z_m - log sum_k exp(z_k)`` (the z space only)."""
+        raise NotImplementedError
+
+    def sigma(self, m: Any) -> V:
+        raise NotImplementedError
+
+    def log_sigma(self, m: Any) -> V:
+        raise NotImplementedError
+
+    def log_one_minus_sigma(self, m: Any) -> V:
+        raise NotImplementedError
+
+    def log(self, v: V) -> V:
+        """The logarithm of a positive quantity that does not depend on the logits."""
+        raise NotImplementedError
+
+    def sum(self, f: Callable[[Any], V]) -> V:
+        """``f(k)`` summed over the classes k."""
+        raise NotImplementedError
+
+    def delta(self, a: Any, b: Any) -> V:
+        raise NotImplementedError
+
+    def memo(self, key: tuple[Any, ...], make: Callable[[], V]) -> V:
+        """``make()``, computed once per algebra and key (a loss is built once, not once per class)."""
+        cache: dict[tuple[Any, ...], V] = self.__dict__.setdefault("_memo", {})
+        if key not in cache:
+            cache[key] = make()
+        return cache[key]
+
+
+# --------------------------------------------------------------------------
+# The softmax kinds
+# --------------------------------------------------------------------------
+
+
+def smoothed(A: Algebra, m: Any) -> V:
+    """(1 - eps) y_m + eps / C, or y_m without smoothing."""
+    y = A.y(m)
+    return (1 - A.eps) * y + A.eps / A.C if A.problem.smoothing else y
+
+
+def target(A: Algebra, m: Any) -> V:
+    """The effective target a_m = m w_m ((1 - eps) y_m + eps / C) (what each option leaves of it)."""
+    return A.memo(("target", m), lambda: _target(A, m))
+
+
+def _target(A: Algebra, m: Any) -> V:
+    a = smoothed(A, m)
+    if A.problem.weighted:
+        a = A.w(m) * a
+    if A.problem.masked:
+        a = A.mask * a
+    return a
+
+
+def total(A: Algebra) -> V:
+    """s = sum_c a_c."""
+    return A.memo(("total",), lambda: A.sum(lambda k: target(A, k)))
+
+
+def loss(A: Algebra) -> V:
+    """The per-sample loss."""
+    return A.memo(("loss",), lambda: _loss(A))
+
+
+def _loss(A: Algebra) -> V:
+    kind = A.problem.spec.kind
+    if kind == "ce":
+        return -A.sum(lambda k: target(A, k) * A.logp(k))
+    if kind == "nll":
+        return -A.sum(lambda k: target(A, k) * A.o(k))
+    if kind == "kl":
+        return A.sum(lambda k: target(A, k) * (A.log(target(A, k)) - A.logp(k)))
+    return A.sum(lambda k: A.w(k) * (-A.q(k) * A.y(k) * A.log_sigma(k) - (1 - A.y(k)) * A.log_one_minus_sigma(k)))
+
+
+def grad(A: Algebra, j: Any) -> V:
+    """The derivative of the per-sample loss by z_j, in closed form (no assumption on the targets)."""
+    if A.problem.bce:
+        s = A.sigma(j)
+        return A.w(j) * ((1 - A.y(j)) * s - A.q(j) * A.y(j) * (1 - s))
+    return A.p(j) * total(A) - target(A, j)
+
+
+def grad_normalized(A: Algebra, j: Any) -> V:
+    """The closed form when sum(y) = 1 and there are no class weights: p_j - ((1 - eps) y_j + eps / C),
+    times the mask m of a sample that may be ignored."""
+    g = A.p(j) - smoothed(A, j)
+    return A.mask * g if A.problem.masked else g
+
+
+def dloss_dp(A: Algebra, i: Any) -> V:
+    """The derivative of the loss by the softmax output p_i, in closed form: -a_i / p_i."""
+    return -target(A, i) / A.p(i)
+
+
+def dloss_dsigma(A: Algebra, i: Any) -> V:
+    """The derivative of the BCE loss by the sigmoid output: -w_i (q_i y_i / s_i - (1 - y_i) / (1 - s_i))."""
+    s = A.sigma(i)
+    return -A.w(i) * (A.q(i) * A.y(i) / s - (1 - A.y(i)) / (1 - s))
+
+
+def softmax_jacobian(A: Algebra, i: Any, j: Any) -> V:
+    """dp_i/dz_j = p_i (delta_ij - p_j)."""
+    return A.p(i) * (A.delta(i, j) - A.p(j))
+
+
+def log_softmax_jacobian(A: Algebra, i: Any, j: Any) -> V:
+    """do_i/dz_j = delta_ij - p_j."""
+    return A.delta(i, j) - A.p(j)
+
+
+def sigmoid_jacobian(A: Algebra, i: Any, j: Any) -> V:
+    """dsigma_i/dz_j = delta_ij sigma_i (1 - sigma_i)."""
+    return A.delta(i, j) * A.sigma(i) * (1 - A.sigma(i))
+
+
+# --------------------------------------------------------------------------
+# Reductions
+# --------------------------------------------------------------------------
+
+
+def divisor(A: Algebra) -> V:
+    """What the mean divides by: D = N, W or N*C (1 for none and sum)."""
+    if A.problem.spec.denominator is None:
+        return 1
+    return A.den * A.C if A.problem.spec.denominator == "elements" else A.den
+
+
+def reduced_loss(A: Algebra) -> V:
+    """L: the loss with its reduction."""
+    return A.memo(("reduced",), lambda: reduced(A, loss(A)))
+
+
+def reduced(A: Algebra, ell: V) -> V:
+    """L from the per-sample loss: ell, ell + R, or (ell + R) / D."""
+    reduction = A.problem.spec.reduction
+    if reduction == "none":
+        return ell
+    if reduction == "sum":
+        return ell + A.rest
+    return (ell + A.rest) / divisor(A)
+
+
+def scaled(A: Algebra, g: V) -> V:
+    """A per-sample gradient as the reduction leaves it: g, or g / D for a mean."""
+    return g if A.problem.spec.denominator is None else g / divisor(A)
