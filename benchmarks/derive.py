@@ -1,7 +1,7 @@
 """``xent derive`` end to end, per number of classes, against the budget of the performance issue.
 
     python benchmarks/derive.py                 # C = 2, 3, 10, 30, 100 and symbolic C
-    python benchmarks/derive.py --classes 3 100 --variants ce "ce --label-smoothing --weights --reduction mean"
+    python benchmarks/derive.py --classes 3 100 --variants ce "ce --label-smoothing sym --weight sym --reduction mean"
 
 Each run is its own process (median of --repeat); ``python -c "import sympy"``
 is measured in the same run as the floor every derivation pays.
@@ -29,7 +29,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--classes", nargs="+", default=["2", "3", "10", "30", "100", "n"])
     ap.add_argument("--variants", nargs="+",
-                    default=["ce", "bce", "nll", "kl", "ce --label-smoothing --weights --reduction mean"])
+                    default=["ce", "bce", "nll", "kl",
+                             "ce --label-smoothing sym --weight sym --ignore-index -100 --reduction mean",
+                             "bce --weight sym --pos-weight sym --reduction mean"])
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     floor = statistics.median(wall([sys.executable, "-c", "import sympy"])[0] for _ in range(args.repeat))

@@ -1235,7 +1235,7 @@ def class_vector(draw, c: int, bad: bool = True) -> tuple[str, list[float] | Non
     if kind in ("ok", "scalar"):
         k = c if kind == "ok" else 1
         # One scale per vector (with zeros): moderate, tiny (subnormal) or huge. Mixing tiny and
-        # huge weights loses the tiny samples' losses (test_tiny_and_huge_weights, numeric.py).
+        # huge weights loses the tiny samples' losses (test_tiny_and_huge_weights, numeric/plan.py).
         scale = draw(st.sampled_from([st.floats(0, 10), st.floats(0, 10),
                                       st.sampled_from([1e-300, 5e-324, 2.5e-310]), st.sampled_from([1e300, 3e299])]))
         vals = draw(st.lists(st.one_of(scale, st.just(0.0)), min_size=k, max_size=k))
@@ -1381,14 +1381,14 @@ def test_option_values(data):
         args[[i for i, a in enumerate(args) if a.startswith(name + "=")][0]] = f"{name}={_vector_text(values, ',')}"
 
     if weight is not None and any(v > 1e300 for v in weight) and reduction == "mean" and not binary:
-        weight = [min(v, 1e300) for v in weight]  # see test_huge_weights_mean (a numeric.py bug)
+        weight = [min(v, 1e300) for v in weight]  # see test_huge_weights_mean (a kernel bug)
         replace("--weight", weight)
     if binary and weight is not None and pos is not None and max(weight) * max(pos) > 1e300:
-        pos = [min(v, 1.0) for v in pos]  # see test_bce_weight_times_pos_weight_overflow (a numeric.py bug)
+        pos = [min(v, 1.0) for v in pos]  # see test_bce_weight_times_pos_weight_overflow (a kernel bug)
         replace("--pos-weight", pos)
     if (eps > 0 and reduction == "mean" and weight is not None and len(weight) == c and targets.kind == "index"
             and smoothing_overflows(weight, targets.values, ignore)):
-        args.remove(f"--label-smoothing={eps_text}")  # see test_smoothing_with_weights_far_apart (numeric.py)
+        args.remove(f"--label-smoothing={eps_text}")  # see test_smoothing_with_weights_far_apart (the kernel)
         eps = 0.0
     if dtype == "float32":
         for name, vec in (("--weight", weight), ("--pos-weight", pos)):
@@ -1450,7 +1450,8 @@ def smoothing_overflows(weight: list[float], t: np.ndarray, ignore: int) -> bool
         return True
 
 
-@pytest.mark.xfail(strict=True, reason="numeric.py: a mean over a denominator of 1e-323 makes the true gradient "
+@pytest.mark.xfail(strict=True, reason="numeric/softmax.py: a mean over a denominator of 1e-323 makes the "
+                                       "true gradient "
                                        "~1e323, beyond float64; one element comes out nan instead of -inf")
 def test_smoothing_with_weights_far_apart():
     with tempfile.TemporaryDirectory() as d:
@@ -1461,7 +1462,7 @@ def test_smoothing_with_weights_far_apart():
     check_result(run, ref, n=2, c=2, kind="index")
 
 
-@pytest.mark.xfail(strict=True, reason="numeric.py _rescale_for_mean: after scaling the weights by 2**-k for the "
+@pytest.mark.xfail(strict=True, reason="numeric/plan.py ReductionPlan: after scaling the weights by 2**-k for the "
                                        "mean, a tiny weight underflows, and its samples' reported losses are 0")
 def test_tiny_and_huge_weights():
     with tempfile.TemporaryDirectory() as d:
@@ -1589,7 +1590,7 @@ def test_output_file_matches_in_memory(data):
         assert_close("written grad", grad, numbers(a["grad"]), rtol=0.0)
 
 
-@pytest.mark.xfail(strict=True, reason="numeric.py _bce_block: when weight * pos_weight overflows, the loss is "
+@pytest.mark.xfail(strict=True, reason="numeric/sigmoid.py bce_block: when weight * pos_weight overflows, the loss is "
                                        "nan instead of inf and the warning blames a -inf logit that is not there")
 def test_bce_weight_times_pos_weight_overflow():
     with tempfile.TemporaryDirectory() as d:

@@ -150,8 +150,8 @@ WRONG = [
     # rule and the first diagnosis says "softmax is not shifted by the max" (it is shifted); the right
     # one only comes second, from the 'confident-wrong-extreme' case.
     ("wrong.py:log_of_softmax", [], "the log of softmax underflows"),
-    ("wrong.py:clipped", [], "clipping p to [ε, 1 − ε] (ε = 1e-09, as in 000_*.txt)"),
-    ("wrong.py:clipped_loss_only", [], "clipping p to [ε, 1 − ε] (ε = 1e-07, as in 000_*.txt)"),
+    ("wrong.py:clipped", [], "clipping p to [ε, 1 − ε] (ε = 1e-09, as in np.clip(p, eps, 1 - eps))"),
+    ("wrong.py:clipped_loss_only", [], "clipping p to [ε, 1 − ε] (ε = 1e-07, as in np.clip(p, eps, 1 - eps))"),
     ("wrong.py:wrong_axis", [], "softmax is taken over the wrong axis"),
     ("wrong.py:mean_returned_for_sum", ["--reduction", "sum"], "the loss is reported as the mean instead of the sum"),
     ("wrong.py:sum_grad_divided_by_n", ["--reduction", "sum"],

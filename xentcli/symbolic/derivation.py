@@ -57,7 +57,9 @@ def json_strings(backend: Backend) -> dict[str, Any]:
     E = backend.expressions
 
     def text(v: Any) -> str:
-        return str(sp.sstr(sp.sympify(v)))
+        # SymPy's canonical argument order (deterministic) instead of sorting every sum for display:
+        # the strings are for parsing, and ordering C-term sums C*C times dominated large C.
+        return str(sp.sstr(sp.sympify(v), order="none"))
 
     jac = Q.sigmoid_jacobian if problem.bce else Q.softmax_jacobian
     assuming = problem.normalized and not problem.weighted and not problem.bce

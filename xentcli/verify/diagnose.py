@@ -104,8 +104,8 @@ def _clipping(res: CaseResult, options: LossSpec, ref: numeric.LossResult) -> li
         if options.reduction == "mean":
             loss = loss / r.denominator
             grad = grad / r.denominator
-        message = (f"clipping p to [ε, 1 − ε] (ε = {eps:g}, as in 000_*.txt) caps the loss of confident wrong "
-                   f"predictions at −log ε = {-math.log(eps):.3g}")
+        message = (f"clipping p to [ε, 1 − ε] (ε = {eps:g}, as in np.clip(p, eps, 1 - eps)) caps the loss of "
+                   f"confident wrong predictions at −log ε = {-math.log(eps):.3g}")
         out.append(({"loss": np.asarray(loss, dtype=np.float64), "grad": grad}, message))
         out.append(({"loss": np.asarray(loss, dtype=np.float64)}, message))
     return out
@@ -141,7 +141,7 @@ def _unnormalised(res: CaseResult, options: LossSpec, ref: numeric.LossResult) -
     if options.reduction == "mean":
         g = g / ref.denominator
     return [({"grad": g}, "the gradient p − y assumes targets that sum to 1; for these targets it is "
-             "p·Σy − y (000_*.txt)")]
+             "p·Σy − y")]
 
 
 def _weighted_mean(res: CaseResult, options: LossSpec, ref: numeric.LossResult) -> list[Candidate]:
@@ -302,7 +302,7 @@ def _nonfinite(res: CaseResult, options: LossSpec, ref: numeric.LossResult) -> s
         return None
     if nan and large:
         return ("overflow or NaN at large logits: softmax is not shifted by the max (exp(z) overflows; subtract "
-                "max(z) first, as the second snippet of 002_*.txt does)")
+                "max(z) first: p = exp(z − max z) / Σ exp(z − max z))")
     if posinf:
         return ("the log of softmax underflows: log(p) is −inf when p rounds to 0 for a confident wrong "
                 "prediction; compute log_softmax(z) = z − logsumexp(z) instead of log(softmax(z))")
@@ -310,7 +310,7 @@ def _nonfinite(res: CaseResult, options: LossSpec, ref: numeric.LossResult) -> s
         return "NaN with masked (−inf) logits: 0·log 0 or −inf − (−inf) is not handled"
     if large:
         return ("overflow or NaN at large logits: softmax is not shifted by the max (exp(z) overflows; subtract "
-                "max(z) first, as the second snippet of 002_*.txt does)")
+                "max(z) first: p = exp(z − max z) / Σ exp(z − max z))")
     return None
 
 
