@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from ..errors import XentInputError
+from ..symbolic.problem import MAX_CLASSES
 from . import CONTEXT_SETTINGS, EXIT_INPUT, EXIT_MATH, EXIT_OK, error_line, warning_line
 from .options import LOSS_PARAMS, loss_options, loss_spec
 
@@ -41,7 +42,7 @@ class ClassesType(click.ParamType):  # type: ignore[type-arg]  # generic only in
     name = "C"
 
     def convert(self, value: Any, param: Any, ctx: Any) -> int | str:
-        from ..symbolic.problem import MAX_CLASSES, check_letter
+        from ..symbolic.problem import check_letter
 
         if isinstance(value, int):
             n = value
@@ -72,7 +73,7 @@ class ClassesType(click.ParamType):  # type: ignore[type-arg]  # generic only in
 
 @click.command(context_settings=CONTEXT_SETTINGS, epilog=EPILOG)
 @click.option("--classes", "-c", type=ClassesType(), default="3", show_default=True,
-              help="Number of classes (2..200) or a letter for a symbolic C.")
+              help=f"Number of classes (2..{MAX_CLASSES}) or a letter for a symbolic C.")
 @loss_options("derive")
 @click.option("--assume-normalized/--no-assume-normalized", default=True, show_default=True,
               help="Probability targets: assume they sum to 1 in the final step (class indices always do).")

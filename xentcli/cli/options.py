@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import click
 
-from ..spec import DEFAULT_REDUCTION, DERIVE_REDUCTION
+from ..spec import DEFAULT_REDUCTION, DERIVE_REDUCTION, IGNORE_INDEX
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -55,7 +55,7 @@ def loss_options(command: str) -> Callable[[F], F]:
             click.option("--weight", metavar="W1,...,WC" + ("|sym" if derive else ""),
                          help=f"Class weights ({number}one per class; bce: one value or one per column)."),
             click.option("--ignore-index", type=int, default=None, metavar="K",
-                         help="Samples whose class index is K are ignored. [default: -100, as PyTorch]"),
+                         help=f"Samples whose class index is K are ignored. [default: {IGNORE_INDEX}, as PyTorch]"),
             click.option("--label-smoothing", metavar="EPS" + ("|sym" if derive else ""),
                          # derive's old spelling was a bare flag: it still works there, with a note
                          **smoothing_flag,
