@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import sympy as sp
+from derived_json import parsed
 
 FIXTURES = Path(__file__).resolve().parent / "reference" / "torch_matrix.json"
 RTOL = 1e-12
@@ -188,7 +189,10 @@ def check_derive(case: dict[str, Any], classes: int | str) -> None:
     key = spec.describe()
     _SPECS[key] = spec
     doc = _derivation(classes, key)
-    loss_text, grads = (doc["loss"], doc["gradient"]) if isinstance(classes, int) else _general_strings(doc, C)
+    if isinstance(classes, int):  # the names of 'definitions' (p_k, S, s) written out, as the JSON says
+        loss_text, grads = str(parsed(doc["loss"], doc)), [str(parsed(g, doc)) for g in doc["gradient"]]
+    else:
+        loss_text, grads = _general_strings(doc, C)
     grad = np.zeros((N, C))
     per_sample = np.zeros(N)
     for n in range(N):

@@ -16,6 +16,7 @@ import mpmath as mp
 import pytest
 import sympy as sp
 from conftest import one_error_line
+from derived_json import parsed
 
 ROOT = Path(__file__).resolve().parent.parent
 DERIVATIONS = ROOT / "derivations"
@@ -211,16 +212,14 @@ def test_bad_arguments_exit_2(xent, args, fragment):
 
 def _parse(expr: str, c: int):
     names = {f"{v}{k}": sp.Symbol(f"{v}{k}") for k in range(1, c + 1) for v in ("z", "y", "w", "q", "p", "sigma")}
-    for extra in ("epsilon", "mask", "n_samples", "w_total", "rest", "S"):
+    for extra in ("epsilon", "mask", "n_samples", "w_total", "rest", "Z", "s"):
         names[extra] = sp.Symbol(extra)
     return sp.parse_expr(expr, local_dict=names)
 
 
-def _definitions(doc: dict, c: int) -> dict:
-    """The JSON's definitions as substitutions: p_k = exp(z_k)/S with S written out (S last)."""
-    defs = {sp.Symbol(k): _parse(v, c) for k, v in doc["definitions"].items()}
-    S = defs.pop(sp.Symbol("S"), None)
-    return {k: (v.xreplace({sp.Symbol("S"): S}) if S is not None else v) for k, v in defs.items()}
+def _expanded(text: str, doc: dict, c: int):
+    """A JSON string parsed, with the definitions substituted in their listed order."""
+    return parsed(text, doc, lambda t: _parse(t, c))
 
 
 def _softmax(z):
@@ -251,10 +250,9 @@ def test_json_expressions_match_finite_differences(xent, classes, variant):
     run = xent("derive", "--classes", str(classes), *variant, "--format", "json")
     assert run.code == 0, run
     doc = run.json()
-    grads = [_parse(g, classes) for g in doc["gradient"]]
-    defs = _definitions(doc, classes)
-    jac = [[_parse(e, classes).xreplace(defs) for e in row] for row in doc["jacobian"]]
-    loss = _parse(doc["loss"], classes)
+    grads = [_expanded(g, doc, classes) for g in doc["gradient"]]
+    jac = [[_expanded(e, doc, classes) for e in row] for row in doc["jacobian"]]
+    loss = _expanded(doc["loss"], doc, classes)
     rng = random.Random(classes)
     with mp.workdps(40):
         for _ in range(3):
@@ -283,8 +281,8 @@ def test_json_expressions_match_finite_differences(xent, classes, variant):
 def test_bce_json_matches_finite_differences(xent, variant):
     run = xent("derive", "--classes", "3", "--loss", "bce", *variant, "--format", "json")
     doc = run.json()
-    grads = [_parse(g, 3) for g in doc["gradient"]]
-    loss = _parse(doc["loss"], 3)
+    grads = [_expanded(g, doc, 3) for g in doc["gradient"]]
+    loss = _expanded(doc["loss"], doc, 3)
     rng = random.Random(7)
     with mp.workdps(40):
         z = [mp.mpf(rng.uniform(-3, 3)) for _ in range(3)]

@@ -5,8 +5,8 @@ rational functions of the :math:`u_k` (and of targets, weights, ...), and
 :math:`\partial/\partial z_j = u_j\,\partial/\partial u_j`.
 
 A :class:`Frac` is a numerator polynomial over a denominator kept as a product
-of polynomial *factors* with exponents, all in one SymPy sparse polynomial
-ring over the rationals (:mod:`sympy.polys.rings`). Keeping the denominator
+of polynomial *factors* with exponents, all in one sparse polynomial ring
+over the rationals (:mod:`xentcli.symbolic.poly`, FLINT's ``fmpq_mpoly``). Keeping the denominator
 factored (the softmax normaliser S appears as the factor S, never expanded
 into S**2) keeps every check small; monomial factors such as u_i are
 cancelled exactly. Two fractions are equal exactly when their numerators,
@@ -20,11 +20,13 @@ and coefficients free of the logits; its derivative is again a :class:`Frac`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import sympy as sp
-from sympy.polys.rings import PolyElement, PolyRing, ring
+
+from .poly import Poly as PolyElement
+from .poly import PolyRing
 
 __all__ = ["Frac", "LogSum", "Space", "is_zero_expr"]
 
@@ -32,15 +34,24 @@ __all__ = ["Frac", "LogSum", "Space", "is_zero_expr"]
 class Space:
     """The polynomial ring of one derivation: u_1..u_C (= e^{z_k}) plus parameter symbols."""
 
-    def __init__(self, exp_symbols: Sequence[sp.Symbol], params: Sequence[sp.Symbol]):
+    def __init__(self, exp_symbols: Sequence[sp.Symbol], params: Sequence[sp.Symbol],
+                 normaliser: sp.Symbol | None = None):
         self.u_symbols = list(exp_symbols)
         self.param_symbols = list(params)
-        self.symbols = self.u_symbols + self.param_symbols
-        self.ring: PolyRing
-        self.ring, *elems = ring(self.symbols, sp.QQ)
+        self.symbols = self.u_symbols + self.param_symbols + ([normaliser] if normaliser is not None else [])
+        self.ring = PolyRing(self.symbols)
+        elems = self.ring.gens
         self.u: list[PolyElement] = elems[: len(self.u_symbols)]
         self.gen: dict[sp.Symbol, PolyElement] = dict(zip(self.symbols, elems))
         self._u_index = list(range(len(self.u_symbols)))
+        self.inverse_S: PolyElement | None = None
+        if normaliser is not None:
+            # A generator of its own that stands for 1/S = 1/(u_1 + ... + u_C): softmax is the
+            # polynomial u_i * (1/S), so no denominator has to be carried or multiplied out; d/dz_j
+            # reaches it by the chain rule (PolyRing.dz), and an equality that needs 1/S times S to
+            # be 1 is decided after clearing it (PolyRing.clear_inverse).
+            self.inverse_S = elems[-1]
+            self.ring.inverse = (len(elems) - 1, self.ring.add(self.u))
 
     def const(self, value: int | sp.Rational) -> Frac:
         return Frac(constant(self.ring, value))
@@ -63,57 +74,23 @@ class Space:
             raise ValueError(f"not a rational function of the derivation's symbols: {exc}") from None
 
     def depends_on_logits(self, p: PolyElement) -> bool:
-        nu = len(self.u)
-        return any(any(m[:nu]) for m in p.itermonoms())
-
-
-def _is_monomial(p: PolyElement) -> bool:
-    return len(p) == 1
-
-
-def _divides(m: tuple[int, ...], p: PolyElement) -> bool:
-    return all(all(a >= b for a, b in zip(mon, m)) for mon in p.itermonoms())
-
-
-def _div_monomial(p: PolyElement, mon: tuple[int, ...], coeff: Any) -> PolyElement:
-    R = p.ring
-    return R.from_dict({tuple(a - b for a, b in zip(k, mon)): v / coeff for k, v in p.iterterms()})
+        if p.is_ground:
+            return False
+        degrees = p.degrees()
+        inverse = self.ring.inverse
+        return any(d > 0 for d in degrees[: len(self.u)]) or (inverse is not None and degrees[inverse[0]] > 0)
 
 
 def _compose(p: PolyElement, subs: dict[int, PolyElement]) -> PolyElement:
     """``p`` with generator number i replaced by ``subs[i]``; ``p`` itself when untouched."""
-    if not any(m[i] for m in p.itermonoms() for i in subs):
-        return p
-    R = p.ring
-    acc: dict[tuple[int, ...], object] = {}
-    powers: dict[tuple[int, int], PolyElement] = {}
-    for mon, coeff in p.iterterms():
-        mon = list(mon)
-        sub = None
-        for i, g in subs.items():
-            n = mon[i]
-            if n:
-                mon[i] = 0
-                key = (i, n)
-                if key not in powers:
-                    powers[key] = g**n
-                sub = powers[key] if sub is None else sub * powers[key]
-        base = tuple(mon)
-        if sub is None:
-            acc[base] = acc.get(base, 0) + coeff
-            continue
-        for m2, c2 in sub.iterterms():
-            m = tuple(a + b for a, b in zip(base, m2))
-            acc[m] = acc.get(m, 0) + coeff * c2
-    return R.from_dict({m: c for m, c in acc.items() if c})
+    for i, g in subs.items():
+        p = p.compose_one(i, g)
+    return p
 
 
 def constant(ring: PolyRing, value: int | sp.Rational) -> PolyElement:
     """A number as a ground element of ``ring`` (without going through SymPy expressions)."""
-    if isinstance(value, int):
-        return ring.ground_new(ring.domain(value))
-    q = sp.Rational(value)
-    return ring.ground_new(ring.domain(int(q.p), int(q.q)))
+    return ring.ground_new(value if isinstance(value, int) else sp.Rational(value))
 
 
 class Frac:
@@ -155,10 +132,12 @@ class Frac:
                     raise ZeroDivisionError("a zero factor in a denominator")
                 self.num = self.num * (1 / c**e) if e else self.num
                 del self.den[key]
-            elif _is_monomial(poly) and self.num:
-                (mon, coeff), = poly.iterterms()
-                while e and _divides(mon, self.num):
-                    self.num = _div_monomial(self.num, mon, coeff)
+            elif poly.is_monomial and self.num:
+                while e:
+                    q = self.num.exquo(poly)
+                    if q is None:
+                        break
+                    self.num = q
                     e -= 1
                 if e:
                     self.den[key] = (poly, e)
@@ -169,10 +148,17 @@ class Frac:
     def ring(self) -> PolyRing:
         return self.num.ring
 
+    @staticmethod
+    def polynomial(num: PolyElement) -> Frac:
+        """A fraction with denominator 1 (nothing to normalise)."""
+        out = Frac.__new__(Frac)
+        out.num, out.den = num, {}
+        return out
+
     def _lift(self, other: Frac | int | sp.Rational) -> Frac:
         if isinstance(other, Frac):
             return other
-        return Frac(constant(self.ring, other))
+        return Frac.polynomial(constant(self.ring, other))
 
     @staticmethod
     def _foreign(other: object) -> bool:
@@ -205,13 +191,17 @@ class Frac:
             return self
         if not self.num:
             return o
+        if not self.den and not o.den:
+            return Frac.polynomial(self.num + o.num)
         L = self._lcm(self, o)
         return Frac(self._raised(L) + o._raised(L), dict(L))
 
     __radd__ = __add__
 
     def __neg__(self) -> Frac:
-        return Frac(-self.num, dict(self.den))
+        out = Frac.__new__(Frac)  # the same denominator, already normalised
+        out.num, out.den = -self.num, dict(self.den)
+        return out
 
     def __sub__(self, other: Frac | int) -> Frac:
         if self._foreign(other):
@@ -225,6 +215,8 @@ class Frac:
         if self._foreign(other):
             return NotImplemented
         o = self._lift(other)
+        if not self.den and not o.den:
+            return Frac.polynomial(self.num * o.num)
         den = dict(self.den)
         for k, (poly, e) in o.den.items():
             den[k] = (poly, e + den.get(k, (poly, 0))[1])
@@ -251,16 +243,14 @@ class Frac:
     @staticmethod
     def sum(items: Iterable[Frac], ring: PolyRing) -> Frac:
         """Sum many fractions: numerators over the same factored denominator are added in one pass."""
-        groups: dict[tuple[tuple[int, int], ...], tuple[dict[Any, Any], dict[int, tuple[PolyElement, int]]]] = {}
+        groups: dict[tuple[tuple[int, int], ...], tuple[list[PolyElement], dict[int, tuple[PolyElement, int]]]] = {}
         for f in items:
             key = tuple(sorted((k, e) for k, (_p, e) in f.den.items()))
-            acc, den = groups.setdefault(key, ({}, f.den))
-            for mon, coeff in f.num.iterterms():
-                acc[mon] = acc.get(mon, 0) + coeff
+            nums, _den = groups.setdefault(key, ([], f.den))
+            nums.append(f.num)
         total = Frac(ring.zero)
-        for acc, den in groups.values():
-            num = ring.from_dict({m: c for m, c in acc.items() if c})
-            total = total + Frac(num, dict(den))
+        for nums, den in groups.values():
+            total = total + Frac(ring.add(nums), dict(den))
         return total
 
     # -- tests ----------------------------------------------------------------
@@ -272,16 +262,25 @@ class Frac:
         """Exact equality as rational functions (numerators over a common denominator)."""
         o = self._lift(other)
         L = self._lcm(self, o)
-        return bool(self._raised(L) == o._raised(L))
+        diff = self._raised(L) - o._raised(L)
+        if not diff:
+            return True
+        # Equal as polynomials in free generators is sufficient; otherwise decide after writing out the
+        # generator that stands for 1/S (the common denominator is a product of non-zero factors).
+        return self.ring.inverse is not None and not self.ring.clear_inverse(diff)
 
     # -- calculus -------------------------------------------------------------
 
     def du(self, index: int) -> Frac:
         """Partial derivative by the ring generator number ``index`` (quotient rule, factor by factor)."""
-        d_num = self.num.diff(index)
+        return self.derive(lambda p: p.diff(index))
+
+    def derive(self, D: Callable[[PolyElement], PolyElement]) -> Frac:
+        """The derivation ``D`` (a linear map on polynomials with the product rule) applied to the fraction."""
+        d_num = D(self.num)
         moving = []
         for k, (poly, e) in self.den.items():
-            d = poly.diff(index)
+            d = D(poly)
             if d:
                 moving.append((k, poly, e, d))
         if not moving:
@@ -313,9 +312,13 @@ class Frac:
         return Frac(num, den)
 
     def dz(self, index: int) -> Frac:
-        """Derivative by z_j where u_j = e^{z_j} is generator number ``index``: u_j * d/du_j."""
-        d = self.du(index)
-        return Frac(d.num * self.ring.gens[index], d.den)
+        """Derivative by z_j where u_j = e^{z_j} is generator number ``index``: u_j * d/du_j (and through
+        the generator that stands for 1/S, if the ring has one)."""
+        ring = self.ring
+        if ring.inverse is None:
+            d = self.du(index)
+            return Frac(d.num * ring.gens[index], d.den)
+        return self.derive(lambda p: ring.dz(p, index))
 
     def compose(self, subs: dict[int, PolyElement]) -> Frac:
         """Substitute polynomials for generators by number, e.g. y_C = 1 - y_1 - ... - y_{C-1}.
@@ -338,13 +341,22 @@ class Frac:
         return out
 
     def as_expr(self, *symbols: sp.Symbol) -> sp.Expr:
+        ring = self.ring
+        if ring.inverse is not None and len(symbols) == ring.ngens - 1:  # 1/S written out in the others
+            t = sp.Dummy("T")
+            r, base = ring.inverse
+            gens = [*symbols[:r], t, *symbols[r:]]
+            return self.as_expr(*gens).xreplace({t: 1 / base.as_expr(*gens)})
         den = sp.Mul(*[poly.as_expr(*symbols) ** e for poly, e in self.den.values()])
         return self.num.as_expr(*symbols) / den
 
     def evaluate(self, values: dict[PolyElement, object]) -> object:
         """Value at a point (exact for rational inputs): {generator: value}."""
         gens = self.ring.gens
-        point = [values.get(g, 0) for g in gens]
+        point: list[Any] = [values.get(g, 0) for g in gens]
+        if self.ring.inverse is not None:  # 1/S = 1/(u_1 + ... + u_C) at this point
+            r, base = self.ring.inverse
+            point[r] = 1 / Frac(base).evaluate(values)  # type: ignore[operator]
 
         def ev(p: PolyElement) -> Any:
             total = 0
@@ -389,13 +401,20 @@ class LogSum:
         return out
 
     def add_log(self, coeff: Frac, arg: Frac) -> LogSum:
-        """Add ``coeff * log(arg)`` using log(a/b) = log a - log b for positive factors."""
+        """Add ``coeff * log(arg)`` using log(a/b) = log a - log b for positive factors, and
+        log(c x^a y^b) = a log x + b log y + log c for a monomial (e.g. log p_i = log u_i + log(1/S))."""
+        gens = self.space.ring.gens
         for poly, e in [(arg.num, 1), *[(p, -e) for p, e in arg.den.values()]]:
             if poly.is_ground:
                 continue  # log of a constant: no dependence on z
             self._check_free(coeff)
-            prev = self._terms.get(poly)
-            self._terms[poly] = coeff * e if prev is None else prev + coeff * e
+            parts = [(poly, e)]
+            if poly.is_monomial:
+                (mon,) = poly.itermonoms()
+                parts = [(gens[k], e * a) for k, a in enumerate(mon) if a]
+            for factor, power in parts:
+                prev = self._terms.get(factor)
+                self._terms[factor] = coeff * power if prev is None else prev + coeff * power
         return self
 
     def add(self, rest: Frac) -> LogSum:
@@ -464,11 +483,11 @@ class LogSum:
     def dz(self, index: int) -> Frac:
         """Derivative by z_j (u_j = e^{z_j} is generator number ``index``)."""
         total = self.space.const(0) if self.rest is None else self.rest.dz(index)
-        u_j = self.space.ring.gens[index]
+        ring = self.space.ring
         for poly, coeff in self._terms.items():
-            d = poly.diff(index)
+            d = ring.dz(poly, index)
             if d:
-                total = total + coeff * Frac.over(u_j * d, poly)
+                total = total + coeff * Frac.over(d, poly)
         return total
 
 

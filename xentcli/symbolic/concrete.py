@@ -13,18 +13,19 @@ expressions in the z's.
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Callable, Sequence
 from fractions import Fraction
 from typing import Any
 
 import sympy as sp
-from sympy.polys.rings import PolyElement
 
 from ..spec import SYM
 from . import quantities as Q
 from .algebra import Frac, LogSum, Space, is_zero_expr
 from .backend import Backend, Derived, Side, guarded, raised
 from .model import Block, Check, Equation, MatrixDisplay, Para, Progress, Tex, no_progress
+from .poly import Poly as PolyElement
 from .problem import Problem
 from .prose import Notation, _sub, dz
 from .quantities import Algebra, V
@@ -56,6 +57,9 @@ class Names:
         self.u = [sp.Symbol(f"u{k}", positive=True) for k in rng]
         self.p = [sp.Symbol(f"p{k}", positive=True) for k in rng]
         self.sigma = [sp.Symbol(f"sigma{k}", positive=True) for k in rng]
+        self.v = [sp.Symbol(f"v{k}", real=True) for k in rng]  # an arbitrary vector (the Hessian's quadratic form)
+        self.total = sp.Symbol("s", real=True)  # the summed effective targets, as a name (space "zs")
+        self.inverse_S = sp.Symbol("S_inv", positive=True)  # 1/S as a generator of its own (see prover)
         self.w = [sp.Symbol(f"w{k}", positive=True) for k in rng] if spec.weight is SYM else []
         self.q = [sp.Symbol(f"q{k}", positive=True) for k in rng] if spec.pos_weight is SYM else []
         self.eps = sp.Symbol("epsilon", nonnegative=True) if spec.label_smoothing is SYM else None
@@ -63,8 +67,8 @@ class Names:
         self.den = sp.Symbol("w_total" if spec.denominator == "weights" else "n_samples", positive=True) \
             if spec.denominator is not None else None
         self.rest = sp.Symbol("rest", real=True) if spec.reduction != "none" else None
-        self.params: list[sp.Symbol] = [*self.y, *self.w, *self.q]
-        self.params += [s for s in (self.eps, self.mask, self.den, self.rest) if s is not None]
+        self.scalars = [s for s in (self.eps, self.mask, self.den, self.rest) if s is not None]
+        self.params: list[sp.Symbol] = [*self.y, *self.w, *self.q, *self.scalars]
 
 
 class RingAlgebra(Algebra):
@@ -75,25 +79,37 @@ class RingAlgebra(Algebra):
     den: Frac
     rest: Frac
 
-    def __init__(self, problem: Problem, names: Names, space: str):
+    def __init__(self, problem: Problem, names: Names, space: str, opaque_normaliser: bool = False):
         self.problem = problem
         self.names = names
         self.space = space
         self.C = problem.classes
-        gens = {"z": names.u, "p": names.p, "sigma": names.sigma}[space]
-        self.ring_space = Space(gens, names.params)
+        gens = {"z": names.u, "zv": names.u, "zs": names.u, "p": names.p, "sigma": names.sigma}[space]
+        # functions of the logits; "zv": and of an arbitrary vector v; "zs": with s = sum_c a_c as one name
+        self.in_z = space in ("z", "zv", "zs")
+        opaque = opaque_normaliser and self.in_z
+        # "zv" holds the logits, v and the scalar options only: it decides properties of the softmax
+        # Jacobian, and C generators per target vector would only make its C*C-term polynomials larger.
+        if space == "zv":
+            params = [*names.v, *names.scalars]
+        else:
+            params = [*names.params, *([names.total] if space == "zs" else [])]
+        self.ring_space = Space(gens, params, names.inverse_S if opaque else None)
         rs = self.ring_space
         self.U = rs.u
-        self.S_poly = sum(self.U, rs.ring.zero)
+        self.S_poly = rs.ring.add(self.U)
         self.one_plus_u = [rs.ring.one + u for u in self.U]
         self.one_minus = [rs.ring.one - u for u in self.U]  # 1 - sigma_k in the sigma space
-        self._p = [Frac.over(u, self.S_poly) for u in self.U]
+        T = rs.inverse_S
+        self._p = [Frac(u * T) if T is not None else Frac.over(u, self.S_poly) for u in self.U]
         self._sigma = [Frac.over(u, f) for u, f in zip(self.U, self.one_plus_u)]
         spec = problem.spec
         self.eps = self._param(spec.label_smoothing, names.eps, 0)
         self.mask = rs.sym(names.mask) if names.mask is not None else rs.const(1)
         self.den = rs.sym(names.den) if names.den is not None else rs.const(1)
         self.rest = rs.sym(names.rest) if names.rest is not None else rs.const(0)
+        if space == "zs":
+            self.memo(("total",), lambda: rs.sym(names.total))
 
     def _param(self, value: Any, symbol: sp.Symbol | None, default: int) -> Frac:
         if symbol is not None:
@@ -118,23 +134,29 @@ class RingAlgebra(Algebra):
     def q(self, m: int) -> Frac:
         return self._vector(self.problem.spec.pos_weight, self.names.q, m)
 
+    def v(self, m: int) -> Frac:
+        return self.ring_space.sym(self.names.v[m])
+
     def p(self, m: int) -> Frac:
-        return self._p[m] if self.space == "z" else Frac(self.U[m])
+        return self._p[m] if self.in_z else Frac(self.U[m])
 
     def logp(self, m: int) -> LogSum:
-        return LogSum(self.ring_space).add_log(self.ring_space.const(1), self.p(m))
+        # memoised: a LogSum is never changed in place once built (its arithmetic makes new ones)
+        out: LogSum = self.memo(("logp", m), lambda: LogSum(self.ring_space).add_log(self.ring_space.const(1),
+                                                                                      self.p(m)))
+        return out
 
     def o(self, m: int) -> LogSum:
         return self.logp(m)  # z_m - log S = log(u_m / S)
 
     def sigma(self, m: int) -> Frac:
-        return self._sigma[m] if self.space == "z" else Frac(self.U[m])
+        return self._sigma[m] if self.in_z else Frac(self.U[m])
 
     def log_sigma(self, m: int) -> LogSum:
         return LogSum(self.ring_space).add_log(self.ring_space.const(1), self.sigma(m))
 
     def log_one_minus_sigma(self, m: int) -> LogSum:
-        one_minus = Frac.over(self.ring_space.ring.one, self.one_plus_u[m]) if self.space == "z" \
+        one_minus = Frac.over(self.ring_space.ring.one, self.one_plus_u[m]) if self.in_z \
             else Frac(self.one_minus[m])
         return LogSum(self.ring_space).add_log(self.ring_space.const(1), one_minus)
 
@@ -158,7 +180,7 @@ class RingAlgebra(Algebra):
         """The derivative by z_j (u_j = e^{z_j}); in the p or sigma space, by the variable itself."""
         if isinstance(v, (int, sp.Rational)):
             return self.ring_space.const(0)
-        out: Frac = v.dz(j) if self.space == "z" else v.du(j)
+        out: Frac = v.dz(j) if self.in_z else v.du(j)
         return out
 
 
@@ -193,6 +215,9 @@ class ExpressionAlgebra(Algebra):
 
     def q(self, m: int) -> sp.Expr:
         return self._vector(self.problem.spec.pos_weight, self.names.q, m)
+
+    def v(self, m: int) -> sp.Expr:
+        return self.names.v[m]
 
     def p(self, m: int) -> sp.Expr:
         return sp.exp(self.names.z[m]) / self.S
@@ -248,9 +273,24 @@ class ConcreteBackend(Backend):
         return f"for all {count} ({', '.join(over)})"
 
     def algebra(self, space: str = "z") -> RingAlgebra:
+        """The ring algebra of ``space`` with the normaliser written out (S = u_1 + ... + u_C)."""
         if space not in self._algebras:
             self._algebras[space] = RingAlgebra(self.problem, self.names, space)
         return self._algebras[space]
+
+    def prover(self, space: str = "z") -> RingAlgebra:
+        """The ring algebra the pipeline's identities are decided in: 1/S is a generator of its own.
+
+        Softmax is then the polynomial p_i = u_i * (1/S): no denominator is carried or multiplied
+        out, which keeps each of the C*C Jacobian entries as cheap at C = 200 as at C = 2. d/dz_j
+        reaches 1/S by the chain rule (d(1/S)/dz_j = -u_j/S^2), so every derivative is exact; an
+        equality holds when the numerators are equal with 1/S free (sufficient), or else once 1/S
+        is cleared and S = u_1 + ... + u_C written out.
+        """
+        key = f"{space}/S"
+        if key not in self._algebras:
+            self._algebras[key] = RingAlgebra(self.problem, self.names, space, opaque_normaliser=True)
+        return self._algebras[key]
 
     @property
     def expressions(self) -> ExpressionAlgebra:
@@ -259,6 +299,44 @@ class ConcreteBackend(Backend):
     def display_algebra(self) -> ExpressionAlgebra:
         """The expression algebra with p_k and sigma_k as plain symbols (how closed forms are shown)."""
         return _Symbols(self)
+
+    def named_algebra(self) -> tuple[ExpressionAlgebra, list[tuple[sp.Symbol, sp.Expr]]]:
+        """The outputs' compact names: p_k (or sigma_k), Z and s, with their definitions in evaluation order.
+
+        Each definition uses only the logits, the targets, the parameters and the names defined
+        before it (Z = the softmax normaliser, then p_k = exp(z_k)/Z, then s = the summed effective
+        targets).
+        """
+        N = _Named(self)
+        E = self.expressions
+        names = self.names
+        if self.problem.bce:
+            return N, [(s, E.sigma(k)) for k, s in enumerate(names.sigma)]
+        defs: list[tuple[sp.Symbol, sp.Expr]] = [(N.S, E.S)]
+        defs += [(s, sp.exp(names.z[k]) / N.S) for k, s in enumerate(names.p)]
+        defs.append((N.total_symbol, sp.sympify(Q.total(E))))
+        return N, defs
+
+    def entrywise(self, f: Callable[[Any, int, int], Any], text: Callable[[Any], str]) -> list[list[str]]:
+        """``text(f(named, i, j))`` for every (i, j), printed twice instead of C*C times when ``f`` allows.
+
+        ``f`` (a closed form such as the softmax Jacobian) is printed at two placeholder
+        indices, I = J and I != J, with p_I, p_J (sigma_I, sigma_J) as names; every entry is
+        that text with the indices filled in. A closed form that uses anything else of its
+        indices (targets, weights, a sum) is printed entry by entry.
+        """
+        C = self.C
+        try:
+            T = _Placeholder(self)
+            same, other = text(f(T, 0, 0)), text(f(T, 0, 1))
+        except _NotTemplatable:
+            N = self.named_algebra()[0]
+            return [[text(f(N, i, j)) for j in range(C)] for i in range(C)]
+
+        def fill(template: str, i: int, j: int) -> str:
+            return _PLACEHOLDER.sub(lambda m: f"{m[1]}{(i if m[2] == 'I' else j) + 1}", template)
+
+        return [[fill(same if i == j else other, i, j) for j in range(C)] for i in range(C)]
 
     def affordable(self, check: str) -> bool:
         if check == "chain-rule":
@@ -283,7 +361,7 @@ class ConcreteBackend(Backend):
         sympy_diff: bool = False,
         keep: bool = False,
     ) -> tuple[list[Check], Derived]:
-        A = self.algebra(space)
+        A = self.prover(space)
         subs = self.normalized_substitution(A) if given == "normalized" else None
         derived: dict[tuple[int, ...], Any] = {}
         points = list(itertools.product(range(self.C), repeat=len(over)))
@@ -325,7 +403,8 @@ class ConcreteBackend(Backend):
             self.progress(name, total, total)
         detail = ""
         if failures:
-            detail = "fails for " + ", ".join(failures[:5]) + (" ..." if len(failures) > 5 else "")
+            detail = "the two sides are different rational functions" if not over else \
+                "fails for " + ", ".join(failures[:5]) + (" ..." if len(failures) > 5 else "")
         return Check(name, statement, method, not failures, total, detail)
 
     def normalized_substitution(self, A: RingAlgebra) -> dict[int, PolyElement]:
@@ -338,9 +417,11 @@ class ConcreteBackend(Backend):
     def prove_zero(self, name: str, statement: str, f: Callable[..., Any], method: str,
                    over: Sequence[str] = ()) -> Check:
         points = list(itertools.product(range(self.C), repeat=len(over)))
+        E = _OpaqueNormaliser(self.problem, self.names)
+        method += "; the normaliser S = Σ_k exp(z_k) kept as one positive symbol (sufficient: true for every S > 0)"
 
         def ok(idx: tuple[int, ...]) -> bool:
-            expr = self._logs_of_u(sp.sympify(f(self.expressions, *idx)))
+            expr = self._logs_of_u(sp.sympify(f(E, *idx)))
             return bool(is_zero_expr(sp.expand_log(expr, force=False)))
 
         if not over:
@@ -434,6 +515,22 @@ def _where(over: Sequence[str], idx: tuple[int, ...]) -> str:
     return f"({', '.join(over)}) = ({', '.join(str(i + 1) for i in idx)})"
 
 
+class _OpaqueNormaliser(ExpressionAlgebra):
+    """The expression algebra with the normaliser S as one positive symbol: an identity that holds for
+    every S > 0 holds for S = exp(z_1) + ... + exp(z_C), and SymPy need not walk a C-term sum."""
+
+    def __init__(self, problem: Problem, names: Names):
+        super().__init__(problem, names)
+        self.S = sp.Symbol("S", positive=True)
+
+
+_PLACEHOLDER = re.compile(r"\b(p|sigma)_([IJ])\b")
+
+
+class _NotTemplatable(Exception):
+    """A closed form that depends on its indices through more than p_i, p_j (sigma_i, sigma_j) and delta."""
+
+
 class _Symbols(ExpressionAlgebra):
     """The expression algebra with p_k and sigma_k as plain symbols (how a closed form is displayed)."""
 
@@ -445,3 +542,33 @@ class _Symbols(ExpressionAlgebra):
 
     def sigma(self, m: int) -> sp.Expr:
         return self.names.sigma[m]
+
+
+class _Named(_Symbols):
+    """The display algebra with the normaliser Z and the summed effective targets s as names too."""
+
+    def __init__(self, backend: ConcreteBackend):
+        super().__init__(backend)
+        # Z, not S: sympy.parse_expr reads a bare S as SymPy's singleton registry
+        self.S = sp.Symbol("Z", positive=True)
+        self.total_symbol = sp.Symbol("s", real=True)
+
+    def memo(self, key: tuple[Any, ...], make: Callable[[], V]) -> V:
+        if key == ("total",):
+            return self.total_symbol
+        return super().memo(key, make)
+
+
+class _Placeholder(_Named):
+    """p and sigma at the placeholder indices 0 -> I and 1 -> J; anything else of an index is refused."""
+
+    def p(self, m: int) -> sp.Expr:
+        return sp.Symbol(f"p_{'IJ'[m]}", positive=True)
+
+    def sigma(self, m: int) -> sp.Expr:
+        return sp.Symbol(f"sigma_{'IJ'[m]}", positive=True)
+
+    def _refuse(self, *_args: Any) -> Any:
+        raise _NotTemplatable
+
+    y = w = q = o = sum = arbitrary = _refuse  # type: ignore[assignment]

@@ -29,13 +29,19 @@ NUMERIC_CLASSES = 4  # a symbolic C is checked at this C
 BATCH = 3
 
 
-def gradient_rows(backend: Backend) -> tuple[Names, list[sp.Expr]]:
-    """The proved gradient of every class as expressions over plain symbols (a symbolic C at C = 4)."""
+Definitions = list[tuple[sp.Symbol, sp.Expr]]
+
+
+def gradient_rows(backend: Backend) -> tuple[Names, list[sp.Expr], Definitions]:
+    """The proved gradient of every class as expressions over plain symbols (a symbolic C at C = 4), and the
+    definitions of the names they use (p_k, S, s), in evaluation order, as the JSON strings write them."""
     problem = backend.problem
-    E = backend.expressions
     if problem.concrete:
         assert isinstance(backend, ConcreteBackend)
-        return backend.names, [sp.sympify(Q.scaled(E, Q.grad(E, j))) for j in range(problem.classes)]  # type: ignore[arg-type]
+        A, defs = backend.named_algebra()
+        rows = [sp.sympify(Q.scaled(A, Q.grad(A, j))) for j in range(problem.classes)]  # type: ignore[arg-type]
+        return backend.names, rows, defs
+    E = backend.expressions
     from .general import GeneralBackend
 
     assert isinstance(backend, GeneralBackend)
@@ -54,7 +60,7 @@ def gradient_rows(backend: Backend) -> tuple[Names, list[sp.Expr]]:
     for a, b in ((backend.eps, flat.eps), (backend.mask, flat.mask), (backend.den, flat.den)):
         if a is not None:
             swap[a] = b
-    return flat, [general.subs(j, m + 1).xreplace(swap) for m in range(K)]
+    return flat, [general.subs(j, m + 1).xreplace(swap) for m in range(K)], []
 
 
 def numeric_step(backend: Backend) -> Step:
@@ -86,14 +92,20 @@ def _compare(backend: Backend) -> tuple[float, str]:
     from .. import numeric
 
     problem = backend.problem
-    names, exprs = gradient_rows(backend)
+    names, exprs, defs = gradient_rows(backend)
     K = len(exprs)
     args = [*names.z, *names.y, *names.w, *names.q]
     args += [s for s in (names.eps, names.mask, names.den) if s is not None]
-    leftover = set().union(*(e.free_symbols for e in exprs)) - set(args)
+    known = set(args)
+    for name, value in defs:  # each definition may use only what is known before it
+        if value.free_symbols - known:
+            return float("inf"), f"undefined names in the definition of {name}"
+        known.add(name)
+    leftover = set().union(*(e.free_symbols for e in exprs)) - known
     if leftover:
         return float("inf"), f"symbols left in the gradient: {', '.join(sorted(map(str, leftover)))}"
-    f = sp.lambdify(args, exprs, modules="numpy", cse=True)
+    # The definitions become the generated function's intermediate variables (lambdify's cse hook).
+    f = sp.lambdify(args, exprs, modules="numpy", cse=(lambda e: (defs, e)) if defs else True)
     rng = np.random.default_rng(0)
     worst = 0.0
     for k in range(NUMERIC_POINTS):

@@ -10,7 +10,7 @@ from . import claims
 from . import quantities as Q
 from .backend import Backend
 from .claim_steps import check_names, claim_step
-from .concrete import ConcreteBackend, ExpressionAlgebra
+from .concrete import ConcreteBackend
 from .crosscheck import numeric_step
 from .general import GeneralBackend
 from .model import Derivation, Progress, no_progress
@@ -26,7 +26,8 @@ def backend_for(problem: Problem, progress: Progress = no_progress) -> Backend:
     return GeneralBackend(problem)
 
 
-def derive_problem(problem: Problem, *, command: str = "", progress: Progress | None = None) -> Derivation:
+def derive_problem(problem: Problem, *, command: str = "", progress: Progress | None = None,
+                   expand: bool = False) -> Derivation:
     if problem.claim is not None:  # a malformed claim is refused before any derivation work
         check_names(claims.names(claims.parse(problem.claim)), problem)
     backend = backend_for(problem, progress or no_progress)
@@ -35,7 +36,7 @@ def derive_problem(problem: Problem, *, command: str = "", progress: Progress | 
     if problem.claim is not None:
         out.append(claim_step(backend, problem.claim))
     out.append(numeric_step(backend))
-    strings = json_strings(backend)
+    strings = json_strings(backend, expand)
     return Derivation(
         command=command,
         problem=problem,
@@ -51,8 +52,12 @@ def derive_problem(problem: Problem, *, command: str = "", progress: Progress | 
     )
 
 
-def json_strings(backend: Backend) -> dict[str, Any]:
-    """The loss, the gradient (general and under the assumption) and the Jacobian as SymPy-parsable text."""
+def json_strings(backend: Backend, expand: bool = False) -> dict[str, Any]:
+    """The loss, the gradient (general and under the assumption) and the Jacobian as SymPy-parsable text.
+
+    For a concrete C the strings use the names p_k (or sigma_k), Z and s, defined once in
+    ``definitions``; ``expand`` writes everything in the logits instead.
+    """
     problem = backend.problem
     E = backend.expressions
 
@@ -64,21 +69,22 @@ def json_strings(backend: Backend) -> dict[str, Any]:
     jac = Q.sigmoid_jacobian if problem.bce else Q.softmax_jacobian
     assuming = problem.normalized and not problem.weighted and not problem.bce
     definitions: dict[str, str] = {}
+    loss_algebra: Any = E
     if isinstance(backend, ConcreteBackend):
         C = backend.C
         rows = range(C)
-        grad = [text(Q.scaled(E, Q.grad(E, j))) for j in rows]
-        closed = [text(Q.scaled(E, Q.grad_normalized(E, j))) for j in rows] if assuming else grad
-        # The Jacobian in the outputs' own names (C*C entries with the softmax written out would be C^3 long).
-        P = backend.display_algebra()
-        jacobian = [[text(jac(P, i, j)) for j in rows] for i in rows]
-        names = backend.names
-        assert isinstance(E, ExpressionAlgebra)
-        if problem.bce:
-            definitions = {str(s): text(E.sigma(k)) for k, s in enumerate(names.sigma)}
+        if expand:  # every string in the logits alone (C*C entries with the softmax written out: huge at large C)
+            A: Any = E
+            jacobian = [[text(jac(E, i, j)) for j in rows] for i in rows]
         else:
-            definitions = {"S": text(E.S)}
-            definitions.update({str(s): f"exp({names.z[k]})/S" for k, s in enumerate(names.p)})
+            A, defs = backend.named_algebra()
+            # p_k (sigma_k) first, then Z, then s: each uses only names listed after it
+            for name, value in sorted(defs, key=lambda d: {"Z": 1, "s": 2}.get(str(d[0]), 0)):
+                definitions[str(name)] = text(value)
+            jacobian = backend.entrywise(jac, text)
+        loss_algebra = A
+        grad = [text(Q.scaled(A, Q.grad(A, j))) for j in rows]
+        closed = [text(Q.scaled(A, Q.grad_normalized(A, j))) for j in rows] if assuming else grad
         sums_to_one = " + ".join(f"y{k}" for k in range(1, C + 1)) + " = 1"
     else:
         assert isinstance(backend, GeneralBackend)
@@ -88,7 +94,7 @@ def json_strings(backend: Backend) -> dict[str, Any]:
         jacobian = [[text(jac(E, i, j))]]
         sums_to_one = f"Sum(y[k], (k, 1, {problem.classes})) = 1"
     return {
-        "loss": text(Q.reduced_loss(E)),
+        "loss": text(Q.reduced_loss(loss_algebra)),
         "gradient": grad,
         "gradient_assuming": closed,
         "assumptions": [sums_to_one] if assuming else [],

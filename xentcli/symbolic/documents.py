@@ -245,8 +245,9 @@ def to_json(d: Derivation) -> str:
         "symbols": d.symbols,
         "parse": (
             "each expression parses with sympy.parse_expr(s) over the symbols z1..zC, y1..yC (and w1..wC, "
-            "q1..qC, epsilon, mask, n_samples, w_total, rest where used); the Jacobian's entries use the names "
-            "in 'definitions' (substitute them, S last)"
+            "q1..qC, epsilon, mask, n_samples, w_total, rest where used) and the names in 'definitions' "
+            "(p1..pC or sigma1..sigmaC, Z, s); substitute the definitions in the order listed (each uses only "
+            "names listed after it), or derive with --expand for strings in the logits alone"
             if concrete
             else "each expression parses with sympy.parse_expr(s, local_dict={name: sympy.IndexedBase(name) for "
             "name in ('z', 'y', 'w', 'q')}); the number of classes, the indices i, j, k and epsilon, mask, "

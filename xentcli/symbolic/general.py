@@ -46,6 +46,8 @@ class GeneralAlgebra(Algebra):
         self.mask = backend.mask if backend.mask is not None else sp.Integer(1)
         self.den = backend.den if backend.den is not None else sp.Integer(1)
         self.rest = backend.rest if backend.rest is not None else sp.Integer(0)
+        if space == "zs":  # the summed effective targets s as one name
+            self.memo(("total",), lambda: backend.total)
 
     def _vector(self, value: Any, base: IndexedBase | None, m: Any) -> sp.Expr:
         if base is not None:
@@ -63,8 +65,11 @@ class GeneralAlgebra(Algebra):
     def q(self, m: Any) -> sp.Expr:
         return self._vector(self.problem.spec.pos_weight, self.b.q, m)
 
+    def v(self, m: Any) -> sp.Expr:
+        return self.b.v[m]
+
     def p(self, m: Any) -> sp.Expr:
-        return sp.exp(self.b.z[m]) / self.b.S if self.space == "z" else self.b.p[m]
+        return sp.exp(self.b.z[m]) / self.b.S if self.space in ("z", "zv", "zs") else self.b.p[m]
 
     def logp(self, m: Any) -> sp.Expr:
         return sp.log(self.p(m))
@@ -73,7 +78,7 @@ class GeneralAlgebra(Algebra):
         return self.b.z[m] - sp.log(self.b.S)
 
     def sigma(self, m: Any) -> sp.Expr:
-        return 1 / (1 + sp.exp(-self.b.z[m])) if self.space == "z" else self.b.sigma[m]
+        return 1 / (1 + sp.exp(-self.b.z[m])) if self.space in ("z", "zv", "zs") else self.b.sigma[m]
 
     def log_sigma(self, m: Any) -> sp.Expr:
         return sp.log(self.sigma(m))
@@ -98,7 +103,7 @@ class GeneralAlgebra(Algebra):
 
     def dz(self, v: sp.Expr, j: Any) -> sp.Expr:
         """The derivative by z_j (or by p_j, sigma_j in those spaces), unevaluated sums left to .doit()."""
-        var = {"z": self.b.z, "p": self.b.p, "sigma": self.b.sigma}[self.space][j]
+        var = {"z": self.b.z, "zv": self.b.z, "zs": self.b.z, "p": self.b.p, "sigma": self.b.sigma}[self.space][j]
         return sp.diff(v, var)
 
     def arbitrary(self, m: Any) -> sp.Expr:
@@ -125,6 +130,8 @@ class GeneralBackend(Backend):
         self.p = IndexedBase("p", positive=True)
         self.sigma = IndexedBase("sigma", positive=True)
         self.a = IndexedBase("a", positive=True)
+        self.v = IndexedBase("v", real=True)  # an arbitrary vector (the Hessian's quadratic form)
+        self.total = sp.Symbol("s", real=True)  # the summed effective targets, as a name (space "zs")
         self.eps = sp.Symbol("epsilon", nonnegative=True) if spec.label_smoothing is SYM else None
         self.mask = sp.Symbol("mask", nonnegative=True) if problem.masked else None
         self.den = sp.Symbol("w_total" if spec.denominator == "weights" else "n_samples", positive=True) \

@@ -111,7 +111,8 @@ def _pull_out(summand: sp.Expr, limit: tuple[Any, Any, Any], dummy: sp.Symbol) -
 def normalize_sums(expr: sp.Expr, dummy: sp.Symbol) -> sp.Expr:
     """Pull factors free of the summation index out of every ``Sum`` and split sums over ``+``.
 
-    Innermost sums first. A remaining single sum is renamed to run over
+    Innermost sums first (also the limits of one ``Sum`` over several indices,
+    which SymPy makes of nested sums). A remaining single sum is renamed to run over
     ``dummy`` (when that captures nothing), so equal sums written with
     different indices become the same object. ``Sum(c, (k, a, b))`` with
     ``c`` free of ``k`` becomes ``c*(b - a + 1)``.
@@ -119,10 +120,10 @@ def normalize_sums(expr: sp.Expr, dummy: sp.Symbol) -> sp.Expr:
     if not isinstance(expr, sp.Basic) or not expr.has(Sum):
         return expr
     if isinstance(expr, Sum):
-        body = normalize_sums(expr.function, dummy)
-        if len(expr.limits) != 1:
-            return Sum(body, *expr.limits)
-        return _pull_out(body, expr.limits[0], dummy)
+        out = normalize_sums(expr.function, dummy)
+        for limit in expr.limits:  # Sum(f, inner, outer) is Sum(Sum(f, inner), outer): innermost first
+            out = _pull_out(out, limit, dummy)
+        return out
     args = [normalize_sums(a, dummy) if isinstance(a, sp.Basic) else a for a in expr.args]
     return expr.func(*args)
 

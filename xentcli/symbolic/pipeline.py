@@ -51,7 +51,7 @@ class Context:
         return derived
 
 
-_DELEGATED = ("w", "q", "p", "logp", "o", "sigma", "log_sigma", "log_one_minus_sigma", "log", "sum", "delta", "dz")
+_DELEGATED = ("w", "q", "v", "p", "logp", "o", "sigma", "log_sigma", "log_one_minus_sigma", "log", "sum", "delta", "dz")
 
 
 class Substituted(Algebra):
@@ -79,8 +79,15 @@ def _displayed(block: Block) -> Block:
 
 
 def one_hot(A: Algebra, t: Any) -> Algebra:
-    """The algebra with y = e_t (the one-hot row of class index t)."""
-    return Substituted(A, y=lambda m: A.delta(m, t))
+    """The algebra with y = e_t (the one-hot row of class index t), made once per t (its quantities are memoised)."""
+    out: Algebra = A.memo(("one-hot", t), lambda: Substituted(A, y=lambda m: A.delta(m, t)))
+    return out
+
+
+def unmasked(A: Algebra) -> Algebra:
+    """The algebra with the mask m = 0 (an ignored sample), made once."""
+    out: Algebra = A.memo(("mask-0",), lambda: Substituted(A, mask=0))
+    return out
 
 
 # --------------------------------------------------------------------------
@@ -402,7 +409,7 @@ def ignored(ctx: Context) -> Step:
     st.say("An ignored sample has m = 0: every term of its loss carries the factor m, and so does its gradient:")
     st.eq(dz(ctx.nt.ell.latex, "z_j", ctx.nt.ell.plain), Tex("0", "0"), note="when m = 0")
     ctx.prove(st, "ignored", f"with m = 0 the gradient {ctx.nt.grad().plain} is 0 {b.forall(('j',))}",
-              lambda A, j: Q.grad(Substituted(A, mask=0), j), lambda A, j: 0)
+              lambda A, j: Q.grad(unmasked(A), j), lambda A, j: 0)
     return st
 
 
@@ -504,7 +511,7 @@ def _one_hot_result(ctx: Context, st: Step) -> None:
 
     def closed_total(A: Algebra, t: Any) -> V:
         eps = A.eps if p.smoothing else 0
-        s = (1 - eps) * A.w(t) + (eps / A.C * A.sum(lambda c: A.w(c)) if p.smoothing else 0)
+        s = (1 - eps) * A.w(t) + (eps / A.C * A.memo(("sum-w",), lambda: A.sum(A.w)) if p.smoothing else 0)
         return A.mask * s if p.masked else s
 
     def closed_target(A: Algebra, j: Any, t: Any) -> V:
@@ -519,6 +526,73 @@ def _one_hot_result(ctx: Context, st: Step) -> None:
     ctx.prove(st, "one-hot-targets", f"with y = e_t, {tp} = {want_a} {b.forall(('j', 't'))}; with the "
                                      f"previous check, the gradient {nt.grad().plain} is the form above",
               lambda A, j, t: Q.target(one_hot(A, t), j), closed_target, over=("j", "t"), cases=("j", "t"))
+
+
+# --------------------------------------------------------------------------
+# Hessian
+# --------------------------------------------------------------------------
+
+
+def hessian(ctx: Context) -> Step:
+    """The second derivative: its closed form, and (softmax kinds) that it is positive semidefinite with
+    the null space spanned by the vector of ones."""
+    nt, b, p = ctx.nt, ctx.backend, ctx.problem
+    st = Step("Hessian")
+    d2 = Tex(r"\frac{\partial^2 L}{\partial z_i\, \partial z_j}", "∂²L/∂z_i∂z_j")
+    if p.bce:
+        w_t, w_p = (r"w_j\, ", "w_j ") if p.weighted else ("", "")
+        q_t, q_p = (r" \left((1 - y_j) + q_j\, y_j\right)", " ((1 − y_j) + q_j y_j)") if p.pos_weighted else ("", "")
+        h = Tex(rf"\delta_{{ij}}\, {w_t}\sigma_j (1 - \sigma_j){q_t}", f"δ_ij {w_p}σ_j (1 − σ_j){q_p}")
+        st.say("Differentiating the gradient once more: class j's term depends on z_j alone, so the Hessian is "
+               "diagonal:")
+        st.eq(d2, nt.scaled(h))
+        ctx.prove(st, "hessian", f"∂²L/∂z_i∂z_j = {nt.scaled(h).plain} {b.forall(('i', 'j'))}",
+                  lambda A, i, j: A.dz(Q.scaled_grad(A, j), i), lambda A, i, j: Q.scaled(A, Q.hessian(A, i, j)),
+                  over=("i", "j"), cases=("i", "j"))
+        st.say("Its diagonal entries are ≥ 0 (σ_j (1 − σ_j) > 0, and (1 − y_j) + q_j y_j ≥ 0 for targets in [0, 1] "
+               "and weights ≥ 0), so the Hessian is positive semidefinite.")
+        return st
+    at, ap = nt.target("k")
+    s_def = Tex(rf"s = \sum_{{k=1}}^{{{nt.n}}} {at}", f"s = Σ_k {ap}")
+    h = Tex(r"s\,(\delta_{ij}\, p_i - p_i p_j)", "s (δ_ij p_i − p_i p_j)")
+    st.say("Differentiating the gradient once more, by z_i. The summed effective targets ", s_def,
+           " do not depend on z,")
+    st.eq(Tex(r"\frac{\partial s}{\partial z_j}", "∂s/∂z_j"), Tex("0", "0"))
+    ctx.prove(st, "hessian-s-constant", f"∂s/∂z_j = 0 {b.forall(('j',))}", lambda A, j: A.dz(Q.total(A), j),
+              lambda A, j: 0)
+    st.say("so, with s as one name, only the Jacobian of p remains:")
+    st.eq(d2, nt.scaled(h))
+    st.eq(Tex(r"H = \nabla^2_z \ell", "H = ∇²_z ℓ"),
+          Tex(r"s\,\left(\operatorname{diag}(p) - p\,p^{\top}\right) = s\, J",
+              "s (diag(p) − p pᵀ) = s J"))
+    ctx.prove(st, "hessian", f"∂²L/∂z_i∂z_j = {nt.scaled(h).plain} {b.forall(('i', 'j'))}, s a name free of z",
+              lambda A, i, j: A.dz(Q.scaled_grad(A, j), i), lambda A, i, j: Q.scaled(A, Q.hessian(A, i, j)),
+              over=("i", "j"), space="zs", cases=("i", "j"))
+    if p.normalized and not p.weighted:
+        one = "m" if p.masked else "1"
+        st.say(f"With Σ_i y_i = 1, s = {one}, so H = {'m J' if p.masked else 'J'} = "
+               f"{'m (diag(p) − p pᵀ)' if p.masked else 'diag(p) − p pᵀ'}:")
+        ctx.prove(st, "hessian-normalized", f"with Σ_i y_i = 1 substituted, s = {one}",
+                  lambda A: Q.total(A), lambda A: A.mask, over=(), given="normalized",
+                  method=_normalized_method(ctx))
+    vbar = Tex(r"\bar v = \sum_k p_k v_k", "v̄ = Σ_k p_k v_k")
+    st.say("For any real vector v, with ", vbar, " (the mean of v under p):")
+    st.eq(Tex(r"(J v)_i", "(J v)_i"), Tex(r"p_i\, (v_i - \bar v)", "p_i (v_i − v̄)"))
+    ctx.prove(st, "jacobian-times-v", f"Σ_j (δ_ij p_i − p_i p_j) v_j = p_i (v_i − v̄) {b.forall(('i',))}",
+              lambda A, i: A.sum(lambda j: Q.softmax_jacobian(A, i, j) * A.v(j)), Q.jacobian_times_v,
+              over=("i",), space="zv")
+    pairs = Tex(r"\frac{1}{2} \sum_i \sum_j p_i\, p_j\, (v_i - v_j)^2", "½ Σ_i Σ_j p_i p_j (v_i − v_j)²")
+    st.eq(Tex(r"v^{\top} J v", "vᵀ J v"), Tex(r"\sum_i v_i\, p_i\, (v_i - \bar v)", "Σ_i v_i p_i (v_i − v̄)"), pairs)
+    ctx.prove(st, "jacobian-quadratic-form", f"Σ_i v_i p_i (v_i − v̄) = {pairs.plain}",
+              lambda A: A.sum(lambda i: A.v(i) * Q.jacobian_times_v(A, i)), Q.pairwise_form, over=(), space="zv")
+    st.say("Every term of the double sum is ≥ 0, and s ≥ 0 (targets and weights are ≥ 0, 0 ≤ ε ≤ 1), so "
+           "vᵀ H v = s vᵀ J v ≥ 0: H is positive semidefinite. When s > 0, H v = 0 makes the double sum 0, so "
+           "v_i = v_j for every pair (p_i > 0): v is a multiple of 𝟙 = (1, …, 1), and the null space of H is "
+           "spanned by 𝟙, since")
+    st.eq(Tex(r"J\,\mathbf{1}", "J 𝟙"), Tex("0", "0"))
+    ctx.prove(st, "jacobian-null-space", f"Σ_j (δ_ij p_i − p_i p_j) = 0 {b.forall(('i',))}",
+              lambda A, i: A.sum(lambda j: Q.softmax_jacobian(A, i, j)), lambda A, i: 0, over=("i",))
+    return st
 
 
 # --------------------------------------------------------------------------
@@ -545,6 +619,7 @@ def steps(ctx: Context) -> list[Step]:
     if p.spec.reduction != "none":
         out.append(reduction(ctx))
     out.append(result(ctx))
+    out.append(hessian(ctx))
     return out
 
 

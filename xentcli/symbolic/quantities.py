@@ -56,6 +56,10 @@ class Algebra:
     def q(self, m: Any) -> V:
         raise NotImplementedError
 
+    def v(self, m: Any) -> V:
+        """An arbitrary real vector v (the ``"zv"`` space: quadratic forms of the Hessian)."""
+        raise NotImplementedError
+
     def p(self, m: Any) -> V:
         raise NotImplementedError
 
@@ -142,6 +146,10 @@ def _loss(A: Algebra) -> V:
 
 def grad(A: Algebra, j: Any) -> V:
     """The derivative of the per-sample loss by z_j, in closed form (no assumption on the targets)."""
+    return A.memo(("grad", j), lambda: _grad(A, j))
+
+
+def _grad(A: Algebra, j: Any) -> V:
     if A.problem.bce:
         s = A.sigma(j)
         return A.w(j) * ((1 - A.y(j)) * s - A.q(j) * A.y(j) * (1 - s))
@@ -168,7 +176,7 @@ def dloss_dsigma(A: Algebra, i: Any) -> V:
 
 def softmax_jacobian(A: Algebra, i: Any, j: Any) -> V:
     """dp_i/dz_j = p_i (delta_ij - p_j)."""
-    return A.p(i) * (A.delta(i, j) - A.p(j))
+    return A.memo(("softmax-jacobian", i, j), lambda: A.p(i) * (A.delta(i, j) - A.p(j)))
 
 
 def log_softmax_jacobian(A: Algebra, i: Any, j: Any) -> V:
@@ -179,6 +187,34 @@ def log_softmax_jacobian(A: Algebra, i: Any, j: Any) -> V:
 def sigmoid_jacobian(A: Algebra, i: Any, j: Any) -> V:
     """dsigma_i/dz_j = delta_ij sigma_i (1 - sigma_i)."""
     return A.delta(i, j) * A.sigma(i) * (1 - A.sigma(i))
+
+
+def hessian(A: Algebra, i: Any, j: Any) -> V:
+    """d^2 ell / dz_i dz_j in closed form: s (delta_ij p_i - p_i p_j) with s = sum_c a_c (softmax kinds);
+    delta_ij w_j sigma_j (1 - sigma_j) ((1 - y_j) + q_j y_j) for bce."""
+    if A.problem.bce:
+        s = A.sigma(j)
+        return A.delta(i, j) * A.w(j) * s * (1 - s) * ((1 - A.y(j)) + A.q(j) * A.y(j))
+    return total(A) * softmax_jacobian(A, i, j)
+
+
+def v_mean(A: Algebra) -> V:
+    """The mean of v under p: sum_k p_k v_k."""
+    return A.memo(("v-mean",), lambda: A.sum(lambda k: A.p(k) * A.v(k)))
+
+
+def jacobian_times_v(A: Algebra, i: Any) -> V:
+    """(J v)_i for the softmax Jacobian J = diag(p) - p p^T: p_i (v_i - mean of v under p)."""
+    return A.p(i) * (A.v(i) - v_mean(A))
+
+
+def pairwise_form(A: Algebra) -> V:
+    """v^T J v in closed form: (1/2) sum_i sum_j p_i p_j (v_i - v_j)^2, a sum of non-negative terms."""
+    def pair(i: Any, j: Any) -> V:
+        d = A.v(i) - A.v(j)
+        return A.p(i) * A.p(j) * d * d
+
+    return A.sum(lambda i: A.sum(lambda j: pair(i, j))) / 2
 
 
 # --------------------------------------------------------------------------
@@ -211,3 +247,8 @@ def reduced(A: Algebra, ell: V) -> V:
 def scaled(A: Algebra, g: V) -> V:
     """A per-sample gradient as the reduction leaves it: g, or g / D for a mean."""
     return g if A.problem.spec.denominator is None else g / divisor(A)
+
+
+def scaled_grad(A: Algebra, j: Any) -> V:
+    """The gradient of the reduced loss L by z_j, in closed form."""
+    return A.memo(("scaled-grad", j), lambda: scaled(A, grad(A, j)))
