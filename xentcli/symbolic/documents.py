@@ -299,7 +299,16 @@ TEXT_MARKS = ("[ok]", "[FAILED]")
 
 
 def _linear_para(block: Para) -> str:
-    return "".join(unify_minus(p) if isinstance(p, str) else linear(p) for p in block.parts)
+    """A paragraph on one line; the spaces inside its formulas are no-break spaces (see :func:`_wrap_para`)."""
+    return "".join(unify_minus(p) if isinstance(p, str) else linear(p).replace(" ", NBSP) for p in block.parts)
+
+
+NBSP = "\u00a0"
+
+
+def _wrap_para(block: Para, width: int) -> list[str]:
+    """A paragraph wrapped at the spaces of its prose: a short formula stays on one line."""
+    return [ln.replace(NBSP, " ") for ln in wrap(_linear_para(block), width)]
 
 
 def text_blocks(
@@ -312,7 +321,7 @@ def text_blocks(
         out.append(("heading", wrap(f"{n}. {step.title}", width)))
         for block in step.blocks:
             if isinstance(block, Para):
-                out.append(("para", wrap(_linear_para(block), width)))
+                out.append(("para", _wrap_para(block, width)))
             else:
                 note = unify_minus(block.note) if isinstance(block, Equation) else ""
                 out.append(("math", math_lines(_chain(block), note, width)))
