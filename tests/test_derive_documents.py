@@ -349,3 +349,38 @@ def test_check_of_a_latex_file_fails_when_its_text_differs(xent, tmp_path):
     run = xent("derive", "--check", str(good))
     assert run.code == 1, run
     assert f"differs {good}" in run.stdout and r"+\begin{align*}" in run.stdout
+
+
+def _with_a_wide_step(d):
+    """The derivation with one more step of wide blocks, as a later step (a Hessian, say) might add: the
+    renderers only read blocks, so they must lay out any step."""
+    import dataclasses
+
+    import sympy as sp
+
+    from xentcli.symbolic.model import Step, Tex
+
+    z = sp.symbols("z1:5")
+    s = sum(sp.exp(v) for v in z)
+    h = sp.Matrix(4, 4, lambda i, j: sp.diff(sp.exp(z[i]) / s, z[j]))
+    st = Step("A wide extra step")
+    st.say("Second derivatives, as SymPy gives them:")
+    st.matrix(Tex("H", "H"), h, Tex(r"\operatorname{diag}(p) - p\,p^{\top}", "diag(p) − p pᵀ"))
+    st.eq(Tex(r"\frac{\partial^2 L}{\partial z_1^2}", "∂²L/∂z₁²"), sp.diff(sp.log(s) * sp.Add(*z), z[0], 2))
+    return dataclasses.replace(d, steps=[*d.steps, st])
+
+
+def test_a_new_step_of_wide_blocks_is_laid_out_too(katex, tmp_path):
+    d = _with_a_wide_step(derivation("--classes 4"))
+    md = to_markdown(d)
+    items = [{"tex": tex, "display": display} for tex, display in math_segments(md)]
+    results = run_katex(katex, items)
+    assert all(r["ok"] for r in results), [r["error"] for r in results if not r["ok"]]
+    assert max(float(r["width_em"]) * PX_PER_EM for r in results) <= MAX_DISPLAY_PX
+    assert "H_{12} &=" in md  # the matrix, too wide for a row, entry by entry
+    assert log_problems(compile_latex("pdflatex", to_latex(d), tmp_path)) == []
+    for width in (80, 120):
+        buf = io.StringIO()
+        print_derivation(d, file=buf, width=width)
+        assert max(cell_len(ln) for ln in buf.getvalue().splitlines()) <= width
+        assert "H₁₂ = " in buf.getvalue()

@@ -14,7 +14,7 @@ from typing import Any
 import sympy as sp
 
 from .model import Block, Check, Derivation, Equation, MatrixDisplay, Para, Tex
-from .texlayout import chain_rows, latex
+from .texlayout import display_rows, latex
 from .texprose import tex_prose
 from .textlayout import cells, linear, math_lines, unify_minus, wrap
 
@@ -163,7 +163,7 @@ def _block_md(block: Block) -> list[str]:
     if isinstance(block, Para):
         return [_para_md(block), ""]
     if isinstance(block, (Equation, MatrixDisplay)):
-        rows = chain_rows(_chain(block), MARKDOWN_WIDTH_EM)
+        rows = display_rows(_chain(block), MARKDOWN_WIDTH_EM)
         if len(rows) == 1:
             out = ["$$", rows[0], "$$"]
         else:
@@ -226,7 +226,7 @@ def _display_latex(block: Equation | MatrixDisplay) -> list[str]:
     if isinstance(block, Equation) and block.note:
         note = rf"\qquad \text{{({tex_prose(block.note)})}}"
         note_width = 2.0 + 0.5 * (len(block.note) + 2)
-    rows = chain_rows(_chain(block), LATEX_WIDTH_EM, note, note_width)
+    rows = display_rows(_chain(block), LATEX_WIDTH_EM, note, note_width)
     if len(rows) == 1:
         return [r"\begin{equation*}", rows[0], r"\end{equation*}"]
     return [r"\begin{align*}", *(r + r" \\" for r in rows[:-1]), rows[-1], r"\end{align*}"]

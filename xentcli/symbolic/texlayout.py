@@ -442,3 +442,46 @@ def chain_rows(terms: Sequence[Any], limit: float, note: str = "", note_width: f
 def rows_width(rows: Sequence[str]) -> float:
     """The estimated width of the widest row."""
     return max(tex_width(r.replace("&", "")) for r in rows)
+
+
+# --------------------------------------------------------------------------
+# Matrices too wide for a row: a summary and an entrywise table
+# --------------------------------------------------------------------------
+
+MAX_ENTRIES = 36  # a larger matrix lists its first entries, \dots and its last
+
+
+def matrix_fits(matrix: Any, limit: float) -> bool:
+    return tex_width(latex(matrix)) <= limit
+
+
+def display_rows(terms: Sequence[Any], limit: float, note: str = "", note_width: float = 0.0) -> list[str]:
+    r"""Rows of a display (see :func:`chain_rows`). A matrix in the chain that is too wide for a row is
+    replaced by its name, and its entries follow as rows ``J_{12} &= ...`` (broken like any other term)."""
+    wide = [k for k, t in enumerate(terms) if isinstance(t, sp.MatrixBase) and not matrix_fits(t, limit)]
+    if not wide:
+        return chain_rows(terms, limit, note, note_width)
+    name = latex(terms[0]) if wide[0] > 0 else "M"
+    summary = [t for k, t in enumerate(terms) if k not in wide]
+    rows = _aligned(chain_rows(summary, limit, note, note_width)) if len(summary) > 1 else []
+    matrix = terms[wide[0]]
+    cells: list[tuple[int, int] | None] = [(i, j) for i in range(matrix.rows) for j in range(matrix.cols)]
+    if len(cells) > MAX_ENTRIES:
+        cells = [*cells[:4], None, cells[-1]]
+    for cell in cells:
+        if cell is None:
+            rows.append(r"& \;\;\vdots")
+            continue
+        i, j = cell
+        sub = f"{i + 1}{j + 1}" if matrix.rows < 10 and matrix.cols < 10 else f"{i + 1},{j + 1}"
+        base = name if re.fullmatch(r"[A-Za-z]", name) else f"{{{name}}}"
+        rows += _aligned(chain_rows([Tex(f"{base}_{{{sub}}}", ""), matrix[i, j]], limit))
+    return rows
+
+
+def _aligned(rows: list[str]) -> list[str]:
+    """Rows of an aligned block: a single row ``a = b`` becomes ``a &= b``."""
+    if len(rows) == 1 and "&" not in rows[0].replace(r"\&", ""):
+        lhs, eq, rhs = rows[0].partition(" = ")
+        return [f"{lhs} &= {rhs}" if eq else f"& {rows[0]}"]
+    return rows

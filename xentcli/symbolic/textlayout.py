@@ -25,6 +25,7 @@ from sympy.printing.str import StrPrinter
 from .model import Tex
 
 _PRETTY = {"use_unicode": True, "wrap_line": False, "num_columns": 10_000}
+MAX_ENTRIES = 36  # a larger matrix too wide to draw lists its first entries, ⋮ and its last
 _SUBSCRIPTS = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
 _SUPERSCRIPTS = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 
@@ -211,6 +212,24 @@ def math_lines(terms: Sequence[Any], note: str, width: int, indent: int = 4) -> 
     pad = " " * indent
     room = width - indent
     forms = [art(t) for t in terms]
+    wide = [k for k, t in enumerate(terms) if isinstance(t, sp.MatrixBase) and forms[k].width() > room]
+    if wide:  # the chain without the matrix, then the matrix entry by entry
+        name = linear(terms[0]) if wide[0] > 0 else "M"
+        rest = [t for k, t in enumerate(terms) if k not in wide]
+        entries = math_lines(rest, note, width, indent) if len(rest) > 1 else []
+        matrix = terms[wide[0]]
+        cells_: list[tuple[int, int] | None] = [(i, j) for i in range(matrix.rows) for j in range(matrix.cols)]
+        if len(cells_) > MAX_ENTRIES:
+            cells_ = [*cells_[:4], None, cells_[-1]]
+        for cell in cells_:
+            if cell is None:
+                entries.append(pad + "  ⋮")
+                continue
+            i, j = cell
+            small = matrix.rows < 10 and matrix.cols < 10
+            sub = f"{i + 1}{j + 1}".translate(_SUBSCRIPTS) if small else f"_({i + 1},{j + 1})"
+            entries += math_lines([Tex("", name + sub), matrix[i, j]], "", width, indent)
+        return entries
     whole = _join(forms)
     if note:
         with_note = prettyForm(*whole.right(f"   ({note})"))
