@@ -51,7 +51,7 @@ def verdict_line(d: Derivation) -> str:
 # draws math at about 20 px per em, so 40 em keeps a display under 900 px with room for the estimate's
 # error (the tests measure it with KaTeX). LaTeX: the article class's text is 345 pt = 34.5 em wide.
 MARKDOWN_WIDTH_EM = 40.0
-LATEX_WIDTH_EM = 31.0
+LATEX_WIDTH_EM = 30.0
 
 
 def _tex(item: Any) -> str:

@@ -52,8 +52,8 @@ _SPACES = {r"\,": 0.167, r"\:": 0.222, r"\;": 0.278, r"\!": -0.167, r"\quad": 1.
 _TEXT_COMMANDS = {r"\text": 0.5, r"\mathrm": 0.5, r"\operatorname": 0.5, r"\texttt": 0.525, r"\textbf": 0.57,
                   r"\mathit": 0.5, r"\textit": 0.5, r"\mathbf": 0.57}
 _ACCENTS = {r"\tilde", r"\hat", r"\bar", r"\vec", r"\widetilde", r"\overline"}
-_BIG = {r"\bigl", r"\bigr", r"\Bigl", r"\Bigr", r"\biggl", r"\biggr", r"\Biggl", r"\Biggr", r"\big", r"\Big",
-        r"\bigg"}
+_BIG = {r"\bigl": 0.5, r"\bigr": 0.5, r"\Bigl": 0.6, r"\Bigr": 0.6, r"\biggl": 0.75, r"\biggr": 0.75,
+        r"\Biggl": 0.9, r"\Biggr": 0.9, r"\big": 0.5, r"\Big": 0.6, r"\bigg": 0.75}
 _CHARS = {"(": 0.389, ")": 0.389, "[": 0.278, "]": 0.278, ",": 0.445, ".": 0.278, "/": 0.5, "'": 0.275,
           "|": 0.278, "!": 0.278, ":": 0.278, ";": 0.445, "*": 0.5}
 _TOKEN = re.compile(r"\\[A-Za-z]+|\\.|[{}^_&]|\S")
@@ -149,7 +149,7 @@ def _run(tokens: list[str], i: int, scale: float, display: bool) -> tuple[float,
             w = max(_run(num, 0, inner, False)[0], _run(den, 0, inner, False)[0]) + 0.24 * scale
         elif t in (r"\left", r"\right") or t in _BIG:
             _, i = _group(tokens, i)
-            w = 0.6 * scale
+            w = _BIG.get(t, 0.6) * scale
             kind = "open" if t in (r"\left", r"\bigl", r"\Bigl", r"\biggl", r"\Biggl") else "ord"
         elif t in (r"\sum", r"\prod"):
             w, kind = (1.444 if display else 1.0) * scale, "op"
@@ -220,13 +220,19 @@ def _text_width(tokens: list[str]) -> float:
 
 @dataclass(frozen=True)
 class Chunk:
-    """A piece of a term. ``tex`` of every chunk but a term's first starts with a binary operator."""
+    """A piece of a term. ``tex`` of every chunk but a term's first starts with a binary operator, or is the
+    parenthesis of a product (``\\biggl(...``), whose ``lead`` (``\\cdot \\biggl(...``) is used when it starts a row."""
 
     tex: str
+    lead: str = ""
 
     @property
     def width(self) -> float:
         return tex_width(self.tex)
+
+    @property
+    def starts_row(self) -> str:
+        return self.lead or self.tex
 
 
 class ChunkPrinter(LatexPrinter):  # type: ignore[misc]  # SymPy is untyped
@@ -291,6 +297,10 @@ class ChunkPrinter(LatexPrinter):  # type: ignore[misc]  # SymPy is untyped
             out += inner[1:]
         return out
 
+    def _print_Symbol(self, expr: Any, style: str = "plain") -> str:
+        # the prose's epsilon (label smoothing) is \varepsilon
+        return str(super()._print_Symbol(expr, style)).replace(r"\epsilon", r"\varepsilon")
+
     def _mul_chunks(self, expr: sp.Mul, limit: float) -> list[Chunk] | None:
         r"""A product with a wide sum among its factors: ``coefficient \biggl( sum \biggr) rest``."""
         sign = ""
@@ -312,9 +322,12 @@ class ChunkPrinter(LatexPrinter):  # type: ignore[misc]  # SymPy is untyped
         inner = self._term_chunks(widest, limit) or [Chunk(self._print(widest))]
         tall = any(r"\frac" in c.tex for c in inner)
         left, right = (r"\biggl(", r"\biggr)") if tall else (r"\bigl(", r"\bigr)")
-        first = f"{sign}{head} {left}{inner[0].tex}".replace("  ", " ").strip()
-        out = [Chunk(first), *inner[1:]]
-        out[-1] = Chunk(out[-1].tex + right)
+        opening = f"{left}{inner[0].tex}"
+        out = [Chunk(f"{sign}{head}".strip() or sign.strip()), Chunk(opening, rf"\cdot {opening}"), *inner[1:]]
+        if not head:  # nothing before the parenthesis: it opens the term
+            out = [Chunk(f"{sign}{opening}".strip()), *inner[1:]]
+        last = out[-1]
+        out[-1] = Chunk(last.tex + right, last.lead + right if last.lead else "")
         return out
 
 
@@ -423,7 +436,8 @@ def chain_rows(terms: Sequence[Any], limit: float, note: str = "", note_width: f
             w = piece.width
             if k > 0 and current_w + w > limit:
                 rows.append(current.rstrip())
-                current, current_w = r"& \quad " + piece.tex + " ", offset + CONTINUATION_INDENT + w
+                lead = piece.starts_row
+                current, current_w = r"& \quad " + lead + " ", offset + CONTINUATION_INDENT + tex_width(lead)
                 continue
             current += piece.tex + " "
             current_w += w
