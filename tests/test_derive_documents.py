@@ -187,6 +187,9 @@ def test_long_sums_are_abbreviated_and_prose_is_escaped():
     md = to_markdown(derivation("--classes 60"))
     assert r"Assumption: $y_{1} + y_{2} + \dots + y_{60} = 1$" in md
     assert "y_{30}" not in md
+    symbolic = to_markdown(derivation("--classes n --weight sym --label-smoothing sym --ignore-index 0 --reduction mean"))
+    assert not re.search(r"- \\sum_\{l=1\}\^\{n\} -", symbolic)  # no −Σ −(...)
+    assert r"\sum_{l=1}^{n} \frac{m" in symbolic
     # a claim's '*' is not emphasis for GitHub
     refuted = to_markdown(derivation("--classes 3 --claim p-2*y")).split("\n", 1)[1]  # after the header
     assert "Refuted" in refuted and "the claim 'p-2\\*y'" in refuted and "'p-2*y'" not in refuted
@@ -300,13 +303,15 @@ def test_wide_formulas_are_split_not_wrapped_and_prose_breaks_at_spaces():
 
 def test_one_notation_in_the_terminal_view():
     for args in ("--classes 3 --weight sym --label-smoothing sym", "--classes n --weight sym --label-smoothing sym",
-                 "--classes 4 --loss bce --pos-weight sym"):
+                 "--classes 4 --loss bce --pos-weight sym", "--classes n --weight sym --label-smoothing sym "
+                 "--ignore-index 0 --reduction mean"):
         for kind, lines in text_blocks(derivation(args), 80):
             text = "\n".join(lines)
             if kind == "math":
                 assert " - " not in text and "⋅" not in text, text
                 assert not re.search(r"\b[pyzwq]\d", text), text  # p₁, never p1
-                assert "KroneckerDelta" not in text and "z[" not in text, text
+                assert "KroneckerDelta" not in text and not re.search(r"[a-z]\[[a-z0-9]\]", text), text
+                assert not re.search(r"Σ\S* −", text), text  # no −Σ −(...) double signs
             if kind == "para":
                 assert not re.search(r"(?<![\w-])-(?=[\w(])", text), text
 

@@ -339,13 +339,26 @@ def _shape(term: str) -> str:
 _PRINTER = ChunkPrinter()
 
 
+def tidy_signs(expr: Any) -> Any:
+    """``-Sum(-f)`` written as ``Sum(f)``: SymPy's .doit() leaves such double signs (−Σ −(...)) in its results;
+    the value is the same, and only the printed form changes."""
+    if not isinstance(expr, sp.Basic):
+        return expr
+
+    def double(e: Any) -> bool:
+        return (isinstance(e, sp.Mul) and len(e.args) == 2 and e.args[0] == -1 and isinstance(e.args[1], sp.Sum)
+                and e.args[1].function.could_extract_minus_sign())
+
+    return expr.replace(double, lambda e: sp.Sum(-e.args[1].function, *e.args[1].limits))
+
+
 def latex(item: Any) -> str:
     """LaTeX of a math item (a :class:`Tex`, a SymPy object or a string), on one line."""
     if isinstance(item, Tex):
         return item.latex
     if isinstance(item, str):
         return item
-    return str(_PRINTER.doprint(item))
+    return str(_PRINTER.doprint(tidy_signs(item)))
 
 
 def tex_chunks(tex: str) -> list[Chunk]:
@@ -380,7 +393,7 @@ def item_chunks(item: Any, limit: float) -> list[Chunk]:
         if verbatim and "}" not in verbatim.group(1).replace(r"\}", ""):
             return [Chunk(r"\texttt{" + piece + "}") for piece in _split_verbatim(verbatim.group(1), limit)]
         return tex_chunks(text)
-    return _PRINTER.chunks(item, limit)
+    return _PRINTER.chunks(tidy_signs(item), limit)
 
 
 def _split_verbatim(text: str, limit: float) -> list[str]:

@@ -23,6 +23,7 @@ from sympy.printing.pretty.stringpict import prettyForm
 from sympy.printing.str import StrPrinter
 
 from .model import Tex
+from .texlayout import tidy_signs
 
 _PRETTY = {"use_unicode": True, "wrap_line": False, "num_columns": 10_000}
 MAX_ENTRIES = 36  # a larger matrix too wide to draw lists its first entries, ⋮ and its last
@@ -77,8 +78,7 @@ def art(item: Any) -> prettyForm:
         return prettyForm(item.plain)
     if isinstance(item, str):
         return prettyForm(item)
-    form = ArtPrinter()._print(item)
-    return form
+    return ArtPrinter()._print(tidy_signs(item))
 
 
 def _art_lines(form: prettyForm) -> list[str]:
@@ -101,6 +101,8 @@ def _join(forms: Sequence[prettyForm], sep: str = " = ") -> prettyForm:
 
 class LinearPrinter(StrPrinter):  # type: ignore[misc]  # SymPy is untyped
     """One-line unicode: p₁·(y₁ + y₂) − y₁, exp(z_j), Σ_k exp(z_k), δ_ij."""
+
+    printmethod = "_xent_linear"  # not SymPy's _sympystr, which writes z[j]
 
     def _print_Symbol(self, expr: Any) -> str:
         return _symbol(expr.name)
@@ -133,7 +135,7 @@ def linear(item: Any) -> str:
     if isinstance(item, sp.MatrixBase):
         rows = ["[" + ", ".join(linear(item[i, j]) for j in range(item.cols)) + "]" for i in range(item.rows)]
         return "[" + ", ".join(rows) + "]"
-    text = str(LinearPrinter({"order": None}).doprint(item))
+    text = str(LinearPrinter({"order": None}).doprint(tidy_signs(item)))
     text = text.replace("**", "^").replace("*", "·").replace("-", "−")
     return re.sub(r"\^(\d+)(?!\d)", lambda m: m.group(1).translate(_SUPERSCRIPTS), text)
 
