@@ -44,6 +44,7 @@ MAX_DISPLAY_PX = 900.0
 MAX_INLINE_PX = 600.0
 OVERFULL_TOLERANCE_PT = 1.0
 
+SYMBOLIC_ALL = "--classes n --weight sym --label-smoothing sym --ignore-index 0 --reduction mean"
 # Every loss and option, concrete C from 2 to 200 and a symbolic C, a refuted claim and a long one.
 SWEEP = [
     "--classes 2",
@@ -52,7 +53,7 @@ SWEEP = [
     "--classes 6 --reduction sum",
     "--classes 4 --weight 1,2,3,4 --label-smoothing 1/10 --reduction mean",
     "--classes 3 --weight sym --label-smoothing sym --ignore-index 0 --reduction mean",
-    "--classes n --weight sym --label-smoothing sym --ignore-index 0 --reduction mean",
+    SYMBOLIC_ALL,
     "--classes 4 --targets prob --no-assume-normalized --weight sym --reduction mean",
     "--classes 3 --targets prob --label-smoothing sym --weight sym",
     "--classes 4 --loss nll --weight sym --ignore-index 1 --reduction mean",
@@ -187,7 +188,7 @@ def test_long_sums_are_abbreviated_and_prose_is_escaped():
     md = to_markdown(derivation("--classes 60"))
     assert r"Assumption: $y_{1} + y_{2} + \dots + y_{60} = 1$" in md
     assert "y_{30}" not in md
-    symbolic = to_markdown(derivation("--classes n --weight sym --label-smoothing sym --ignore-index 0 --reduction mean"))
+    symbolic = to_markdown(derivation(SYMBOLIC_ALL))
     assert not re.search(r"- \\sum_\{l=1\}\^\{n\} -", symbolic)  # no −Σ −(...)
     assert r"\sum_{l=1}^{n} \frac{m" in symbolic
     # a claim's '*' is not emphasis for GitHub
@@ -303,8 +304,7 @@ def test_wide_formulas_are_split_not_wrapped_and_prose_breaks_at_spaces():
 
 def test_one_notation_in_the_terminal_view():
     for args in ("--classes 3 --weight sym --label-smoothing sym", "--classes n --weight sym --label-smoothing sym",
-                 "--classes 4 --loss bce --pos-weight sym", "--classes n --weight sym --label-smoothing sym "
-                 "--ignore-index 0 --reduction mean"):
+                 "--classes 4 --loss bce --pos-weight sym", SYMBOLIC_ALL):
         for kind, lines in text_blocks(derivation(args), 80):
             text = "\n".join(lines)
             if kind == "math":
