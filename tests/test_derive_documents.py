@@ -30,6 +30,7 @@ from xentcli.cli.derive_view import print_derivation
 from xentcli.cli.options import LOSS_PARAMS, loss_spec
 from xentcli.symbolic.documents import text_blocks, to_latex, to_markdown, to_text
 from xentcli.symbolic.model import Para
+from xentcli.symbolic.problem import Problem
 from xentcli.symbolic.textlayout import linear, unify_minus
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,10 +78,8 @@ def derivation(args: str) -> object:
     if args not in _CACHE:
         ctx = derive.make_context("derive", args.split())
         p = ctx.params
-        from xentcli.cli.derive import _problem
-
         spec = loss_spec({k: p[k] for k in LOSS_PARAMS if k in p}, ctx, [])
-        problem = _problem(p["classes"], spec, p["assume_normalized"], p["claim"])
+        problem = Problem(p["classes"], spec, p["assume_normalized"], p["claim"])
         _CACHE[args], _ = generate(problem, "json", command_line(problem, "json"))
     return _CACHE[args]
 
