@@ -33,7 +33,8 @@ from .quantities import Algebra, V
 SYMPY_DIFF_MAX = 12  # cross-check with generic sympy.diff up to this C
 CHAIN_IN_U_MAX = 30  # above this C the chain rule is closed by composing two proved identities
 PROGRESS_MIN = 200  # report progress for checks with at least this many cases
-RING_METHOD = "exact rational functions of u_k = exp(z_k): cross-multiplied numerators are the same polynomial"
+RING_METHOD = ("exact polynomials in u_k = exp(z_k) and 1/S (S = Σ_k u_k) over the rationals: the numerators are "
+               "the same polynomial, with 1/S free or once it is cleared")
 SYMPY_DIFF_METHOD = "sympy.diff of the expression in z; z_k -> log u_k, expand_log over positive symbols, then exact"
 
 
@@ -434,9 +435,10 @@ class ConcreteBackend(Backend):
             "Method: with ", Tex(r"u_k = e^{z_k} > 0", "u_k = exp(z_k) > 0"),
             " every quantity below is a rational function of u, y and the parameters, and ",
             Tex(r"\partial/\partial z_j = u_j\, \partial/\partial u_j", "∂/∂z_j = u_j ∂/∂u_j"),
-            ". SymPy differentiates and compares in the polynomial ring over the rationals; an equality holds "
-            "only when the cross-multiplied numerators are the same polynomial (no simplify). Every identity is "
-            "checked for every class index.",
+            ". Softmax is p_i = u_i · (1/S) with 1/S a variable of its own (d(1/S)/dz_j = −u_j/S², by the chain "
+            "rule). Derivatives and comparisons are exact polynomial arithmetic over the rationals (FLINT): an "
+            "equality holds only when the numerators are the same polynomial, with 1/S free or once S · (1/S) = 1 "
+            "is used to clear it (no simplify). Every identity is checked for every class index.",
         )
 
     def examples(self, name: str, nt: Notation) -> list[Block]:

@@ -260,7 +260,7 @@ def nll_identities(ctx: Context) -> Step:
     st.checks.append(b.prove_zero("log-softmax-is-log-p", f"o_i − log p_i = 0 {b.forall(('i',))}",
                                   lambda E, i: E.o(i) - E.logp(i), LOG_METHOD, over=("i",)))
     st.checks.append(b.prove_zero(
-        "nll-equals-ce", "−Σ_i a_i o_i − (−Σ_i a_i log p_i) = 0 for any positive numbers a_i",
+        "nll-equals-ce", "−Σ_i a_i o_i = −Σ_i a_i log p_i for any positive numbers a_i",
         lambda E: E.sum(lambda k: -E.arbitrary(k) * E.o(k) + E.arbitrary(k) * E.logp(k)), LOG_METHOD))
     return st
 
@@ -489,8 +489,8 @@ def _normalized_method(ctx: Context) -> str:
     if ctx.concrete:
         return ("y_C = 1 − (y_1 + … + y_(C−1)) substituted into both sides; exact rational functions of u_k = "
                 "exp(z_k)")
-    return (f"Sum(y[k], (k, 1, {ctx.nt.n})) -> 1 after the factors free of k are pulled out of each Sum; "
-            "together + expand: 0")
+    return (f"Σ_k y_k (k = 1..{ctx.nt.n}) replaced by 1 after the factors free of k are pulled out of each "
+            "sum; together + expand: 0")
 
 
 def _one_hot_result(ctx: Context, st: Step) -> None:
