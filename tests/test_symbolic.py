@@ -428,3 +428,109 @@ def test_reserved_letters_are_refused(letter):
 def test_non_letters_are_refused(letter):
     with pytest.raises(XentInputError, match="single ASCII letter"):
         derive(letter)
+
+
+# --------------------------------------------------------------------------
+# The Hessian step
+
+HESSIAN_CHECKS = {"hessian", "hessian-s-constant", "jacobian-times-v", "jacobian-quadratic-form", "jacobian-null-space"}
+
+
+@pytest.mark.parametrize("classes", ["n", 3, 5])
+@pytest.mark.parametrize("s", [spec(), spec("ce", "mean", weight=SYM, label_smoothing=SYM, ignore_index=1),
+                               spec("kl", "batchmean"), spec("ce", targets="prob"), spec("nll", "sum")],
+                         ids=lambda s: s.describe())
+def test_the_hessian_is_proved_with_its_properties(s, classes):
+    d = derive(classes, s)
+    _assert_verified(d)
+    names = {c.name for c in d.checks}
+    assert HESSIAN_CHECKS <= names
+    assert ("hessian-normalized" in names) == (s.weight is None)
+
+
+@pytest.mark.parametrize("classes", ["n", 4])
+def test_the_bce_hessian_is_diagonal_and_proved(classes):
+    d = derive(classes, spec("bce", "mean", weight=SYM, pos_weight=SYM))
+    _assert_verified(d)
+    assert "hessian" in {c.name for c in d.checks}
+
+
+@pytest.mark.parametrize("classes", ["n", 3])
+@pytest.mark.parametrize(("name", "target", "wrong"), [
+    # s dropped: true only when the targets sum to 1
+    ("hessian", "hessian", lambda Q, orig: lambda A, i, j: Q.softmax_jacobian(A, i, j)),
+    # the factor 1/2 of the pairwise form replaced by 1/3
+    ("jacobian-quadratic-form", "pairwise_form", lambda Q, orig: lambda A: orig(A) * 2 / 3),
+    # the mean of v taken without the weights p
+    ("jacobian-times-v", "jacobian_times_v", lambda Q, orig: lambda A, i: A.p(i) * (A.v(i) - A.sum(A.v))),
+])
+def test_the_hessian_checks_fail_for_a_wrong_closed_form(monkeypatch, classes, name, target, wrong):
+    """Each Hessian check decides something: with its closed form altered it fails, and it is that check
+    that fails (prob targets without the normalisation, so that s is not 1)."""
+    from xentcli.symbolic import quantities as Q
+
+    monkeypatch.setattr(Q, target, wrong(Q, getattr(Q, target)))
+    d = derive(classes, spec(targets="prob"), assume_normalized=False)
+    failed = {c.name: c.detail for c in d.failed}
+    assert name in failed, (name, failed)
+    assert "raised" not in failed[name] and "error" not in failed[name], failed[name]
+
+
+def test_the_inverse_normaliser_ring_decides_identities_that_need_S_times_one_over_S():
+    """In the prover's ring 1/S is a variable of its own: p_1 + ... + p_C = 1 is not an identity in free
+    variables, and must still be proved (by clearing 1/S); p_1 + p_2 = 1 at C = 3 must not."""
+    from xentcli.symbolic.derivation import backend_for
+    from xentcli.symbolic.problem import Problem
+
+    b = backend_for(Problem(3, spec()))
+    A = b.prover("z")
+    total = A.p(0) + A.p(1) + A.p(2)
+    assert (total - 1).num  # not zero as a polynomial with 1/S free ...
+    assert total.equals(1)  # ... but zero once 1/S is cleared
+    assert not (A.p(0) + A.p(1)).equals(1)
+    assert A.dz(total, 1).equals(0)
+
+
+# --------------------------------------------------------------------------
+# JSON: names defined once, and --expand
+
+
+def test_json_at_200_classes_is_small_and_parses():
+    from xentcli.symbolic.documents import to_json
+
+    d = derive(200, spec())
+    _assert_verified(d)
+    text = to_json(d)
+    assert len(text.encode()) <= 2_000_000
+    assert len(d.jacobian) == 200 and all(len(r) == 200 for r in d.jacobian)
+    z, y = sp.symbols("z1:201"), sp.symbols("y1:201")
+    g = parsed(d.gradient[7], d)
+    jac = parsed(d.jacobian[3][7], d)
+    assert g.free_symbols <= set(z) | set(y) and jac.free_symbols <= set(z)
+    rng = np.random.default_rng(1)
+    zv, yv = rng.normal(size=200), rng.dirichlet(np.ones(200))
+    p = np.exp(zv - zv.max())
+    p /= p.sum()
+    point = {**dict(zip(z, zv)), **dict(zip(y, yv))}
+    assert math.isclose(float(g.xreplace(point)), p[7] * yv.sum() - yv[7], rel_tol=1e-9, abs_tol=1e-12)
+    assert math.isclose(float(jac.xreplace(point)), -p[3] * p[7], rel_tol=1e-9)
+
+
+@pytest.mark.parametrize("s", [spec("ce", "mean", weight=SYM, label_smoothing=SYM), spec("bce", pos_weight=SYM),
+                               spec("nll")], ids=lambda s: s.describe())
+def test_expanded_json_is_the_compact_json_written_out(s):
+    from xentcli.symbolic.derivation import derive_problem
+    from xentcli.symbolic.problem import Problem
+
+    compact = derive_problem(Problem(3, s))
+    full = derive_problem(Problem(3, s), expand=True)
+    assert full.definitions == {} and compact.definitions
+    names = {sp.Symbol(n) for n in compact.definitions}
+    rng = np.random.default_rng(5)
+    pairs = [(compact.loss_expr, full.loss_expr), *zip(compact.gradient, full.gradient),
+             (compact.jacobian[0][1], full.jacobian[0][1]), (compact.jacobian[2][2], full.jacobian[2][2])]
+    for short, long in pairs:
+        a, b = parsed(short, compact), sp.parse_expr(long)
+        assert not (b.free_symbols & names)
+        point = {v: rng.uniform(0.2, 1.5) for v in a.free_symbols | b.free_symbols}
+        assert math.isclose(float(a.xreplace(point)), float(b.xreplace(point)), rel_tol=1e-12)

@@ -176,7 +176,7 @@ def dloss_dsigma(A: Algebra, i: Any) -> V:
 
 def softmax_jacobian(A: Algebra, i: Any, j: Any) -> V:
     """dp_i/dz_j = p_i (delta_ij - p_j)."""
-    return A.memo(("softmax-jacobian", i, j), lambda: A.p(i) * (A.delta(i, j) - A.p(j)))
+    return A.p(i) * (A.delta(i, j) - A.p(j))  # not memoised: C*C entries would stay in memory
 
 
 def log_softmax_jacobian(A: Algebra, i: Any, j: Any) -> V:
