@@ -31,9 +31,12 @@ def derive_problem(problem: Problem, *, command: str = "", progress: Progress | 
         check_names(claims.names(claims.parse(problem.claim)), problem)
     backend = backend_for(problem, progress or no_progress)
     ctx = Context(backend, problem, Notation(problem))
+    # The claim is decided first (it needs only the closed form the steps prove): a claim that is refused
+    # (malformed, or too large to decide at this C) is refused before the derivation's own work.
+    claim = claim_step(backend, problem.claim) if problem.claim is not None else None
     out = steps(ctx)
-    if problem.claim is not None:
-        out.append(claim_step(backend, problem.claim))
+    if claim is not None:
+        out.append(claim)
     out.append(numeric_step(backend))
     strings = json_strings(backend)
     return Derivation(
