@@ -73,6 +73,9 @@ TRUE = [
     ("(p*sum(w*y) - w*y)/W", {"reduction": "mean", "weight": SYM}),
     ("p - y", PROB),
     ("p*sum(y) - y", PROB),
+    ("p - y + log(sum(y))", PROB),  # log 1 where the rows sum to 1
+    ("p - y + log(2 - sum(y))", IDX),
+    ("p - y + log(1 + y - y**2)", IDX),  # log 1 at every one-hot y
     ("p*sum(y) - y", RAW),
     ("exp(log(p) + log(sum(y))) - y", RAW),
     ("p - y", {"kind": "kl"}),

@@ -66,6 +66,7 @@ from .claim_values import (
     _add_cost,
     _Budget,
     difference,
+    positive_on,
     sign,
     structurally_positive,
     to_sympy,
@@ -327,7 +328,8 @@ def decide_concrete(backend: ConcreteBackend, tree: Any) -> Verdict:
         # Equal as functions (parts that cancel exactly are gone). It is the derivative only if it is also
         # defined at every input: no pole or log of a number <= 0 at the points tried, and every logarithm
         # of a positive argument.
-        doubtful = R.unchecked_logs or any(not structurally_positive(F) for F in R.log_args)
+        cases = [(t, mv) for j in st.classes for _j, t, mv in st.cases(j)]
+        doubtful = R.unchecked_logs or any(not positive_on(R, F, st.domain(), cases) for F in R.log_args)
         if genuine is None and doubtful:
             genuine = _search(st, tree, [c for j in st.classes for c in st.cases(j)], undefined_only=True)
         if genuine is not None:
@@ -402,7 +404,7 @@ def _exact_decision(st: _Setting, tree: Any) -> tuple[list[Case], list[Case], st
                 if value.equals(closed):
                     continue
         D = difference(R, value, target)
-        bad, unknown = vanishes(D, dom, budget, [(t, mv) for _j, t, mv in cases])
+        bad, unknown = vanishes(D, dom, R, [(t, mv) for _j, t, mv in cases])
         failing += [(j, t, mv) for t, mv in bad]
         unsure += [(j, t, mv) for t, mv in unknown]
         if D.opaque:

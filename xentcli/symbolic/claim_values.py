@@ -423,6 +423,11 @@ class RingValues(claims.Algebra):
         if _sign_structure(F) < 0:
             raise Undefined("is the log of a negative number for every input")
         self.log_args.append(F)
+        return self._merge(XV(rest, [], []), self.log_abs(F))
+
+    def log_abs(self, F: Frac) -> XV:
+        """log |F| as atoms: the logarithms of its constant, of its generators and of its other factors (a
+        factor with a positive leading coefficient, so that F and -F give the same atoms)."""
         logs: list[tuple[Atom, Frac]] = []
         const = Fraction(1)
         pieces = [(F.num, 1), *((p, -e) for p, e in F.den.values())]
@@ -436,7 +441,7 @@ class RingValues(claims.Algebra):
                 logs.append((("poly", self.shared.get(rest_poly, rest_poly)), self.space.const(e)))
         if const != 1:
             logs.append((("const", const), self.space.const(1)))
-        out = XV(rest, [], [])
+        out = XV(self.zero(), [], [])
         for atom, k in logs:
             out = self._merge(out, XV(self.zero(), [(atom, k)], []))
         return out
@@ -643,17 +648,30 @@ def factor_over(n: int, base: list[int]) -> list[tuple[int, int]]:
     return out
 
 
-def vanishes(v: XV, dom: Domain, budget: _Budget, targets: list[tuple[int | None, int | None]]
+def vanishes(v: XV, dom: Domain, R: RingValues, targets: list[tuple[int | None, int | None]]
              ) -> tuple[list[tuple[int | None, int | None]], list[tuple[int | None, int | None]]]:
     """Where on the domain the exact value v (a claim minus the derivative) is not shown to be 0.
 
     Returns (failing, unsure) among ``targets`` — the (t, m) cases of class-index targets (y = e_t, mask
-    m), or [(None, None)] — where ``failing`` means v is a nonzero rational function there and
-    ``unsure`` means the test could not tell (a logarithm or exponential of y or m, or a denominator
-    that is 0 there).
+    m), or [(None, None)] — where ``failing`` means v is not 0 there as far as its exact form tells, and
+    ``unsure`` means the test could not tell (a part the form cannot hold, a denominator or a logarithm's
+    argument that is 0 there).
     """
+    budget = R.budget
     if v.opaque:  # parts the exact form cannot hold, that do not cancel: nothing is known about them
         return [], list(targets)
+    if _is_zero(v):
+        return [], []
+    restricted = _restricted_atoms(v, dom)
+    if restricted:  # logarithms or exponentials of y or m: the value itself is taken at each case
+        failing, unsure = [], []
+        for t, mv in targets:
+            w = _restrict_value(R, v, dom, t, mv)
+            if w is None or w.opaque:
+                unsure.append((t, mv))
+            elif not _is_zero(w):
+                failing.append((t, mv))
+        return failing, unsure
     const_logs = [(a[1], k) for a, k in v.logs if a[0] == "const"]
     other_logs = [(a, k) for a, k in v.logs if a[0] != "const"]
     coeffs: list[Frac] = [v.rat, *(k for _a, k in other_logs), *(k for _R, k in v.exps)]
@@ -664,13 +682,8 @@ def vanishes(v: XV, dom: Domain, budget: _Budget, targets: list[tuple[int | None
     if all(not c.num for c in coeffs):
         return [], []
     discrete = dom.discrete
-    atoms_discrete = any(_atom_depends(a, discrete) for a, _k in other_logs) or any(
-        _frac_depends(R, discrete) for R, _k in v.exps)
+    # From here on no atom depends on a variable the domain fixes: each coefficient must vanish on the domain.
     if dom.subs:
-        if other_logs or v.exps:
-            ys = set(dom.subs)
-            if any(_atom_depends(a, ys) for a, _k in other_logs) or any(_frac_depends(R, ys) for R, _k in v.exps):
-                return [], list(targets)
         for c in coeffs:
             if not c.num:
                 continue
@@ -684,8 +697,6 @@ def vanishes(v: XV, dom: Domain, budget: _Budget, targets: list[tuple[int | None
     if not discrete:
         return list(targets), []
     failing, unsure = [], []
-    if atoms_discrete:
-        return [], list(targets)
     views = []
     for c in coeffs:
         if not c.num:
@@ -708,6 +719,111 @@ def vanishes(v: XV, dom: Domain, budget: _Budget, targets: list[tuple[int | None
         elif verdict == "unsure":
             unsure.append((t, mv))
     return failing, unsure
+
+
+def _is_zero(v: XV) -> bool:
+    """Every part 0: the rational part, each coefficient, and the constant logarithms over a coprime base."""
+    if v.opaque or v.rat.num or v.exps:
+        return False
+    const_logs = [(a[1], k) for a, k in v.logs if a[0] == "const"]
+    if len(const_logs) != len(v.logs):
+        return False
+    return all(not k.num for k in const_log_parts(const_logs).values())
+
+
+def _restricted_atoms(v: XV, dom: Domain) -> bool:
+    """Whether v has a logarithm or exponential of a variable the domain fixes (y for class indices or for
+    rows summing to 1, the mask m)."""
+    gens = dom.discrete | set(dom.subs)
+    return any(_atom_depends(a, gens) for a, _k in v.logs) or any(_frac_depends(R, gens) for R, _k in v.exps)
+
+
+def _restrict_frac(R: RingValues, f: Frac, dom: Domain, t: int | None, mv: int | None) -> Frac | None:
+    """f at y = e_t and m = mv (class indices), or with y_C = 1 − Σ y (rows summing to 1); None when a
+    denominator vanishes there."""
+    try:
+        if dom.subs:
+            R.budget.spend(compose_cost(f, dom.subs))
+            return f.compose(dom.subs)
+        R.budget.spend((len(f.num) + sum(len(p) for p, _e in f.den.values())) * 2)
+        num = _restrict_poly(f.num, dom.y_index, t, dom.mask_index, mv)
+        out = Frac(num)
+        for poly, e in f.den.values():
+            d = _restrict_poly(poly, dom.y_index, t, dom.mask_index, mv)
+            if not d:
+                return None
+            out = out / Frac(d**e)
+        return out
+    except ZeroDivisionError:
+        return None
+
+
+def positive_on(R: RingValues, F: Frac, dom: Domain, cases: list[tuple[int | None, int | None]]) -> bool:
+    """Whether F > 0 wherever defined on the domain, by its signs alone: as it is, or at every case of the
+    domain (y = e_t and m = 0 or 1 for class indices, y_C = 1 − Σ y for rows summing to 1)."""
+    if structurally_positive(F):
+        return True
+    if not dom.subs and not (dom.discrete and _frac_depends(F, dom.discrete)):
+        return False
+    for t, mv in (cases if not dom.subs else [(None, None)]):
+        G = _restrict_frac(R, F, dom, t, mv)
+        if G is None or not G.num or not structurally_positive(G):
+            return False
+    return True
+
+
+def _restrict_value(R: RingValues, v: XV, dom: Domain, t: int | None, mv: int | None) -> XV | None:
+    """The exact value v at a case of the domain, its logarithms and exponentials rewritten again (log of a
+    restricted argument split into atoms, log 1 = 0); None where something is undefined or 0/0 there."""
+    rat = _restrict_frac(R, v.rat, dom, t, mv)
+    if rat is None:
+        return None
+    out = XV(rat, [], [])
+    try:
+        for atom, k in v.logs:
+            kk = _restrict_frac(R, k, dom, t, mv)
+            arg = _restrict_frac(R, R._atom_frac(atom), dom, t, mv)
+            if kk is None or arg is None:
+                return None
+            if not kk.num:
+                continue
+            if not arg.num:  # the log of 0 there
+                return None
+            out = R._merge(out, R._scale(R.log_abs(arg), kk))  # an atom is the log of an absolute value
+        for Rexp, k in v.exps:
+            kk = _restrict_frac(R, k, dom, t, mv)
+            Rr = _restrict_frac(R, Rexp, dom, t, mv)
+            if kk is None or Rr is None:
+                return None
+            if not kk.num:
+                continue
+            term = XV(kk, [], []) if not Rr.num else XV(R.zero(), [], [(Rr, kk)])
+            out = R._merge(out, term)
+    except Undefined:  # log of 0 or of a negative number at this case
+        return None
+    return out
+
+
+def _restrict_poly(poly: PolyElement, y_index: list[int], t: int | None, mask_index: int | None,
+                   mv: int | None) -> PolyElement:
+    """poly at y = e_t (when t is given) and m = mv (when given)."""
+    R = poly.ring
+    keep = y_index[t] if t is not None else None
+    ys = set(y_index) if t is not None else set()
+    acc: dict[tuple[int, ...], Any] = {}
+    for mon, c in poly.iterterms():
+        m = list(mon)
+        if any(m[i] and i != keep for i in ys):
+            continue
+        if keep is not None:
+            m[keep] = 0
+        if mask_index is not None and mv is not None and m[mask_index]:
+            if mv == 0:
+                continue
+            m[mask_index] = 0
+        key = tuple(m)
+        acc[key] = acc.get(key, 0) + c
+    return R.from_dict({k: c for k, c in acc.items() if c})
 
 
 def difference(R: RingValues, claim: Any, target: Frac) -> XV:
