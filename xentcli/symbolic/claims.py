@@ -36,7 +36,10 @@ any symbolic work, so that no claim can take unbounded time or memory):
 A claim within these limits is then decided exactly for a concrete C with a
 budget on the size of the polynomials involved (see
 :mod:`xentcli.symbolic.claim_steps`): one that would need more is refused
-(exit 2) and names a smaller C, or ``--classes n``, instead.
+(exit 2) and names a smaller C, or ``--classes n``, instead. A claim with a
+part that is undefined for every input (a division by 0, the log of 0 or of
+a negative number) is malformed: :class:`Undefined` names that part, and it
+is refused (exit 2) too.
 """
 
 from __future__ import annotations
