@@ -60,6 +60,7 @@ TRUE = [
     ("p - y + log(p**2) - 2*log(p)", IDX),
     ("p - y + log(6*p) - log(2) - log(3) - log(p)", IDX),  # log 6 = log 2 + log 3, exactly
     ("p - y + exp(1) - exp(1)", IDX),
+    ("p - y + exp(6000)*exp(-6000) - 1", IDX),  # beyond what is expanded exactly at a point, still not refuted
     ("p - y**2", IDX),  # y is one-hot for class indices
     ("p - y*y/y", IDX),
     ("(p - y)*(1 - y)/(1 - y)", IDX),  # a 0/0 that cancels is not a pole
@@ -260,6 +261,25 @@ def test_a_claim_equal_where_defined_but_undefined_somewhere_is_neither_proved_n
     check = decide(classes, claim)
     assert not check.passed and "counterexample" not in check.data
     assert "is undefined at C = " in check.detail and "where the derivative is defined" in check.detail
+
+
+@pytest.mark.parametrize(("claim", "options"), [
+    ("p - y + (1 - y)*y/(1 - y)", IDX),  # p as a function, and 0/0 at the target class: neither is p - y
+    ("p - y + exp(log(2 - sum(y))) + 1", IDX),  # exp(log x) = x, not -x: this is p - y + 2
+    ("p - y + exp(log(2 - sum(y))) + 1", PROB),
+    ("p - y + exp(log(1 - y))*0 + exp(log(y - 2)) + 2", RAW),
+])
+def test_wrong_claims_are_not_proved_even_without_the_quick_point(monkeypatch, claim, options):
+    """The exact decision alone (the refutation at the first random point switched off) never proves them."""
+    from xentcli.symbolic import claim_steps
+
+    monkeypatch.setattr(claim_steps, "_quick", lambda *a, **k: (None, True, None))
+    try:
+        check = run_decide(3, claim, options)
+    except XentInputError as exc:  # a part undefined for every input: refused, which is not a proof either
+        assert "is malformed" in str(exc)
+        return
+    assert not check.passed, check.method
 
 
 def test_undefined_somewhere_is_not_malformed():

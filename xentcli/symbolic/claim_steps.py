@@ -53,7 +53,6 @@ from . import quantities as Q
 from .algebra import Frac
 from .backend import raised
 from .claim_values import (
-    EXACT_EXP_LIMIT,
     MAX_TERMS,
     MAX_WORK,
     Big,
@@ -254,7 +253,7 @@ def _differs(got: Any, want: Fraction) -> bool | None:
     """True/False when the claim's defined value certainly differs / equals; None when unsure."""
     if isinstance(got, Fraction):
         return got != want
-    if isinstance(got, Big):  # beyond e**EXACT_EXP_LIMIT, while the derivative at the point is a modest number
+    if isinstance(got, Big):  # beyond e**300 (about 1e130), while the derivative at the point is a modest number
         return abs(want) < 10**100
     s = sign(to_sympy(got) - to_sympy(want))
     return None if s is None else s != 0
@@ -536,9 +535,9 @@ def _refuted(st: _Setting, found: _Found, method: str) -> Verdict:
         text = (f"at {', '.join(shown)}: for {entry} the claim is undefined ({got.text()}), the derivative "
                 f"is {_short(want)}")
     elif isinstance(got, Big):
-        diff_text = value_text(Big(got.sign, sp.Add(got.expr, -to_sympy(want), evaluate=False)))
+        diff_text = value_text(Big(got.sign, sp.Add(got.expr, -to_sympy(want), evaluate=False), got.bound))
         out.update({"claim": _exact(got), "derivative": _exact(want), "difference": diff_text})
-        size = f"{'' if got.sign > 0 else '-'}e**{EXACT_EXP_LIMIT}"
+        size = f"e**{int(min(got.bound, 1e9))}"
         text = (f"at {', '.join(shown)}: the claim gives {entry} = {_clip(_exact(got))}, beyond {size} in size, "
                 f"the derivative is {_short(want)}")
         return Verdict("refuted", text, method, C, out)

@@ -45,6 +45,7 @@ from fractions import Fraction
 from math import comb
 from typing import TYPE_CHECKING, Any
 
+import mpmath
 import sympy as sp
 from sympy.polys.rings import PolyElement
 
@@ -391,7 +392,11 @@ class RingValues(claims.Algebra):
                 return _Opaque("exp of a logarithm times something other than a whole number")
             if abs(n) > MAX_EXP_POWER:
                 return _Opaque("exp of a large multiple of a logarithm")
-            out = self.fmul(out, self.fpow(self._atom_frac(atom), n))
+            base = self._atom_frac(atom)
+            # An atom is log|A|: exp(n log|A|) = |A|**n, which is A**n when n is even or A is never negative.
+            if n % 2 and not structurally_positive(base):
+                return _Opaque("exp of a logarithm of a factor whose sign is not known")
+            out = self.fmul(out, self.fpow(base, n))
         if not v.rat.num:
             return out
         return self.out(XV(self.zero(), [], [(v.rat, out)]))
@@ -707,10 +712,10 @@ def vanishes(v: XV, dom: Domain, R: RingValues, targets: list[tuple[int | None, 
     for t, mv in targets:
         verdict = None
         for num, dens in views:
-            if num.zero_at(t, mv):
-                continue
-            if any(d.zero_at(t, mv) for d in dens):  # a denominator 0 there: this test cannot tell
+            if any(d.zero_at(t, mv) for d in dens):  # a denominator 0 there (0/0 or a pole): cannot tell
                 verdict = "unsure"
+                continue
+            if num.zero_at(t, mv):
                 continue
             verdict = "failing"
             break
@@ -912,14 +917,32 @@ def numeric(v: Any, digits: int = 30) -> sp.Float:
 
 
 class Big:
-    """A value too large to expand exactly: a real number of known ``sign`` beyond e**EXACT_EXP_LIMIT in size,
-    kept as an unevaluated SymPy expression (``expr``). Sums with smaller numbers, products with numbers
-    of known sign and whole powers stay Big; anything whose size or sign would be unknown is :class:`Undef`."""
+    """A value too large to expand exactly: a real number of known ``sign`` with ln|value| >= ``bound``,
+    kept as an unevaluated SymPy expression (``expr``). Arithmetic keeps a lower bound on its size (a sum
+    with a much smaller number, a product with a number of known size and sign, a whole power); a value
+    that may no longer be huge, or whose sign is unknown, becomes :class:`Undef`."""
 
-    __slots__ = ("sign", "expr")
+    __slots__ = ("sign", "expr", "bound")
 
-    def __init__(self, sign: int, expr: sp.Expr):
-        self.sign, self.expr = sign, expr
+    def __init__(self, sign: int, expr: sp.Expr, bound: float):
+        self.sign, self.expr, self.bound = sign, expr, bound
+
+
+BIG_KEPT = 300.0  # a Big must stay beyond e**300 (about 1e130); the derivative at a point is far smaller
+
+
+def _ln_size(v: Any) -> tuple[float, float] | None:
+    """(lower, upper) bounds on ln|v| for a defined nonzero value that is not Big; None if unknown."""
+    try:
+        if isinstance(v, Fraction):
+            x = math.log(abs(v.numerator)) - math.log(v.denominator)
+        else:
+            x = float(mpmath.log(abs(sp.N(v, 15)._to_mpmath(60))))
+    except (ValueError, TypeError, ArithmeticError, AttributeError, OverflowError):
+        return None
+    if x != x or abs(x) == float("inf"):
+        return None
+    return x - 1, x + 1
 
 
 def text(v: Any) -> str:
@@ -1009,21 +1032,31 @@ class PointAlgebra(claims.Algebra):
             return f(a, b)
         return _from_sympy(f(to_sympy(a), to_sympy(b)))
 
+    def _big(self, sign: int, expr: sp.Expr, bound: float) -> Any:
+        if bound < BIG_KEPT:
+            return self._undef("a number too large to expand exactly, whose size is no longer known", genuine=False)
+        return Big(sign, expr, bound)
+
     def add(self, a: Any, b: Any) -> Any:
         if isinstance(a, Undef) or isinstance(b, Undef):
             return a if isinstance(a, Undef) else b
-        if isinstance(a, Big) or isinstance(b, Big):
-            if isinstance(a, Big) and isinstance(b, Big) and a.sign != b.sign:
+        if isinstance(a, Big) and isinstance(b, Big):
+            if a.sign != b.sign:
                 return self._undef("a difference of two numbers too large to compare", genuine=False)
-            big = a if isinstance(a, Big) else b
-            return Big(big.sign, sp.Add(_expr(a), _expr(b), evaluate=False))
+            return Big(a.sign, sp.Add(a.expr, b.expr, evaluate=False), max(a.bound, b.bound))
+        if isinstance(a, Big) or isinstance(b, Big):
+            big, other = (a, b) if isinstance(a, Big) else (b, a)
+            size = _ln_size(other) if sign(other) != 0 else (-math.inf, -math.inf)
+            if size is None or size[1] > big.bound - 2:  # the other term might matter
+                return self._undef("a sum of a very large number and one of comparable size", genuine=False)
+            return Big(big.sign, sp.Add(big.expr, _expr(other), evaluate=False), big.bound - 1)
         return self._op(a, b, lambda x, y: x + y)
 
     def neg(self, a: Any) -> Any:
         if isinstance(a, Undef):
             return a
         if isinstance(a, Big):
-            return Big(-a.sign, sp.Mul(-1, a.expr, evaluate=False))
+            return Big(-a.sign, sp.Mul(-1, a.expr, evaluate=False), a.bound)
         return -a
 
     def sub(self, a: Any, b: Any) -> Any:
@@ -1032,13 +1065,17 @@ class PointAlgebra(claims.Algebra):
     def mul(self, a: Any, b: Any) -> Any:
         if isinstance(a, Undef) or isinstance(b, Undef):
             return a if isinstance(a, Undef) else b
+        if isinstance(a, Big) and isinstance(b, Big):
+            return Big(a.sign * b.sign, sp.Mul(a.expr, b.expr, evaluate=False), a.bound + b.bound)
         if isinstance(a, Big) or isinstance(b, Big):
-            sa, sb = sign(a), sign(b)
-            if sa == 0 or sb == 0:
+            big, other = (a, b) if isinstance(a, Big) else (b, a)
+            s = sign(other)
+            if s == 0:
                 return Fraction(0)  # 0 times a (finite) number
-            if sa is None or sb is None:
-                return self._undef("a product of a very large number and one of unknown sign", genuine=False)
-            return Big(sa * sb, sp.Mul(_expr(a), _expr(b), evaluate=False))
+            size = _ln_size(other) if s is not None else None
+            if s is None or size is None:
+                return self._undef("a product of a very large number and one of unknown size", genuine=False)
+            return self._big(big.sign * s, sp.Mul(big.expr, _expr(other), evaluate=False), big.bound + size[0])
         return self._op(a, b, lambda x, y: x * y)
 
     def div(self, a: Any, b: Any) -> Any:
@@ -1055,7 +1092,11 @@ class PointAlgebra(claims.Algebra):
                 return Fraction(0)
             return self._undef("a quotient too small to evaluate exactly", genuine=False)
         if isinstance(a, Big):
-            return Big(a.sign * sb, sp.Mul(a.expr, sp.Pow(to_sympy(b), -1), evaluate=False))
+            size = _ln_size(b)
+            if size is None:
+                return self._undef("a quotient of a very large number by one of unknown size", genuine=False)
+            return self._big(a.sign * sb, sp.Mul(a.expr, sp.Pow(to_sympy(b), -1, evaluate=False),
+                                                 evaluate=False), a.bound - size[1])
         return self._op(a, b, lambda x, y: x / y)
 
     def power(self, a: Any, n: int) -> Any:
@@ -1066,7 +1107,7 @@ class PointAlgebra(claims.Algebra):
         if n == 0:
             return Fraction(1)
         if isinstance(a, Big):
-            return Big(a.sign**n, sp.Pow(a.expr, n, evaluate=False))
+            return Big(a.sign**n, sp.Pow(a.expr, n, evaluate=False), a.bound * n)
         if isinstance(a, Fraction):
             return a**n
         return _from_sympy(to_sympy(a) ** n)
@@ -1076,14 +1117,14 @@ class PointAlgebra(claims.Algebra):
             return a
         if isinstance(a, Big):
             if a.sign > 0:
-                return Big(1, sp.exp(a.expr, evaluate=False))
+                return Big(1, sp.exp(a.expr, evaluate=False), math.exp(min(a.bound, 700.0)))
             return self._undef("exp of a very large negative number (too small to evaluate exactly)", genuine=False)
         if isinstance(a, Fraction) and a == 0:
             return Fraction(1)
         e = to_sympy(a)
         x = _estimate(a)
         if x > EXACT_EXP_LIMIT:
-            return Big(1, sp.exp(e, evaluate=False))
+            return Big(1, sp.exp(e, evaluate=False), float(x) - 1)
         if x < -EXACT_EXP_LIMIT and (e.has(sp.log) or x < -(10**30)):
             # exp(n log r) would expand to r**n (too many digits), or too small even for a 60-digit estimate
             return self._undef("exp of a very large negative number (too small to evaluate exactly)", genuine=False)
