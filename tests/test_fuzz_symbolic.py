@@ -44,6 +44,7 @@ import builtins
 import json
 import os
 import pickle
+import random
 import re
 import shlex
 import shutil
@@ -55,6 +56,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import sympy as sp
+from claim_reference import claim_value
 from click.testing import CliRunner
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
@@ -182,8 +185,15 @@ def grammar_claims(names: list[str], max_leaves: int = 7):
     return st.recursive(_leaf(names), _grow, max_leaves=max_leaves).filter(lambda c: c[1] <= 8 and len(c[0]) <= 400)
 
 
-def _assert_decided(run: Run) -> None:
-    """A grammar-valid claim: proved (0), or refuted / not proved (1) with the reason; never 2."""
+def _assert_decided(run: Run, options: list[str] | None = None, classes: str = "3") -> None:
+    """A grammar-valid claim: proved (0), or refuted / not proved (1) with the reason; 2 only when a part
+    of it is undefined for every input (a division by 0, the log of 0 or of a negative number), named in
+    the message and checked here: that part evaluates to zoo, nan or a complex number at a random point."""
+    if run.code == 2:
+        line = refused(run, "--claim: is malformed: ")
+        assert options is not None, run
+        _assert_really_undefined(line, options, classes)
+        return
     assert run.code in (0, 1), run
     doc = run.json()
     check = claim_check(doc)
@@ -196,9 +206,30 @@ def _assert_decided(run: Run) -> None:
         assert not check["passed"] and doc["verified"] is False
         detail = check["detail"]
         assert re.search(r"at z = \(.*\).*: the claim gives ∂L/∂z_\d+ = \S+, the derivative is \S+", detail) or (
-            "not proved" in detail or "neither proved" in detail or "no counterexample" in detail
-        ), detail
+            re.search(r"at z = \(.*\).*: for ∂L/∂z_\d+ the claim is undefined \(", detail)
+        ) or ("not proved" in detail or "neither proved" in detail or "no counterexample" in detail), detail
         assert run.lines == [run.lines[0]] and run.lines[0].startswith("xent: error: not proved: claim failed"), run
+
+
+def _assert_really_undefined(line: str, options: list[str], classes: str) -> None:
+    """The part the message names is undefined for every input: at a random valid point (z = log of
+    rationals, p its softmax or sigmoid, valid targets) the tests' own evaluator gives zoo, nan, an
+    infinity or a complex number."""
+    m = re.search(r"is malformed: (?:at C = (\d+), )?'(.+)' (divides by 0|is the log of)", line)
+    assert m, line
+    size = int(m.group(1) or (classes if classes.isdigit() else 3))
+    part = m.group(2)
+    rng = random.Random(7)
+    binary = "bce" in options
+    for _ in range(2):
+        def r() -> str:
+            return f"{rng.randint(1, 9)}/{rng.randint(1, 9)}"
+
+        y = [r() for _ in range(size)] if binary or "prob" in options else ["1"] + ["0"] * (size - 1)
+        sample = {"z": [f"log({r()})" for _ in range(size)], "y": y, "w": [r() for _ in range(size)],
+                  "q": [r() for _ in range(size)], "eps": r(), "N": r(), "W": r(), "m": "1"}
+        value = claim_value(part, sample, 0, binary)
+        assert value.has(sp.zoo, sp.nan) or value.is_infinite or value.is_real is False, (part, value, line)
 
 
 @fuzz(45)
@@ -207,7 +238,7 @@ def test_grammar_claims_are_proved_or_refuted_concrete_c(variant, classes, data)
     options, names = variant
     text, _degree = data.draw(grammar_claims(names))
     run = xent("derive", "--classes", classes, *options, f"--claim={text}", "--format", "json")
-    _assert_decided(run)
+    _assert_decided(run, options, classes)
 
 
 @fuzz(5)
@@ -216,7 +247,7 @@ def test_grammar_claims_are_proved_or_refuted_symbolic_c(variant, data):
     options, names = variant
     text, _degree = data.draw(grammar_claims(names, max_leaves=4))
     run = xent("derive", "--classes", "n", *options, f"--claim={text}", "--format", "json")
-    _assert_decided(run)
+    _assert_decided(run, options, "n")
 
 
 # True claims, and junk built so that its exact value is known: rational in p, y, C, exp(z) and sums,
@@ -267,12 +298,13 @@ def test_true_claim_plus_positive_junk_is_refuted_with_a_counterexample(case, j,
     text = f"{claim} + 1/(1 + ({j[0]})**2)"
     run = xent("derive", "--classes", classes, *options, f"--claim={text}", "--format", "json")
     assert run.code == 1, run
-    detail = claim_check(run.json())["detail"]
+    check = claim_check(run.json())
+    detail = check["detail"]
     assert detail.startswith("at z = (") and "the claim gives" in detail, detail
-    # The counterexample is real: the claim's value minus the derivative's is 1/(1 + J^2) > 0, so the two
-    # printed numbers differ.
-    got, want = re.search(r"the claim gives ∂L/∂z_\d+ = (\S+), the derivative is (\S+)$", detail).groups()
-    assert got != want
+    # The counterexample is real: the claim's value minus the derivative's is 1/(1 + J^2) > 0, exactly.
+    difference = Fraction(check["counterexample"]["difference"])
+    assert 0 < difference <= 1, check["counterexample"]
+    assert Fraction(check["counterexample"]["claim"]) - Fraction(check["counterexample"]["derivative"]) == difference
 
 
 @fuzz(3)
@@ -294,7 +326,7 @@ def test_random_text_claims_keep_the_contract(text):
         refused(run, "--claim")
         assert run.stdout == ""
     else:  # text that happens to be a valid claim
-        _assert_decided(run)
+        _assert_decided(run, [], "2")
 
 
 @fuzz(40)
@@ -304,7 +336,7 @@ def test_claim_shaped_text_keeps_the_contract(text):
     if run.code == 2:
         refused(run, "--claim")
     else:
-        _assert_decided(run)
+        _assert_decided(run, [], "3")
 
 
 UNSAFE_CLAIMS = [
@@ -539,8 +571,8 @@ def test_nested_sums_cost_linear_not_exponential_time():
 @pytest.mark.parametrize(
     "claim",
     ["exp(exp(exp(exp(exp(z)))))", "exp(1e300*z)", "exp(exp(1e300))", "log(log(log(log(p))))", "exp(999999999999*z)",
-     "(1e300*p)**8", "999999999999**8*p**8", "1e-300**8*p", "p/0", "0/0", "log(0)", "log(-1)", "0**-1",
-     "(p - p)**-1", "1/(y - y)"],
+     "(1e300*p)**8", "999999999999**8*p**8", "1e-300**8*p", "exp(-1e300*z) - y", "p - y + exp(-10000)",
+     "p - y + exp(-1e20)"],
 )
 def test_extreme_values_in_claims_are_refuted_not_computed_forever(claim):
     for classes in ("3", "n"):
@@ -548,6 +580,13 @@ def test_extreme_values_in_claims_are_refuted_not_computed_forever(claim):
         assert run.code == 1, run
         assert run.seconds < 20
         assert "at z = (" in claim_check(run.json())["detail"]
+
+
+@pytest.mark.parametrize("claim", ["p/0", "0/0", "log(0)", "log(-1)", "0**-1", "(p - p)**-1", "1/(y - y)",
+                                   "exp(1e300)*log(p - p)", "log(0)*exp(exp(1e300))"])
+def test_claims_undefined_for_every_input_are_refused_fast(claim):
+    for classes in ("3", "n"):
+        refused(xent("derive", "--classes", classes, f"--claim={claim}"), "--claim: is malformed: ")
 
 
 CLASSES_GARBAGE = [
@@ -734,19 +773,24 @@ def test_claim_decision_errors_and_a_blind_exact_path_never_pass(monkeypatch):
         raise RuntimeError("ring arithmetic is broken")
 
     with monkeypatch.context() as m:
-        m.setattr(claim_steps, "_exact_failures", boom)
+        m.setattr(claim_steps, "_exact_decision", boom)
         failed = _not_proved(xent("derive", "--classes", "3", "--claim=p - y", "--format", "json"))
         assert [c["name"] for c in failed] == ["claim"]
         assert "RuntimeError raised during the check" in failed[0]["detail"]
-    # With the quick numeric refutation switched off, the exact comparison alone still refutes a wrong
+    # With the quick refutation at one point switched off, the exact comparison alone still refutes a wrong
     # claim (and the counterexample search is what then finds the point).
-    original = claim_steps._counterexample
     with monkeypatch.context() as m:
-        m.setattr(claim_steps, "_counterexample",
-                  lambda *a, tries=claim_steps.COUNTEREXAMPLE_TRIES, **k: None if tries == 1 else original(*a, **k))
-        failed = _not_proved(xent("derive", "--classes", "3", "--claim=p - 2*y", "--format", "json"))
-        assert [c["name"] for c in failed] == ["claim"] and failed[0]["detail"].startswith("at z = (")
+        m.setattr(claim_steps, "_quick", lambda *a, **k: (None, False, None))
+        for claim in ("p - 2*y", "p - y + 1e-300", "p - y + y*1e-300", "p - y + log(p) - z"):
+            failed = _not_proved(xent("derive", "--classes", "3", f"--claim={claim}", "--format", "json"))
+            assert [c["name"] for c in failed] == ["claim"] and failed[0]["detail"].startswith("at z = (")
         assert xent("derive", "--classes", "3", "--claim=p - y", "--format", "json").code == 0
+    # And with the exact comparison blind (it never finds a failing class), a wrong claim is still not proved:
+    # the quick point refutes it.
+    with monkeypatch.context() as m:
+        m.setattr(claim_steps, "vanishes", lambda *a, **k: ([], []))
+        failed = _not_proved(xent("derive", "--classes", "3", "--claim=p - 2*y", "--format", "json"))
+        assert failed[0]["detail"].startswith("at z = (")
 
 
 # ============================================================================
@@ -1443,13 +1487,27 @@ def test_loader_refusals_name_the_reason():
 
 
 def test_point_evaluation_is_exact_where_the_claim_is_rational():
-    """The counterexample's numbers are exact fractions (so "differs" is exact), mpmath only past exp/log."""
-    from xentcli.symbolic import claims
-    from xentcli.symbolic.claim_steps import _PointAlgebra
+    """The counterexample's numbers are exact fractions (so "differs" is exact); exact SymPy numbers once
+    exp/log enter; undefined values say why, and only a pole or a log of a number <= 0 is genuine."""
+    import sympy as sp
 
-    alg = _PointAlgebra([Fraction(1, 3), Fraction(2, 3)], [Fraction(1), Fraction(0)], [0, 0], [], [],
-                        {"C": Fraction(2)})
-    assert claims.fold(claims.parse("p - y + sum(p)**8/3"), alg, 0) == Fraction(1, 3) - 1 + Fraction(1, 3)
-    assert claims.fold(claims.parse("1/(p - p)"), alg, 0) is None
-    assert claims.fold(claims.parse("log(y)"), alg, 1) is None
-    assert claims.fold(claims.parse("exp(exp(exp(exp(exp(C)))))"), alg, 0) == float("inf")
+    from xentcli.symbolic import claims
+    from xentcli.symbolic.claim_values import Big, PointAlgebra, Undef
+
+    def alg():
+        return PointAlgebra({"p": [Fraction(1, 3), Fraction(2, 3)], "y": [Fraction(1), Fraction(0)],
+                             "z": [Fraction(0), sp.log(2)], "w": [Fraction(1)] * 2, "q": [Fraction(1)] * 2},
+                            {"C": Fraction(2)})
+
+    assert claims.fold(claims.parse("p - y + sum(p)**8/3"), alg(), 0) == Fraction(1, 3) - 1 + Fraction(1, 3)
+    assert claims.fold(claims.parse("exp(z)"), alg(), 1) == Fraction(2)  # exp(log 2) = 2, exactly
+    assert claims.fold(claims.parse("log(p) - log(1/3)"), alg(), 0) == 0
+    undefined = claims.fold(claims.parse("(p - p)/(p - p)"), alg(), 0)
+    assert isinstance(undefined, Undef) and not undefined.genuine and undefined.where == "(p - p) / (p - p)"  # 0/0
+    pole = claims.fold(claims.parse("1/(y - 1)"), alg(), 0)
+    assert isinstance(pole, Undef) and pole.genuine and pole.why == "division by zero"
+    log0 = claims.fold(claims.parse("log(y)"), alg(), 1)
+    assert isinstance(log0, Undef) and log0.genuine and log0.why == "log of 0"
+    big = claims.fold(claims.parse("exp(exp(exp(exp(exp(C)))))"), alg(), 0)
+    assert isinstance(big, Big) and big.sign == 1
+    assert claims.fold(claims.parse("0*exp(exp(exp(exp(exp(C)))))"), alg(), 0) == 0

@@ -222,11 +222,19 @@ def test_wrong_claims_are_refuted_with_a_counterexample(claim, s, normalized):
     assert "at z = (" in c.detail and "the derivative is" in c.detail
 
 
-def test_claim_true_at_small_C_only_is_not_proved():
-    """(C-2)(C-3)(C-4) vanishes at every C the concrete search tries: passing there is not a proof."""
-    c = _claim(derive("n", spec(), claim="p - y + (C-2)*(C-3)*(C-4)"))
+def test_claim_true_at_small_C_only_is_refuted_at_a_larger_one():
+    """(C-2)...(C-8) vanishes at C = 2..8: the concrete search goes on to C = 9 (and up to 12)."""
+    c = _claim(derive("n", spec(), claim="p - y + (C-2)*(C-3)*(C-4)*(C-5)*(C-6)*(C-7)*(C-8)"))
     assert not c.passed
-    assert "no counterexample was found at C = 2, 3, 4" in c.detail
+    assert c.detail.startswith("refuted at C = 9 (tried C = 2, 3, …, 9): ")
+    assert c.data["classes_tried"] == list(range(2, 10))
+
+
+def test_claim_true_at_every_size_tried_is_not_proved_for_symbolic_c():
+    """y**2 = y only for one-hot targets: exact at each C = 2..12, but not a proof for every n."""
+    c = _claim(derive("n", spec(), claim="p - y**2"))
+    assert not c.passed
+    assert "it holds exactly at C = 2, 3, …, 12, and no counterexample was found there" in c.detail
 
 
 def test_non_rational_false_claim_is_refuted():

@@ -1,46 +1,77 @@
-"""The ``--claim`` step: prove a user's closed form or refute it with a counterexample.
+"""The ``--claim`` step: prove a user's closed form or refute it with an exact counterexample.
 
 For a concrete C:
 
-1. The claim is evaluated from its syntax tree at a random rational point
-   (exactly with fractions while it is rational; with 50-digit mpmath once
-   ``exp``/``log``/``z`` enter, where ``exp`` of an argument beyond ±1e6
-   counts as overflow instead of being computed) and compared with the proved
-   closed form of the derivative there. A wrong claim is refuted at once, with
-   that counterexample, and no symbolic work is done.
-2. Otherwise the claim is built in the derivation's ring of rational functions
-   of u_k = exp(z_k) (no SymPy expressions, no ``together``/``expand`` of user
-   input): p, σ, y, w, eps, N and W are ring elements, and ``exp`` of an
-   integer combination of logits and logarithms (``exp(z)``,
-   ``exp(z - log(sum(exp(z))))``) is a product of powers. The claim is proved
-   when it is the same rational function as the derivative. Every polynomial
-   product is sized before it is formed: a claim that would need more than
-   ``MAX_TERMS`` terms in one step, or ``MAX_WORK`` weighted term operations in
-   all (about 3 s), is refused (exit 2) and the message names a smaller C or
-   ``--classes n``.
-3. A claim that is not rational in the u_k (``z`` or ``log`` outside ``exp``)
-   cannot be proved here: it is refuted at random points if it differs, and
-   is "not proved" otherwise.
+1. The claim is evaluated from its syntax tree at a random exact point (rational
+   u = exp(z), so z = log u; rational targets, weights, ...): rational values
+   stay exact fractions, and exp/log give exact SymPy numbers
+   (:class:`~xentcli.symbolic.claim_values.PointAlgebra`). The derivative's
+   closed form is evaluated there exactly too. A claim that differs is refuted
+   at once, with that point, and no symbolic work is done.
+2. If a division by zero or the log of a number <= 0 occurred at that point,
+   the claim is built as a function (step 3) first: a part that is 0 (or a
+   negative constant) for every input makes the claim malformed (exit 2).
+3. Otherwise the claim is built in the derivation's ring of rational functions
+   of u_k = exp(z_k), with logarithms and exponentials rewritten exactly
+   (:class:`~xentcli.symbolic.claim_values.RingValues`: log p = z - log S,
+   exp(log x) = x, log(exp x) = x, ...). It is proved when the claim minus the
+   derivative is 0 on the domain: as rational functions; for probability rows
+   summing to 1 with y_C = 1 - y_1 - ... - y_(C-1) substituted; for class
+   indices at every one-hot y = e_t (and mask m = 0 or 1). When the options
+   treat every class alike (no per-class weight values), the claim and the
+   derivative are the same expression of (z_j, y_j, w_j, ...) and of sums over
+   all classes, so relabelling the classes carries the decision at j = 1 to
+   every j: only j = 1 (and, for class indices, t = j and one t != j) is
+   decided. Every polynomial product is sized before it is formed: a claim
+   that would need more than ``MAX_TERMS`` terms in one step, or ``MAX_WORK``
+   weighted term operations in all, is refused (exit 2) and the message names
+   a smaller C or ``--classes n``.
+4. A claim that is not the derivative is refuted at a point where the two
+   differ, found by evaluating both exactly at random points; a claim the
+   exact form cannot hold is refuted that way too, or left "not proved".
 
-An exception while deciding is a failed check, never a pass.
+A refutation carries the point and the claim's, the derivative's and their
+difference's exact values as SymPy-parsable strings. An exception while
+deciding is a failed check, never a pass.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
-from math import comb
 from typing import TYPE_CHECKING, Any, Literal
 
 import mpmath
 import sympy as sp
 
 from ..errors import XentInputError
+from ..spec import SYM
 from . import claims
 from . import quantities as Q
 from .algebra import Frac
+from .backend import raised
+from .claim_values import (
+    MAX_TERMS,
+    MAX_WORK,
+    Big,
+    ClaimTooLarge,
+    Domain,
+    PointAlgebra,
+    PointQ,
+    RingValues,
+    Undef,
+    _add_cost,
+    _Budget,
+    difference,
+    positive_on,
+    sign,
+    structurally_positive,
+    to_sympy,
+    vanishes,
+)
+from .claim_values import text as value_text
 from .model import Check, Step, Tex
 from .problem import Problem
 
@@ -48,13 +79,14 @@ if TYPE_CHECKING:
     from .concrete import ConcreteBackend, RingAlgebra
     from .general import GeneralBackend
 
-COUNTEREXAMPLE_TRIES = 8
-COUNTEREXAMPLE_CLASSES = 8  # failing classes evaluated per random point
-MAX_TERMS = 200_000  # terms of one polynomial product (or substitution)
-MAX_WORK = 1_000_000  # term operations for the whole claim, each weighted by 1 + (ring generators)/64:
-#                       about 3 s of polynomial arithmetic at any C
-EXP_LIMIT = 10**6  # |argument| beyond which exp() is taken as overflow (numeric evaluation)
-NUMERIC_DPS = 50
+__all__ = ["MAX_TERMS", "MAX_WORK", "Verdict", "check_names", "claim_step", "decide_concrete", "decide_general"]
+
+COUNTEREXAMPLE_TRIES = 8  # random points per failing case
+COUNTEREXAMPLE_CASES = 8  # failing (class, target) cases tried
+CLAIM_CHECK_CLASSES = tuple(range(2, 13))  # sizes where a claim a symbolic C leaves open is decided exactly
+RING_CLAIM_METHOD = "exact comparison as functions of u = exp(z) (logarithms and exponentials rewritten exactly)"
+POINT_METHOD = "exact evaluation of the claim and the derivative at a rational point"
+SEED = 20251121
 
 
 def check_names(used: set[str], problem: Problem) -> None:
@@ -76,412 +108,6 @@ def check_names(used: set[str], problem: Problem) -> None:
             raise XentInputError(f"uses {name!r}, {why}", source="--claim")
 
 
-def _fmt(x: Any) -> str:
-    """A number for a message: 6 significant digits; 'undefined' for a division by zero or a NaN."""
-    if x is None:
-        return "undefined"
-    if isinstance(x, Fraction):
-        try:
-            return f"{float(x):.6g}"
-        except OverflowError:
-            return str(mpmath.nstr(mpmath.mpf(x.numerator) / x.denominator, 6))
-    if isinstance(x, mpmath.mpf):
-        if mpmath.isnan(x):
-            return "undefined"
-        if mpmath.isinf(x):
-            return "inf" if x > 0 else "-inf"
-        try:
-            v = float(x)
-        except OverflowError:  # pragma: no cover - float() of an mpf saturates
-            v = float("inf")
-        if abs(v) == float("inf") or (v == 0 and x != 0):
-            return str(mpmath.nstr(x, 6))
-        return f"{v:.6g}"
-    try:
-        v = float(x)
-    except (TypeError, ValueError, OverflowError):
-        return "undefined"
-    return "undefined" if v != v else f"{v:.6g}"
-
-
-class ClaimTooLarge(Exception):
-    pass
-
-
-class NotRational(Exception):
-    """The claim is not a rational function of u = exp(z) (as far as this evaluator can tell)."""
-
-
-class _Log:
-    """``rest + Σ n_i log(F_i)``: a rational function plus an integer combination of logarithms of
-    rational functions. Only ``exp`` (of one with ``rest`` = 0), sums and whole multiples can use it;
-    once the logarithms cancel it is the rational function ``rest`` again."""
-
-    __slots__ = ("terms", "rest")
-
-    def __init__(self, terms: list[tuple[int, Frac]], rest: Frac | None = None):
-        self.terms = terms
-        self.rest = rest
-
-    def scaled(self, n: int) -> _Log:
-        return _Log([(c * n, f) for c, f in self.terms], None if self.rest is None else self.rest * n)
-
-
-class _Budget:
-    """Counts term operations before they are done; a term costs more in a ring with more generators."""
-
-    def __init__(self, ngens: int):
-        self.scale = 1 + ngens / 64
-        self.work = 0.0
-
-    def spend(self, terms: int) -> None:
-        if terms > MAX_TERMS:
-            raise ClaimTooLarge(f"a polynomial with about {terms:,} terms")
-        self.work += terms * self.scale
-        if self.work > MAX_WORK:
-            raise ClaimTooLarge(f"more than {MAX_WORK:,} weighted polynomial term operations")
-
-
-def _raise_cost(f: Frac, target: dict[int, tuple[Any, int]]) -> int:
-    """Term operations to bring f's numerator to the denominator ``target`` (as Frac does: one factor at a
-    time); a product of i copies of a t-term polynomial has at most comb(t + i - 1, i) terms."""
-    size, work = len(f.num), 0
-    for k, (poly, e) in target.items():
-        have = f.den.get(k, (poly, 0))[1]
-        t, base = len(poly), size
-        for i in range(1, e - have + 1):
-            work += size * t
-            size = base * comb(t + i - 1, i)
-    return work
-
-
-def _lcm(a: Frac, b: Frac) -> dict[int, tuple[Any, int]]:
-    out = dict(a.den)
-    for k, (poly, e) in b.den.items():
-        if k not in out or out[k][1] < e:
-            out[k] = (poly, e)
-    return out
-
-
-def _add_cost(a: Frac, b: Frac) -> int:
-    if not a.num or not b.num:  # Frac adds a zero without any arithmetic
-        return 0
-    L = _lcm(a, b)
-    return _raise_cost(a, L) + _raise_cost(b, L)
-
-
-class _RingAlgebra(claims.Algebra):
-    """Claim values as exact rational functions in the derivation's ring, every product sized first."""
-
-    def __init__(self, A: RingAlgebra, budget: _Budget):
-        self.A = A
-        self.budget = budget
-        self.bce = A.problem.bce
-        self.space = A.ring_space
-        # Denominator polynomials of the derivation, so that a claim's own sum(exp(z)) becomes the same
-        # factor object as S (Frac tells factors apart by identity; equal copies would square the work).
-        self.shared = {A.S_poly: A.S_poly, **{f: f for f in A.one_plus_u}}
-
-    # -- leaves
-    def const(self, value: int | float) -> Frac:
-        return self.space.const(sp.Rational(repr(value)) if isinstance(value, float) else sp.Integer(value))
-
-    def vector(self, name: str, k: int) -> Frac | _Log:
-        A = self.A
-        if name == "p":
-            return A.sigma(k) if self.bce else A.p(k)
-        if name == "z":
-            return _Log([(1, Frac(A.U[k]))])  # z_k = log u_k
-        return {"y": A.y, "w": A.w, "q": A.q}[name](k)
-
-    def scalar(self, name: str) -> Frac:
-        A = self.A
-        if name == "C":
-            return self.space.const(A.problem.classes)
-        if name == "eps":
-            return A.eps
-        return A.mask if name == "m" else A.den  # N or W: the denominator (check_names)
-
-    # -- helpers
-    @staticmethod
-    def _int_value(f: Any) -> int | None:
-        if isinstance(f, Frac) and not f.den and (not f.num or f.num.is_ground):
-            c = f.num.LC if f.num else 0
-            if c == int(c):
-                return int(c)
-        return None
-
-    @staticmethod
-    def _is_zero(f: Any) -> bool:
-        return isinstance(f, Frac) and not f.num
-
-    def _frac_mul(self, a: Frac, b: Frac) -> Frac:
-        if not a.num or not b.num:
-            return self.space.const(0)
-        self.budget.spend(len(a.num) * len(b.num))
-        return a * b
-
-    # -- arithmetic
-    def add(self, a: Any, b: Any) -> Any:
-        if isinstance(a, _Log) or isinstance(b, _Log):
-            la = a if isinstance(a, _Log) else _Log([], a)
-            lb = b if isinstance(b, _Log) else _Log([], b)
-            rest = la.rest if lb.rest is None else lb.rest if la.rest is None else self.add(la.rest, lb.rest)
-            return self._merged(la.terms + lb.terms, rest)
-        self.budget.spend(_add_cost(a, b))
-        return a + b
-
-    def _merged(self, terms: list[tuple[int, Frac]], rest: Frac | None) -> Any:
-        """n log F + m log G with F == G (exactly) is (n + m) log F; with no logarithm left, ``rest``."""
-        out: list[tuple[int, Frac]] = []
-        for n, f in terms:
-            for i, (m, g) in enumerate(out):
-                self.budget.spend(_add_cost(f, g))
-                if f is g or f.equals(g):
-                    out[i] = (m + n, g)
-                    break
-            else:
-                out.append((n, f))
-        out = [(n, f) for n, f in out if n]
-        if not out:
-            return rest if rest is not None else self.space.const(0)
-        return _Log(out, rest)
-
-    def neg(self, a: Any) -> Any:
-        return a.scaled(-1) if isinstance(a, _Log) else -a
-
-    def sub(self, a: Any, b: Any) -> Any:
-        return self.add(a, self.neg(b))
-
-    def mul(self, a: Any, b: Any) -> Any:
-        if isinstance(a, _Log) or isinstance(b, _Log):
-            log, other = (a, b) if isinstance(a, _Log) else (b, a)
-            n = self._int_value(other)
-            if n is None or isinstance(other, _Log):
-                raise NotRational("a logarithm times something other than a whole number")
-            if n == 0:
-                return self.space.const(0)
-            if abs(n) > claims.MAX_POWER:
-                raise NotRational("a logarithm times a large number")
-            return self._merged(log.scaled(n).terms, None if log.rest is None else self._frac_mul(log.rest, other))
-        return self._frac_mul(a, b)
-
-    def div(self, a: Any, b: Any) -> Any:
-        if isinstance(b, _Log):
-            raise NotRational("division by a logarithm")
-        if isinstance(a, _Log):
-            n = self._int_value(b)
-            if n not in (1, -1):
-                raise NotRational("a logarithm divided by something other than ±1")
-            return self.mul(a, b)
-        if not b.num:
-            raise ZeroDivisionError("division by the zero function")
-        shared = self.shared.get(b.num)
-        if shared is not None and shared is not b.num:  # the same polynomial as S (or 1 + u_k): one factor
-            b = Frac(shared, dict(b.den))
-        self.budget.spend(_raise_cost(a, {k: (poly, e + a.den.get(k, (poly, 0))[1]) for k, (poly, e) in b.den.items()}))
-        return a / b
-
-    def power(self, a: Any, n: int) -> Any:
-        if isinstance(a, _Log):
-            if n == 0:
-                return self.space.const(1)
-            if n == 1:
-                return a
-            raise NotRational("a power of a logarithm")
-        if n == 0:
-            return self.space.const(1)
-        base = a if n > 0 else self.div(self.space.const(1), a)
-        out = base
-        for _ in range(abs(n) - 1):
-            out = self._frac_mul(out, base)
-        return out
-
-    def exp(self, a: Any) -> Frac:
-        if isinstance(a, Frac):
-            if not a.num:
-                return self.space.const(1)
-            raise NotRational("exp of something other than logits and logarithms")
-        if a.rest is not None and a.rest.num:
-            raise NotRational("exp of a logarithm plus a rational function")
-        out = self.space.const(1)
-        for n, f in a.terms:
-            if n == 0:
-                continue
-            if abs(n) > claims.MAX_POWER:
-                raise NotRational("exp of a large multiple of a logit")
-            out = self._frac_mul(out, self.power(f, n))
-        return out
-
-    def log(self, a: Any) -> _Log:
-        if isinstance(a, _Log):
-            raise NotRational("log of a logarithm")
-        if not a.num:
-            raise ZeroDivisionError("log of the zero function")
-        return _Log([(1, a)])
-
-    def summation(self, f: Callable[[int], Any]) -> Any:
-        items = [f(m) for m in range(self.A.problem.classes)]  # type: ignore[arg-type]
-        if any(isinstance(v, _Log) for v in items):
-            total = items[0]
-            for v in items[1:]:
-                total = self.add(total, v)
-            return total
-        keys = {tuple(sorted((k, e) for k, (_p, e) in v.den.items())) for v in items}
-        if len(keys) == 1:  # one shared denominator (e.g. S for every p_m): add the numerators in one pass
-            self.budget.spend(sum(len(v.num) for v in items))
-            return Frac.sum(items, self.space.ring)
-        total = items[0]
-        for v in items[1:]:
-            total = self.add(total, v)
-        return total
-
-
-def _compose_cost(f: Frac, subs: dict[int, Any]) -> int:
-    """Term operations of substituting ``subs`` into f: a monomial with x_i**e takes len(g**e) terms,
-    at most comb(len(g) + e - 1, e)."""
-    cost = 0
-    for poly in [f.num, *(p for p, _e in f.den.values())]:
-        cost += len(poly)
-        for i, g in subs.items():
-            for m in poly.itermonoms():
-                if m[i]:
-                    cost += comb(len(g) + m[i] - 1, m[i])
-    return cost
-
-
-def _mp(x: Any) -> Any:
-    """An mpmath number from a Fraction or an mpf."""
-    if isinstance(x, Fraction):
-        return mpmath.mpf(x.numerator) / x.denominator
-    return x
-
-
-class _PointAlgebra(claims.Algebra):
-    """Claim values at one point: exact Fractions while only rational operations are involved, mpmath
-    (``NUMERIC_DPS`` digits) once exp/log or z enter; ``None`` stands for undefined (a division by
-    zero, the log of a number <= 0). No symbolic work at all: the cost is the claim's size times C."""
-
-    def __init__(self, p: list[Any], y: list[Any], z: list[Any], w: list[Any], q: list[Any],
-                 scalars: dict[str, Any]):
-        self.p, self.y, self.z, self.w, self.q = p, y, z, w, q
-        self.scalars = scalars
-
-    def const(self, value: int | float) -> Fraction:
-        return Fraction(value)
-
-    def vector(self, name: str, k: int) -> Any:
-        return {"p": self.p, "y": self.y, "z": self.z, "w": self.w, "q": self.q}[name][k]
-
-    def scalar(self, name: str) -> Any:
-        return self.scalars[name]
-
-    def summation(self, f: Callable[[int], Any]) -> Any:
-        total: Any = Fraction(0)
-        for m in range(len(self.p)):
-            total = self.add(total, f(m))
-        return total
-
-    @staticmethod
-    def _pair(a: Any, b: Any) -> tuple[Any, Any]:
-        if isinstance(a, Fraction) and isinstance(b, Fraction):
-            return a, b
-        return _mp(a), _mp(b)
-
-    def add(self, a: Any, b: Any) -> Any:
-        if a is None or b is None:
-            return None
-        a, b = self._pair(a, b)
-        return a + b
-
-    def sub(self, a: Any, b: Any) -> Any:
-        if a is None or b is None:
-            return None
-        a, b = self._pair(a, b)
-        return a - b
-
-    def mul(self, a: Any, b: Any) -> Any:
-        if a is None or b is None:
-            return None
-        a, b = self._pair(a, b)
-        return a * b
-
-    def div(self, a: Any, b: Any) -> Any:
-        if a is None or b is None or b == 0:
-            return None
-        a, b = self._pair(a, b)
-        return a / b
-
-    def neg(self, a: Any) -> Any:
-        return None if a is None else -a
-
-    def power(self, a: Any, n: int) -> Any:
-        if a is None or (a == 0 and n < 0):
-            return None
-        return a**n
-
-    def exp(self, a: Any) -> Any:
-        if a is None:
-            return None
-        if a == 0:
-            return Fraction(1)
-        a = _mp(a)
-        if mpmath.isnan(a):
-            return None
-        if a > EXP_LIMIT:
-            return mpmath.inf
-        if a < -EXP_LIMIT:
-            return mpmath.mpf(0)
-        return mpmath.exp(a)
-
-    def log(self, a: Any) -> Any:
-        if a is None or a <= 0:
-            return None
-        if a == 1:
-            return Fraction(0)
-        a = _mp(a)
-        if mpmath.isnan(a):
-            return None
-        return mpmath.log(a)
-
-
-def _frac_value(f: Frac, point: list[Fraction]) -> Fraction | None:
-    """Exact value of f at a rational point (by generator number); None where a denominator vanishes."""
-
-    def ev(poly: Any) -> Fraction:
-        total = Fraction(0)
-        powers: dict[tuple[int, int], Fraction] = {}
-        for mon, coeff in poly.iterterms():
-            term = Fraction(int(coeff.numerator), int(coeff.denominator))
-            for i, e in enumerate(mon):
-                if e:
-                    key = (i, e)
-                    if key not in powers:
-                        powers[key] = point[i] ** e
-                    term *= powers[key]
-            total += term
-        return total
-
-    value = ev(f.num)
-    for poly, e in f.den.values():
-        d = ev(poly)
-        if d == 0:
-            return None
-        value /= d**e
-    return value
-
-
-
-
-# --------------------------------------------------------------------------
-# Deciding a claim
-# --------------------------------------------------------------------------
-
-CLAIM_CHECK_CLASSES = (2, 3, 4)  # sizes where a claim that a symbolic C leaves open is looked at exactly
-RING_CLAIM_METHOD = "exact comparison as rational functions of u = exp(z)"
-POINT_METHOD = "exact comparison; counterexample at a random rational point"
-
-
 @dataclass(frozen=True)
 class Verdict:
     """What deciding a claim found (never read back from its words)."""
@@ -490,71 +116,481 @@ class Verdict:
     detail: str
     method: str
     count: int = 1
+    counterexample: dict[str, Any] | None = None
+    classes_tried: tuple[int, ...] | None = None
+
+
+# --------------------------------------------------------------------------
+# The setting of a concrete decision
+# --------------------------------------------------------------------------
+
+
+Case = tuple[int, int | None, int | None]  # (class j, target class t of a one-hot y, mask value)
+
+
+def _symmetric(problem: Problem) -> bool:
+    """Whether every class is treated alike: no per-class weight or pos_weight values that differ."""
+    for option in ("weight", "pos_weight"):
+        v = getattr(problem.spec, option)
+        if isinstance(v, tuple) and len(set(v)) > 1:
+            return False
+    return True
+
+
+@dataclass
+class _Point:
+    """One exact point: what the claim's names are there, and the derivation's symbols' values."""
+
+    u: list[Fraction]
+    values: dict[str, list[Any]]  # p, y, z, w, q
+    scalars: dict[str, Any]  # C, eps, m, N, W
+    t: int | None = None
+
+
+class _Setting:
+    def __init__(self, backend: ConcreteBackend):
+        self.backend = backend
+        self.problem = backend.problem
+        self.C = backend.C
+        self.names = backend.names
+        self.onehot = self.problem.onehot and not self.problem.bce
+        self.symmetric = _symmetric(self.problem)
+        self.classes = [0] if self.symmetric else list(range(self.C))
+        self._A: RingAlgebra | None = None
+
+    @property
+    def A(self) -> RingAlgebra:
+        if self._A is None:
+            self._A = self.backend.algebra("z")
+        return self._A
+
+    def cases(self, j: int) -> list[Case]:
+        """The (j, t, m) cases that decide class j: every one-hot target (t = j and one other t when the
+        classes are alike) and both mask values."""
+        masks: list[int | None] = [0, 1] if self.problem.masked else [None]
+        if not self.onehot:
+            return [(j, None, mv) for mv in masks]
+        ts = [j, (j + 1) % self.C] if self.symmetric else list(range(self.C))
+        return [(j, t, mv) for t in ts for mv in masks]
+
+    def domain(self) -> Domain:
+        A = self.A
+        index = {s: i for i, s in enumerate(A.ring_space.symbols)}
+        y_index = [index[s] for s in self.names.y]
+        mask_index = index[self.names.mask] if self.names.mask is not None else None
+        subs = self.backend.normalized_substitution(A) if self.problem.normalized and not self.onehot else {}
+        return Domain(self.onehot, y_index, mask_index, subs)
+
+    # -- points
+    def draw(self, rng: random.Random, t: int | None, mv: int | None, attempt: int) -> _Point:
+        C, problem, spec = self.C, self.problem, self.problem.spec
+        u = [Fraction(rng.randint(1, 19), rng.randint(1, 7)) for _ in range(C)]
+        if self.onehot:
+            if t is None:
+                t = rng.randrange(C)
+            y = [Fraction(1 if k == t else 0) for k in range(C)]
+        elif problem.bce:
+            y = [Fraction(rng.randint(0, 6), 6) for _ in range(C)]
+        else:
+            y = [Fraction(rng.randint(0, 6)) for _ in range(C)]
+            if problem.normalized:
+                total = sum(y)
+                y = [v / total for v in y] if total else [Fraction(1, C)] * C
+
+        def per_class(value: Any, draw: Callable[[], Fraction]) -> list[Fraction]:
+            if value is SYM:
+                return [draw() for _ in range(C)]
+            if value is None:
+                return [Fraction(1)] * C
+            return [Fraction(value[k] if len(value) > 1 else value[0]) for k in range(C)]
+
+        w = per_class(spec.weight, lambda: Fraction(rng.randint(1, 6), 2))
+        q = per_class(spec.pos_weight, lambda: Fraction(rng.randint(1, 6), 2))
+        if spec.label_smoothing is SYM:
+            eps = Fraction(rng.randint(1, 9), 10)
+        else:
+            eps = Fraction(spec.label_smoothing) if problem.smoothing else Fraction(0)  # type: ignore[arg-type]
+        if problem.masked:
+            m = Fraction(mv if mv is not None else (1 if attempt == 0 else rng.randint(0, 1)))
+        else:
+            m = Fraction(1)
+        den = Fraction(rng.randint(2, 5)) if spec.denominator is not None else Fraction(1)
+        if problem.bce:
+            p = [v / (1 + v) for v in u]
+        else:
+            S = sum(u)
+            p = [v / S for v in u]
+        z = [Fraction(0) if v == 1 else sp.log(to_sympy(v)) for v in u]
+        values = {"p": p, "y": y, "z": z, "w": w, "q": q}
+        scalars = {"C": Fraction(C), "eps": eps, "m": m, "N": den, "W": den}
+        return _Point(u, values, scalars, t)
+
+    def derivative(self, pt: _Point, j: int) -> Fraction:
+        PQ = PointQ(self.problem, pt.values, pt.scalars)
+        value = Q.scaled(PQ, Q.grad(PQ, j))
+        return Fraction(value)
+
+
+@dataclass
+class _Found:
+    """A point where the claim is not the derivative."""
+
+    case: Case
+    point: _Point
+    got: Any  # the claim's value (Fraction, SymPy number) or Undef
+    want: Fraction
+    classes: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def _evaluate(st: _Setting, tree: Any, pt: _Point, j: int) -> tuple[Any, Fraction, PointAlgebra]:
+    alg = PointAlgebra(pt.values, pt.scalars)
+    got = claims.fold(tree, alg, j)
+    return got, st.derivative(pt, j), alg
+
+
+def _differs(got: Any, want: Fraction) -> bool | None:
+    """True/False when the claim's defined value certainly differs / equals; None when unsure."""
+    if isinstance(got, Fraction):
+        return got != want
+    if isinstance(got, Big):  # beyond e**300 (about 1e130), while the derivative at the point is a modest number
+        return abs(want) < 10**100
+    s = sign(to_sympy(got) - to_sympy(want))
+    return None if s is None else s != 0
+
+
+# --------------------------------------------------------------------------
+# Deciding a claim at a concrete C
+# --------------------------------------------------------------------------
+
+
+def _quick(st: _Setting, tree: Any) -> tuple[_Found | None, bool, _Found | None]:
+    """One random point, a few cases: a counterexample found there, whether anything was undefined, and a
+    case where the claim itself is undefined (a pole, the log of a number <= 0)."""
+    rng = random.Random(SEED)
+    js = st.classes if st.symmetric else sorted({0, 1, st.C - 1})
+    masks: list[int | None] = [1, 0] if st.problem.masked else [None]
+    undefined = False
+    found = None
+    genuine = None
+    points: dict[tuple[int | None, int | None], _Point] = {}
+    for j in js:
+        targets = [j, (j + 1) % st.C] if st.onehot else [None]
+        for case in [(j, t, mv) for t in targets for mv in masks]:
+            _j, t, mv = case
+            key = (t, mv)
+            if key not in points:
+                points[key] = st.draw(rng, t, mv, 0)
+            pt = points[key]
+            got, want, alg = _evaluate(st, tree, pt, j)
+            undefined = undefined or bool(alg.undefined)
+            if isinstance(got, Undef):
+                if got.genuine and genuine is None:
+                    genuine = _Found(case, pt, got, want)
+            elif found is None and _differs(got, want):
+                found = _Found(case, pt, got, want)
+    return found, undefined, genuine
 
 
 def decide_concrete(backend: ConcreteBackend, tree: Any) -> Verdict:
-    """Prove the claim for every class at this concrete C, or refute it with a counterexample."""
-    A = backend.algebra("z")
-    problem = backend.problem
-    C = backend.C
-    targets = [Q.scaled(A, Q.grad(A, j)) for j in range(C)]
-    subs = backend.normalized_substitution(A) if problem.normalized else {}
-    # A wrong claim is usually refuted at the first random point, exactly and cheaply from its syntax
-    # tree: try a few classes there before any polynomial arithmetic.
-    sample = sorted(set(range(min(4, C))) | set(range(max(0, C - 4), C)))
+    """Prove the claim for every class at this concrete C, or refute it with a counterexample.
+
+    Raises :class:`~xentcli.symbolic.claims.Undefined` for a malformed claim and
+    :class:`~xentcli.symbolic.claim_values.ClaimTooLarge` when the exact decision is beyond the budget.
+    """
+    st = _Setting(backend)
+    C = st.C
+    found, undefined, genuine = _quick(st, tree)
+    if found is not None and not undefined:
+        return _refuted(st, found, POINT_METHOD)
+    if found is None and not st.symmetric:
+        generic = _generic(st, tree)
+        if generic is not None:
+            return generic
     try:
-        example = _counterexample(A, tree, targets, sample, problem.normalized, tries=1)
-    except MemoryError:
+        failing, unsure, opaque_why, R = _exact_decision(st, tree)
+    except ClaimTooLarge:
+        if found is not None:  # too large to decide, but the quick point already refutes it
+            return _refuted(st, found, POINT_METHOD)
         raise
-    except Exception:  # noqa: BLE001 - decided below instead
-        example = None
-    if example is not None:
-        return Verdict("refuted", example, POINT_METHOD, C)
-    budget = _Budget(len(A.ring_space.symbols))
-    decidable, undefined = True, False
-    try:
-        alg = _RingAlgebra(A, budget)
-        fracs: list[Frac] = []
-        for j in range(C):
-            value = claims.fold(tree, alg, j)
-            if isinstance(value, _Log):
-                raise NotRational("the claim is a logarithm")
-            fracs.append(value)
-        failing = _exact_failures(A, fracs, targets, subs, budget)
-    except NotRational:
-        decidable, failing = False, list(range(C))
-    except ZeroDivisionError:  # e.g. 1/(p - p): undefined for every z
-        decidable, undefined, failing = False, True, list(range(C))
-    except ClaimTooLarge as exc:
-        raise XentInputError(
-            f"is too large to decide exactly at C = {C} ({exc}); the claim is elementwise, so try a smaller "
-            "--classes, or --classes n for every C at once",
-            source="--claim",
-        ) from None
-    except MemoryError:
+    except (claims.Undefined, MemoryError, KeyboardInterrupt):
         raise
     except Exception as exc:  # noqa: BLE001 - an error while deciding is a failed check, never a pass
-        text = " ".join(str(exc).split())[:200]
-        return Verdict("undecided", f"{type(exc).__name__} raised during the check" + (f" ({text})" if text else ""),
-                       RING_CLAIM_METHOD, C)
-    if decidable and not failing:
-        return Verdict("proved", "", RING_CLAIM_METHOD, C)
-    try:
-        example = _counterexample(A, tree, targets, failing, problem.normalized)
-    except MemoryError:
-        raise
-    except Exception:  # noqa: BLE001 - no counterexample: the claim stays "not proved"
-        example = None
-    if example is not None:
-        return Verdict("refuted", example, POINT_METHOD, C)
-    if undefined:
-        detail = "the claim divides by zero (or takes log(0)) for every z"
-    elif decidable:
-        detail = ("it is not the derivative as a rational function of exp(z), but no counterexample was found "
-                  "at random points")
+        if found is not None:
+            return _refuted(st, found, POINT_METHOD)
+        return Verdict("undecided", raised(exc), RING_CLAIM_METHOD, C)
+    if found is not None:  # the quick point already shows it (something else was undefined there)
+        return _refuted(st, found, POINT_METHOD)
+    alike = "; j = 1 decides every j (the classes are alike)" if st.symmetric else ""
+    method = RING_CLAIM_METHOD + _domain_words(st) + alike
+    if not failing and not unsure:
+        # Equal as functions (parts that cancel exactly are gone). It is the derivative only if it is also
+        # defined at every input: no pole or log of a number <= 0 at the points tried, and every logarithm
+        # of a positive argument.
+        cases = [(t, mv) for j in st.classes for _j, t, mv in st.cases(j)]
+        doubtful = R.unchecked_logs or any(not positive_on(R, F, st.domain(), cases) for F in R.log_args)
+        if genuine is None and doubtful:
+            genuine = _search(st, tree, [c for j in st.classes for c in st.cases(j)], undefined_only=True)
+        if genuine is not None:
+            return Verdict("undecided", "the claim equals the derivative where both are defined, but " +
+                           _undefined_text(st, genuine), method, C)
+        if doubtful:
+            return Verdict("undecided", "the claim equals the derivative wherever the arguments of its logarithms "
+                                        "are positive, but that they are positive for every input was not proved",
+                           method, C)
+        return Verdict("proved", "", method, C)
+    found = _search(st, tree, failing + unsure)
+    if found is not None:
+        return _refuted(st, found, POINT_METHOD)
+    tries = f"{COUNTEREXAMPLE_TRIES} random points"
+    if failing:
+        detail = (f"it is not the derivative as a function (exactly), but no counterexample was found at {tries}")
+    elif opaque_why:
+        detail = (f"neither proved (after the exact rewriting of exp and log the claim still has {opaque_why}, which "
+                  f"the exact comparison cannot hold) nor refuted at {tries}")
     else:
-        detail = "neither proved (the claim is not a rational function of exp(z)) nor refuted at random points"
-    return Verdict("undecided", detail, POINT_METHOD, C)
+        detail = f"neither proved (the exact comparison could not decide some cases) nor refuted at {tries}"
+    return Verdict("undecided", detail, method, C)
+
+
+def _generic(st: _Setting, tree: Any) -> Verdict | None:
+    """With per-class weight values, first try the claim with the weights as symbols: proved for every
+    weight, it holds for the given ones (and the classes are then alike, so j = 1 decides every j)."""
+    from dataclasses import replace
+
+    from .concrete import ConcreteBackend
+
+    spec = st.problem.spec
+    generic = spec
+    for option in ("weight", "pos_weight"):
+        if isinstance(getattr(spec, option), tuple):
+            generic = replace(generic, **{option: SYM})  # type: ignore[arg-type]
+    try:
+        problem = Problem(st.C, generic, st.problem.assume_normalized, st.problem.claim)
+        gst = _Setting(ConcreteBackend(problem))
+        failing, unsure, _why, R = _exact_decision(gst, tree)
+    except (ClaimTooLarge, claims.Undefined, XentInputError):
+        return None
+    if failing or unsure or any(not structurally_positive(F) for F in R.log_args):
+        return None
+    method = (RING_CLAIM_METHOD + _domain_words(gst) + "; proved with the weights as symbols (so for every value "
+              "of them, and j = 1 decides every j)")
+    return Verdict("proved", "", method, st.C)
+
+
+def _exact_decision(st: _Setting, tree: Any) -> tuple[list[Case], list[Case], str, RingValues]:
+    """The cases where the claim is not shown to be the derivative: (failing, unsure, why opaque, values)."""
+    A = st.A
+    budget = _Budget(len(A.ring_space.symbols))
+    R = RingValues(A, budget)
+    dom = st.domain()
+    simple = not A.problem.weighted and not A.problem.bce and A.problem.normalized
+    failing: list[Case] = []
+    unsure: list[Case] = []
+    opaque_why = ""
+    sums: dict[int, Any] = {}  # a sum(...) does not depend on j: built once
+    for j in st.classes:
+        value = claims.fold(tree, R, j, sums)  # raises Undefined (malformed) or ClaimTooLarge
+        target = Q.scaled(A, Q.grad(A, j))
+        cases = st.cases(j)
+        if isinstance(value, Frac):
+            budget.spend(_add_cost(value, target))
+            if value.equals(target):
+                continue
+            if simple:
+                closed = Q.scaled(A, Q.grad_normalized(A, j))
+                budget.spend(_add_cost(value, closed))
+                if value.equals(closed):
+                    continue
+        D = difference(R, value, target)
+        bad, unknown = vanishes(D, dom, R, [(t, mv) for _j, t, mv in cases])
+        failing += [(j, t, mv) for t, mv in bad]
+        unsure += [(j, t, mv) for t, mv in unknown]
+        if D.opaque:
+            opaque_why = opaque_why or R.why
+    return failing, unsure, opaque_why, R
+
+
+def _domain_words(st: _Setting) -> str:
+    if st.onehot:
+        masks = " and m = 0, 1" if st.problem.masked else ""
+        return f"; class indices: at every one-hot y = e_t{masks}"
+    if st.problem.normalized:
+        return "; y_C = 1 − (y_1 + … + y_(C−1)) substituted where needed"
+    return ""
+
+
+def _search(st: _Setting, tree: Any, cases: list[Case], undefined_only: bool = False) -> _Found | None:
+    """A point where the claim and the derivative differ, for one of ``cases``: first a defined value that
+    differs; else a point where the claim itself is undefined (a pole, or the log of a number <= 0), never a
+    0/0 it might cancel. With ``undefined_only``, only the latter."""
+    rng = random.Random(SEED + 1)
+    fallback = None
+    todo = list(dict.fromkeys(cases))[:COUNTEREXAMPLE_CASES]
+    for attempt in range(COUNTEREXAMPLE_TRIES):
+        points: dict[tuple[int | None, int | None], _Point] = {}
+        for case in todo:
+            j, t, mv = case
+            key = (t, mv)
+            if key not in points:
+                points[key] = st.draw(rng, t, mv, attempt)
+            pt = points[key]
+            try:
+                got, want, _alg = _evaluate(st, tree, pt, j)
+            except (ArithmeticError, ValueError, TypeError, RecursionError):  # pragma: no cover - defensive
+                continue
+            if isinstance(got, Undef):
+                if got.genuine:
+                    if undefined_only:
+                        return _Found(case, pt, got, want)
+                    fallback = fallback or _Found(case, pt, got, want)
+                continue
+            if not undefined_only and _differs(got, want):
+                return _Found(case, pt, got, want)
+    return fallback
+
+
+# --------------------------------------------------------------------------
+# A refutation: the counterexample as text and as exact strings
+# --------------------------------------------------------------------------
+
+
+def _exact(v: Any) -> str:
+    return value_text(v)
+
+
+def _decimal(v: Any, digits: int) -> str:
+    """v rounded to ``digits`` significant digits (trailing zeros dropped)."""
+    with mpmath.workdps(digits + 10):
+        x = sp.N(to_sympy(v), digits + 10)._to_mpmath(mpmath.mp.prec)
+        return str(mpmath.nstr(x, digits))
+
+
+def _digits_to_differ(a: Any, b: Any, cap: int = 40) -> int | None:
+    for d in range(6, cap + 1):
+        if _decimal(a, d) != _decimal(b, d):
+            return d
+    return None
+
+
+def _point(st: _Setting, pt: _Point) -> tuple[dict[str, Any], dict[str, str], list[str]]:
+    """A point as the claim's names (``sample``), as the JSON strings' symbols (``subs``), and as text."""
+    names = st.names
+    problem, spec = st.problem, st.problem.spec
+    C = st.C
+    sample: dict[str, Any] = {"z": [_exact(v) for v in pt.values["z"]], "p": [_exact(v) for v in pt.values["p"]],
+                              "y": [_exact(v) for v in pt.values["y"]]}
+    subs: dict[str, str] = {}
+    for k in range(C):
+        subs[str(names.z[k])] = sample["z"][k]
+    for k in range(C):
+        subs[str(names.y[k])] = sample["y"][k]
+    shown = [f"z = ({', '.join(sample['z'])})", f"y = ({', '.join(sample['y'])})"]
+    if problem.weighted:
+        sample["w"] = [_exact(v) for v in pt.values["w"]]
+        shown.append(f"w = ({', '.join(sample['w'])})")
+        for k, s in enumerate(names.w):
+            subs[str(s)] = sample["w"][k]
+    if problem.pos_weighted:
+        sample["q"] = [_exact(v) for v in pt.values["q"]]
+        shown.append(f"q = ({', '.join(sample['q'])})")
+        for k, s in enumerate(names.q):
+            subs[str(s)] = sample["q"][k]
+    if problem.smoothing:
+        sample["eps"] = _exact(pt.scalars["eps"])
+        shown.append(f"eps = {sample['eps']}")
+        if names.eps is not None:
+            subs[str(names.eps)] = sample["eps"]
+    if problem.masked:
+        sample["m"] = _exact(pt.scalars["m"])
+        shown.append(f"m = {sample['m']}")
+        if names.mask is not None:
+            subs[str(names.mask)] = sample["m"]
+    if spec.denominator is not None:
+        d = "W" if spec.denominator == "weights" else "N"
+        sample[d] = _exact(pt.scalars[d])
+        shown.append(f"{d} = {sample[d]}")
+        if names.den is not None:
+            subs[str(names.den)] = sample[d]
+    if names.rest is not None:
+        subs[str(names.rest)] = "0"
+    sample["C"] = str(C)
+    return sample, subs, shown
+
+
+def _refuted(st: _Setting, found: _Found, method: str) -> Verdict:
+    j, t, _mv = found.case
+    C = st.C
+    sample, subs, shown = _point(st, found.point)
+    entry = f"∂L/∂z_{j + 1}"
+    want = found.want
+    out: dict[str, Any] = {"classes": C, "class": j + 1}
+    if st.onehot and t is not None:
+        out["target_class"] = t + 1
+    out["sample"] = sample
+    out["subs"] = subs
+    got = found.got
+    if isinstance(got, Undef):
+        out.update({"claim": None, "derivative": _exact(want), "difference": None, "undefined": got.text()})
+        text = (f"at {', '.join(shown)}: for {entry} the claim is undefined ({got.text()}), the derivative "
+                f"is {_short(want)}")
+    elif isinstance(got, Big):
+        diff_text = value_text(Big(got.sign, sp.Add(got.expr, -to_sympy(want), evaluate=False), got.bound))
+        out.update({"claim": _exact(got), "derivative": _exact(want), "difference": diff_text})
+        size = f"e**{int(min(got.bound, 1e9))}"
+        text = (f"at {', '.join(shown)}: the claim gives {entry} = {_clip(_exact(got))}, beyond {size} in size, "
+                f"the derivative is {_short(want)}")
+        return Verdict("refuted", text, method, C, out)
+    else:
+        diff = to_sympy(got) - to_sympy(want)
+        out.update({"claim": _exact(got), "derivative": _exact(want), "difference": value_text(diff)})
+        needed = _digits_to_differ(got, want)
+        digits = needed if needed is not None else 40
+        shown_got, shown_want = _decimal(got, digits), _decimal(want, digits)
+        same = "" if needed is not None else " (equal in the first 40 digits)"
+        exact_diff = value_text(diff)
+        approx = _decimal(diff, 6)
+        if isinstance(diff, sp.Integer) or exact_diff == approx:
+            dtext = exact_diff
+        else:
+            dtext = approx if len(exact_diff) > 40 else f"{exact_diff} ≈ {approx}"
+        text = (f"at {', '.join(shown)}: the claim gives {entry} = {shown_got}, the derivative is {shown_want}{same}; "
+                f"claim − derivative = {dtext}")
+    return Verdict("refuted", text, method, C, out)
+
+
+def _undefined_text(st: _Setting, found: _Found) -> str:
+    _sample, _subs, shown = _point(st, found.point)
+    assert isinstance(found.got, Undef)
+    size = f" at C = {st.C}"
+    return (f"it is undefined{size} for ∂L/∂z_{found.case[0] + 1} at {', '.join(shown)} ({found.got.text()}), "
+            "where the derivative is defined")
+
+
+def _clip(s: str, limit: int = 80) -> str:
+    return s if len(s) <= limit else s[: limit - 1] + "…"
+
+
+def _short(v: Any) -> str:
+    exact = _exact(v)
+    return exact if len(exact) <= 24 else _decimal(v, 12)
+
+
+# --------------------------------------------------------------------------
+# A symbolic number of classes
+# --------------------------------------------------------------------------
+
+
+def _malformed_at(backend: ConcreteBackend, tree: Any) -> str:
+    """Raise Undefined when the claim is malformed at this concrete C (cheap unless the quick point hits an
+    undefined value); otherwise say where, if anywhere, the claim was undefined at the quick point."""
+    st = _Setting(backend)
+    _found, undefined, genuine = _quick(st, tree)
+    if undefined:
+        R = RingValues(st.A, _Budget(len(st.A.ring_space.symbols)))
+        for j in st.classes:
+            claims.fold(tree, R, j)
+    return "" if genuine is None else _undefined_text(st, genuine)
 
 
 def decide_general(backend: GeneralBackend, tree: Any) -> Verdict:
@@ -566,6 +602,26 @@ def decide_general(backend: GeneralBackend, tree: Any) -> Verdict:
     from .general import DIFF_METHOD
 
     problem = backend.problem
+
+    def concrete(K: int) -> ConcreteBackend:
+        return ConcreteBackend(Problem(K, problem.spec, problem.assume_normalized, problem.claim))
+
+    undefined = ""  # where the claim was undefined at a valid input, if it was
+    for K in CLAIM_CHECK_CLASSES:  # a part undefined for every input at some C: malformed
+        try:
+            undefined = undefined or _malformed_at(concrete(K), tree)
+        except claims.Undefined as exc:
+            try:  # undefined at the next size as well: say so without naming a size
+                _malformed_at(concrete(K + 1), tree)
+            except claims.Undefined:
+                raise exc from None
+            except ClaimTooLarge:
+                pass
+            exc.classes = K
+            raise
+        except ClaimTooLarge:
+            break
+
     A = backend.algebra("z")
     bce = problem.bce
 
@@ -588,32 +644,61 @@ def decide_general(backend: GeneralBackend, tree: Any) -> Verdict:
     given = "normalized" if problem.normalized else None
     try:
         value = claims.evaluate(tree, env, j)
-        ok, rest = backend.zero(value - Q.scaled(A, Q.grad(A, j)), given)
+        if value.has(sp.zoo, sp.nan, sp.oo, -sp.oo):
+            ok, rest = False, value
+        else:
+            ok, rest = backend.zero(value - Q.scaled(A, Q.grad(A, j)), given)
     except MemoryError:
         raise
     except Exception as exc:  # noqa: BLE001 - SymPy failing on the claim is "not proved", never a pass
         ok, rest = False, f"{type(exc).__name__} raised during the check"
     method = DIFF_METHOD.split("; then ")[-1] + (f"; Sum(y[k], (k, 1, {backend.n})) -> 1" if given else "")
+    if ok and undefined:
+        return Verdict("undecided", f"the difference reduces to 0 for symbolic {backend.n}, but {undefined}", method)
     if ok:
         return Verdict("proved", "", method)
+    tried: list[int] = []
+    stopped = ""
     for K in CLAIM_CHECK_CLASSES:
-        sub = Problem(K, problem.spec, problem.assume_normalized, problem.claim)
         try:
-            verdict = decide_concrete(ConcreteBackend(sub), tree)
-        except XentInputError:  # too large to decide at this size: the next size will not be smaller
+            verdict = decide_concrete(concrete(K), tree)
+        except ClaimTooLarge:  # too large to decide at this size: the next size will not be smaller
+            stopped = f" (C = {K} is too large to decide exactly)"
             break
+        tried.append(K)
         if verdict.status == "refuted":
-            return Verdict("refuted", f"refuted at C = {K}: {verdict.detail}",
-                           f"symbolic difference not 0; exact comparison at C = {K} with a counterexample at a "
-                           "rational point")
-    tried = ", ".join(str(K) for K in CLAIM_CHECK_CLASSES)
-    return Verdict("undecided", f"the difference did not reduce to 0 for symbolic {backend.n} (left: "
-                                f"{short(rest)}), and no counterexample was found at C = {tried}",
-                   method + f"; concrete C = {tried} tried for a counterexample")
+            return Verdict("refuted", f"refuted at C = {K} (tried C = {_sizes(tried)}): {verdict.detail}",
+                           f"symbolic difference not 0; exact decision at C = {_sizes(tried)} with a counterexample "
+                           "at a rational point", 1, verdict.counterexample, tuple(tried))
+    sizes = _sizes(tried)
+    held = f"it holds exactly at C = {sizes}" if tried else "no concrete C could be decided"
+    try:
+        left = short(rest)
+    except Exception:  # noqa: BLE001 - printing may evaluate numbers beyond reach (exp(exp(1e300)))
+        left = "an expression too large to print"
+    return Verdict("undecided", f"the difference did not reduce to 0 for symbolic {backend.n} (left: {left}); "
+                                f"{held}, and no counterexample was found there{stopped}",
+                   method + f"; exact decision at C = {sizes or 'none'} looking for a counterexample",
+                   1, None, tuple(tried))
+
+
+def _sizes(tried: list[int]) -> str:
+    if len(tried) > 3 and tried == list(range(tried[0], tried[-1] + 1)):
+        return f"{tried[0]}, {tried[1]}, …, {tried[-1]}"
+    return ", ".join(str(K) for K in tried)
+
+
+# --------------------------------------------------------------------------
+# The step
+# --------------------------------------------------------------------------
 
 
 def claim_step(backend: Any, text: str) -> Step:
-    """The claim step of a derivation: the claim, the verdict, and the check."""
+    """The claim step of a derivation: the claim, the verdict, and the check.
+
+    Raises :class:`XentInputError` (exit 2) for a malformed claim (a division by 0, the log of 0 or of a
+    negative number, for every input) and for one too large to decide exactly at this C.
+    """
     problem: Problem = backend.problem
     tree = claims.parse(text)
     check_names(claims.names(tree), problem)
@@ -623,53 +708,34 @@ def claim_step(backend: Any, text: str) -> Step:
     st.say(f"Claim, elementwise for every class j ({pname} is the {'sigmoid' if bce else 'softmax'} output):")
     st.eq(Tex(r"\frac{\partial L}{\partial z_j}", "∂L/∂z_j"), Tex(r"\texttt{" + _tex_escape(text) + "}", text))
     condition = " given Σy = 1" if problem.normalized else ""
-    if problem.concrete:
-        statement = f"the claim {text!r} equals ∂L/∂z_j for all {problem.classes} j{condition}"
-        verdict = decide_concrete(backend, tree)
-    else:
-        n = problem.classes
-        statement = f"the claim {text!r} equals ∂L/∂z_j for every 1 ≤ j ≤ {n}, for every {n}{condition}"
-        verdict = decide_general(backend, tree)
+    try:
+        if problem.concrete:
+            statement = f"the claim {text!r} equals ∂L/∂z_j for all {problem.classes} j{condition}"
+            verdict = decide_concrete(backend, tree)
+        else:
+            n = problem.classes
+            statement = f"the claim {text!r} equals ∂L/∂z_j for every 1 ≤ j ≤ {n}, for every {n}{condition}"
+            verdict = decide_general(backend, tree)
+    except claims.Undefined as exc:
+        raise XentInputError(f"is malformed: {exc.message()}", source="--claim") from None
+    except ClaimTooLarge as exc:
+        raise XentInputError(
+            f"is too large to decide exactly at C = {problem.classes} ({exc}); the claim is elementwise, so try a "
+            "smaller --classes, or --classes n for every C at once",
+            source="--claim",
+        ) from None
+    data: dict[str, Any] = {}
+    if verdict.counterexample is not None:
+        data["counterexample"] = verdict.counterexample
+    if verdict.classes_tried is not None:
+        data["classes_tried"] = list(verdict.classes_tried)
     st.checks.append(Check("claim", statement, verdict.method, verdict.status == "proved", verdict.count,
-                           verdict.detail))
+                           verdict.detail, data))
     if verdict.status == "proved":
         st.say("Proved: the claim is the derivative" + ("." if problem.concrete else ", for every number of classes."))
     else:
         st.say(("Refuted: " if verdict.status == "refuted" else "Not proved: ") + verdict.detail)
     return st
-
-
-def _exact_failures(A: RingAlgebra, fracs: list[Frac], targets: list[Frac], subs: dict[int, Any],
-                    budget: _Budget) -> list[int]:
-    """The classes j where the claim is not the derivative, decided exactly (every product sized first).
-
-    Without an assumption: fracs[j] == targets[j] as rational functions. Under sum(y) = 1 (``subs`` puts
-    y_C = 1 − y_1 − … − y_{C−1}), first the cheap sufficient test against the normalized closed form
-    (the derivation's "normalized-targets" check proves it equal to the gradient given sum(y) = 1), then,
-    if that fails, both sides with y_C substituted.
-    """
-    C = len(targets)
-    simple = None
-    if subs and not A.problem.weighted and not A.problem.bce:
-        simple = [Q.scaled(A, Q.grad_normalized(A, j)) for j in range(C)]
-    failing = []
-    for j in range(C):
-        mine, theirs = fracs[j], targets[j]
-        if simple is not None:
-            budget.spend(_add_cost(mine, simple[j]))
-            if mine.equals(simple[j]):
-                continue
-        budget.spend(_add_cost(mine, theirs))
-        if mine.equals(theirs):
-            continue
-        if subs:
-            budget.spend(_compose_cost(mine, subs) + _compose_cost(theirs, subs))
-            mine, theirs = mine.compose(subs), theirs.compose(subs)
-            budget.spend(_add_cost(mine, theirs))
-            if mine.equals(theirs):
-                continue
-        failing.append(j)
-    return failing
 
 
 def _tex_escape(text: str) -> str:
@@ -678,89 +744,3 @@ def _tex_escape(text: str) -> str:
                  ("&", r"\&"), ("$", r"\$"), ("~", r"\~{}")):
         out = out.replace(a, b)
     return out
-
-
-def _counterexample(A: RingAlgebra, tree: Any, targets: list[Frac], failing: list[int], normalized: bool,
-                    tries: int = COUNTEREXAMPLE_TRIES) -> str | None:
-    """A point (z, y, ...) where the claim and the derivative differ.
-
-    The claim is evaluated from its syntax tree at the point (:class:`_PointAlgebra`: exact where it is
-    rational, 50-digit mpmath otherwise); the derivative is the proved closed form, evaluated exactly.
-    """
-    names = A.names
-    C = A.problem.classes
-    assert isinstance(C, int)
-    rng = random.Random(20251121)
-    index = {sym: i for i, sym in enumerate(A.ring_space.symbols)}
-    for attempt in range(tries):
-        u = [Fraction(rng.randint(1, 19), rng.randint(1, 7)) for _ in range(C)]
-        y = [Fraction(rng.randint(0, 6)) for _ in range(C)]
-        if normalized:
-            total = sum(y)
-            y = [v / total for v in y] if total else [Fraction(1, C)] * C
-        extra: dict[sp.Symbol, Fraction] = {}
-        for sym in [*names.w, *names.q]:
-            extra[sym] = Fraction(rng.randint(1, 6), 2)
-        if names.eps is not None:
-            extra[names.eps] = Fraction(rng.randint(1, 9), 10)
-        if names.mask is not None:  # a counted sample first, then an ignored one now and then
-            extra[names.mask] = Fraction(1 if attempt == 0 else rng.randint(0, 1))
-        if names.den is not None:
-            extra[names.den] = Fraction(rng.randint(2, 5))
-        if names.rest is not None:
-            extra[names.rest] = Fraction(0)
-        point = [Fraction(0)] * len(A.ring_space.symbols)
-        for sym, val in zip(names.u, u):
-            point[index[sym]] = val
-        for sym, val in zip(names.y, y):
-            point[index[sym]] = val
-        for sym, val in extra.items():
-            point[index[sym]] = val
-        best = None
-        with mpmath.workdps(NUMERIC_DPS):
-            alg = _point_algebra(A, point, u)
-            for j in failing[:COUNTEREXAMPLE_CLASSES]:
-                want = _frac_value(targets[j], point)
-                if want is None:
-                    continue  # the derivative's denominators never vanish at u > 0; defensive
-                got = claims.fold(tree, alg, j)
-                if isinstance(got, Fraction):
-                    differs = got != want
-                    gap = abs(_mp(got - want))
-                elif got is None or not mpmath.isfinite(got):
-                    differs, gap = True, mpmath.inf
-                    got = None if got is None or mpmath.isnan(got) else got
-                else:
-                    w = _mp(want)
-                    gap = abs(got - w)
-                    differs = gap > mpmath.mpf(10) ** -(NUMERIC_DPS - 20) * (1 + abs(w))
-                if differs and (best is None or gap > best[0]):
-                    best = (gap, j, got, want)
-            if best is not None:
-                _gap, j, got, want = best
-                zs = ", ".join(_fmt(mpmath.log(_mp(v))) for v in u)
-                ys = ", ".join(str(v) for v in y)
-                others = "".join(f", {sym} = {val}" for sym, val in extra.items() if sym != names.rest)
-                return (
-                    f"at z = ({zs}), y = ({ys}){others}: the claim gives ∂L/∂z_{j + 1} = {_fmt(got)}, "
-                    f"the derivative is {_fmt(want)}"
-                )
-    return None
-
-
-def _point_algebra(A: RingAlgebra, point: list[Fraction], u: list[Fraction]) -> _PointAlgebra:
-    """The claim's names at a point: each evaluated exactly from the derivation's own ring elements."""
-    C = len(u)
-
-    def at(f: Frac) -> Any:
-        return _frac_value(f, point)
-
-    bce = A.problem.bce
-    p = [at(A.sigma(k) if bce else A.p(k)) for k in range(C)]
-    y = [at(A.y(k)) for k in range(C)]
-    z = [mpmath.log(_mp(v)) for v in u]
-    w = [at(A.w(k)) for k in range(C)]
-    q = [at(A.q(k)) for k in range(C)]
-    scalars: dict[str, Any] = {"C": Fraction(C), "eps": at(A.eps), "m": at(A.mask), "N": at(A.den),
-                               "W": at(A.den)}
-    return _PointAlgebra(p, y, z, w, q, scalars)

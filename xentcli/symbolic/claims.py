@@ -36,7 +36,10 @@ any symbolic work, so that no claim can take unbounded time or memory):
 A claim within these limits is then decided exactly for a concrete C with a
 budget on the size of the polynomials involved (see
 :mod:`xentcli.symbolic.claim_steps`): one that would need more is refused
-(exit 2) and names a smaller C, or ``--classes n``, instead.
+(exit 2) and names a smaller C, or ``--classes n``, instead. A claim with a
+part that is undefined for every input (a division by 0, the log of 0 or of
+a negative number) is malformed: :class:`Undefined` names that part, and it
+is refused (exit 2) too.
 """
 
 from __future__ import annotations
@@ -262,17 +265,58 @@ class Algebra:
     def log(self, a: Any) -> Any:
         raise NotImplementedError
 
+    def seen(self, node: ast.AST, value: Any, index: Any) -> Any:
+        """Called with the value of every part of the claim (at class ``index``); returns the value to use
+        (an algebra may name a value by the part it came from)."""
+        return value
 
-def fold(tree: ast.Expression, alg: Algebra, index: Any) -> Any:
+
+def unparse(node: ast.AST) -> str:
+    """A part of a claim as text (Python's own spelling of it)."""
+    return ast.unparse(node)
+
+
+def dump(node: ast.AST) -> str:
+    """A part of a claim as a structural key (equal parts, equal keys)."""
+    return ast.dump(node, annotate_fields=False)
+
+
+class Undefined(Exception):
+    """A part of the claim is undefined for every input (a division by 0, the log of 0 or of a negative
+    number): the claim is malformed. ``where`` is that part, as written in the claim."""
+
+    def __init__(self, problem: str, where: str = ""):
+        super().__init__(problem)
+        self.problem = problem
+        self.where = where
+        self.classes: int | None = None  # the number of classes where it is undefined, if only some
+
+    def message(self) -> str:
+        text = f"{self.where!r} {self.problem}" if self.where else self.problem
+        return f"at C = {self.classes}, {text}" if self.classes is not None else text
+
+
+def fold(tree: ast.Expression, alg: Algebra, index: Any, sums: dict[int, Any] | None = None) -> Any:
     """The claim's value at class ``index`` in ``alg``.
 
     A ``sum(...)`` does not depend on the outer index, so each one is
     evaluated once and reused: nested sums cost C times their size, not
-    C to the power of their depth.
+    C to the power of their depth; pass the same ``sums`` dict to reuse them
+    across indices. An :class:`Undefined` raised by the algebra is given the
+    part of the claim it came from.
     """
-    sums: dict[int, Any] = {}
+    sums = {} if sums is None else sums
 
     def ev(node: ast.AST, k: Any) -> Any:
+        try:
+            value = _ev(node, k)
+        except Undefined as exc:
+            if not exc.where and not isinstance(node, ast.Expression):
+                exc.where = unparse(node)
+            raise
+        return alg.seen(node, value, k)
+
+    def _ev(node: ast.AST, k: Any) -> Any:
         if isinstance(node, ast.Expression):
             return ev(node.body, k)
         if isinstance(node, ast.Constant):

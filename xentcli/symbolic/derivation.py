@@ -32,11 +32,16 @@ def derive_problem(problem: Problem, *, command: str = "", progress: Progress | 
         check_names(claims.names(claims.parse(problem.claim)), problem)
     backend = backend_for(problem, progress or no_progress)
     ctx = Context(backend, problem, Notation(problem))
+    # The claim is decided first (it needs only the closed form the steps prove): a claim that is refused
+    # (malformed, or too large to decide at this C) is refused before the derivation's own work.
+    claim = claim_step(backend, problem.claim) if problem.claim is not None else None
     out = steps(ctx)
-    if problem.claim is not None:
-        out.append(claim_step(backend, problem.claim))
+    if claim is not None:
+        out.append(claim)
     out.append(numeric_step(backend))
     strings = json_strings(backend, expand)
+    if claim is not None:
+        _name_the_point(claim, strings["definitions"])
     return Derivation(
         command=command,
         problem=problem,
@@ -50,6 +55,22 @@ def derive_problem(problem: Problem, *, command: str = "", progress: Progress | 
         symbols=symbols(problem),
         definitions=strings["definitions"],
     )
+
+
+def _name_the_point(claim: Any, definitions: dict[str, str]) -> None:
+    """Give a counterexample's ``subs`` the values of the definitions' names too (p1, Z, s, ...), exactly,
+    so that ``sympify(gradient[j]).subs(subs)`` is the derivative there as the JSON strings write it."""
+    for check in claim.checks:
+        example = check.data.get("counterexample") if check.data else None
+        if not example or "subs" not in example or not definitions:
+            continue
+        values = {sp.Symbol(k): sp.parse_expr(v) for k, v in example["subs"].items()}
+        named: dict[str, str] = {}
+        for name, text in reversed(list(definitions.items())):  # each uses only names listed after it
+            value = sp.parse_expr(text).xreplace(values)
+            values[sp.Symbol(name)] = value
+            named[name] = str(value)
+        example["subs"] = {**example["subs"], **dict(reversed(list(named.items())))}
 
 
 def json_strings(backend: Backend, expand: bool = False) -> dict[str, Any]:

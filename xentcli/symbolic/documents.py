@@ -268,6 +268,9 @@ def to_json(d: Derivation) -> str:
         "checks": [c.as_dict() for c in d.checks],
         "steps": [{"title": s.title, "text": [_plain_block(b) for b in s.blocks]} for s in d.steps],
     }
+    if d.problem.claim is not None:  # the claim's counterexample (null when proved or not decided)
+        claim = next((c for c in d.checks if c.name == "claim"), None)
+        doc["counterexample"] = claim.data.get("counterexample") if claim is not None else None
     return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
 
 

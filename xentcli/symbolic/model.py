@@ -68,6 +68,7 @@ class Check:
     passed: bool
     count: int = 1
     detail: str = ""
+    data: dict[str, Any] = field(default_factory=dict)  # structured results (a claim's counterexample)
 
     def as_dict(self) -> dict[str, Any]:
         out = {
@@ -79,6 +80,7 @@ class Check:
         }
         if self.detail:
             out["detail"] = self.detail
+        out.update(self.data)
         return out
 
 

@@ -100,6 +100,11 @@ class PolyRing:
                 out = out + c * base.f ** (top - k)
         return Poly(out, self)
 
+    @staticmethod
+    def domain(numerator: int, denominator: int = 1) -> Any:
+        """An exact rational of the coefficient field (as SymPy's ``ring.domain(p, q)``)."""
+        return flint.fmpq(numerator, denominator)
+
     def ground_new(self, value: Scalar) -> Poly:
         if isinstance(value, int) and -8 <= value <= 8:  # small integers, made once
             cached = self._small.get(value)
@@ -213,6 +218,9 @@ class Poly:
     def iterterms(self) -> Iterator[tuple[tuple[int, ...], Any]]:
         """(exponent tuple of Python ints, coefficient) for every term."""
         return zip(self.itermonoms(), self.f.coeffs())
+
+    def itercoeffs(self) -> Iterator[Any]:
+        return iter(self.f.coeffs())
 
     def itermonoms(self) -> Iterator[tuple[int, ...]]:
         """The exponent tuples, as Python ints (FLINT gives its own integers)."""
