@@ -15,6 +15,7 @@ import numpy as np
 from .. import numeric
 from ..spec import LossSpec
 from .battery import Case
+from .native import call_target
 
 # Tolerances by the dtype the implementation returns: |got - ref| <= atol * max(1, max|ref|) + rtol * |ref|.
 TOLERANCES = {
@@ -266,13 +267,6 @@ def compare(what: str, got: np.ndarray, want: np.ndarray, rtol: float, atol: flo
     )
 
 
-def split_output(out: Any) -> tuple[Any, Any]:
-    """(loss, grad) from what the implementation returned: the loss, or (loss, grad)."""
-    if isinstance(out, (tuple, list)) and len(out) == 2:
-        return out[0], out[1]
-    return out, None
-
-
 def run_case(
     fn: Callable[[np.ndarray, np.ndarray], Any],
     case: Case,
@@ -284,17 +278,18 @@ def run_case(
     targets_in = case.targets.copy()
     if targets_in.dtype.kind == "f":
         targets_in = targets_in.astype(options.dtype)
-    # The implementation gets copies: code that works in place must not change what it is judged on.
+    # The implementation gets copies (call_target): code that works in place must not change what it is
+    # judged on.
     try:
         with warnings.catch_warnings(), np.errstate(all="ignore"), contextlib.redirect_stdout(sys.stderr):
             warnings.simplefilter("ignore")
-            out = fn(logits_in.copy(), targets_in.copy())
+            loss_out, grad_out = call_target(fn, logits_in, targets_in, options)
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # noqa: BLE001 - the implementation's failure (even sys.exit) is a result
         text = _one_line(exc)
         return CaseResult(case, False, error=f"raised {type(exc).__name__}" + (f": {text}" if text else ""))
-    return judge(case, options, *split_output(out), rtol=rtol, atol=atol, logits_in=logits_in, targets_in=targets_in)
+    return judge(case, options, loss_out, grad_out, rtol=rtol, atol=atol, logits_in=logits_in, targets_in=targets_in)
 
 
 def judge(
