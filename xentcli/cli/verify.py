@@ -37,6 +37,12 @@ cannot be run.
 @click.option("--atol", type=float, default=None, help="Absolute tolerance, times max(1, max|reference|).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default=None,
               help="[default: table on a terminal, json otherwise]")
+@click.option("--framework", type=click.Choice(["auto", "numpy", "torch", "jax"]), default="auto",
+              show_default=True,
+              help="How TARGET is called: with NumPy arrays, or natively with torch tensors / JAX arrays "
+                   "(auto: by the package TARGET comes from).")
+@click.option("--device", metavar="DEVICE", default=None,
+              help="torch or JAX device for a framework target (cpu, cuda, cuda:1, mps). [default: cpu]")
 @click.option("--export", "export_dir", type=click.Path(path_type=Path), metavar="DIR",
               help="Write the battery's inputs and a manifest for an implementation in another language.")
 @click.option("--results", "results_dir", type=click.Path(path_type=Path), metavar="DIR",
@@ -50,6 +56,8 @@ def verify(
     rtol: float | None,
     atol: float | None,
     fmt: str | None,
+    framework: str,
+    device: str | None,
     export_dir: Path | None,
     results_dir: Path | None,
     **loss: Any,
@@ -106,7 +114,8 @@ def verify(
 
     assert target is not None
     fn = load(target)
-    report = api.check(fn, options=opts, seed=seed, rtol=rtol, atol=atol, name=target)
+    report = api.check(fn, options=opts, seed=seed, rtol=rtol, atol=atol, name=target, device=device,
+                       framework=framework)
     errors = [r.error for r in report.results if r.error]
     if errors and len(errors) == len(report.results):
         raise XentInputError(f"raised on every case; the first: {errors[0].removeprefix('raised ')}", source=target)

@@ -82,20 +82,26 @@ def check(
     atol: float | None = None,
     name: str | None = None,
     options: LossSpec | None = None,
+    device: str | None = None,
+    framework: str = "auto",
     **option_values: Any,
 ) -> Report:
     """Run the battery on ``fn(logits, targets) -> loss or (loss, grad)`` and return the :class:`Report`.
 
-    Keyword options are those of :func:`make_options` (the names of ``xent compute``).
+    Keyword options are those of :func:`make_options` (the names of ``xent compute``). ``framework``
+    (``auto``, ``numpy``, ``torch``, ``jax``) and ``device`` say how ``fn`` is called (see
+    :mod:`xentcli.verify.native`); a target that cannot be called so raises :class:`XentInputError`.
     """
     from .diagnose import diagnose
+    from .native import check_target
     from .runner import run_case
 
     opts = options or make_options(**option_values)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise XentInputError(f"seed must be a whole number >= 0, not {seed!r}")
+    check_target(fn, opts, device=device, framework=framework)
     cases = battery(opts, seed)
-    results = [run_case(fn, case, opts, rtol, atol) for case in cases]
+    results = [run_case(fn, case, opts, rtol, atol, device=device, framework=framework) for case in cases]
     label = name or getattr(fn, "__qualname__", None) or f"{type(fn).__qualname__} instance"
     return finish(label, opts, seed, results, diagnose)
 

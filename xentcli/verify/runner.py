@@ -273,7 +273,9 @@ def run_case(
     options: LossSpec,
     rtol: float | None = None,
     atol: float | None = None,
+    **call: Any,
 ) -> CaseResult:
+    """Call ``fn`` on ``case`` and judge its outputs; ``call`` is handed to :func:`.native.call_target`."""
     logits_in = case.logits.astype(options.dtype)
     targets_in = case.targets.copy()
     if targets_in.dtype.kind == "f":
@@ -283,7 +285,7 @@ def run_case(
     try:
         with warnings.catch_warnings(), np.errstate(all="ignore"), contextlib.redirect_stdout(sys.stderr):
             warnings.simplefilter("ignore")
-            loss_out, grad_out = call_target(fn, logits_in, targets_in, options)
+            loss_out, grad_out = call_target(fn, logits_in, targets_in, options, **call)
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # noqa: BLE001 - the implementation's failure (even sys.exit) is a result
