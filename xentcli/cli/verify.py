@@ -33,8 +33,15 @@ cannot be run.
 @click.argument("target", required=False, metavar="[TARGET]")
 @loss_options("verify")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the battery.")
-@click.option("--rtol", type=float, default=None, help="Relative tolerance (default by returned dtype).")
-@click.option("--atol", type=float, default=None, help="Absolute tolerance, times max(1, max|reference|).")
+@click.option("--accept-dtype", type=click.Choice(["float64", "float32", "float16"]), default=None,
+              help="Demand only this dtype's accuracy (a lower bar, stated), e.g. float32 work on float64 inputs. "
+                   "[default: the accuracy of --dtype]")
+@click.option("--strict", is_flag=True,
+              help="Fail also where the implementation differs from xent only as the frameworks do (documented "
+                   "divergences, README).")
+@click.option("--rtol", type=float, default=None,
+              help="Replace the derived accuracy bound by a fixed relative tolerance ...")
+@click.option("--atol", type=float, default=None, help="... and absolute tolerance, times max(1, max|reference|).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default=None,
               help="[default: table on a terminal, json otherwise]")
 @click.option("--framework", type=click.Choice(["auto", "numpy", "torch", "jax"]), default="auto",
@@ -53,6 +60,8 @@ def verify(
     /,
     target: str | None,
     seed: int,
+    accept_dtype: str | None,
+    strict: bool,
     rtol: float | None,
     atol: float | None,
     fmt: str | None,
@@ -80,16 +89,18 @@ def verify(
     if len(modes) != 1:
         raise click.UsageError("give exactly one of TARGET, --export DIR or --results DIR")
 
+    bar = api.make_bar(accept_dtype, rtol, atol)
     if results_dir is not None:
-        given = [n for n in (*LOSS_PARAMS, "seed") if _given(ctx, n)]
+        given = [n for n in (*LOSS_PARAMS, "seed", "framework", "device") if _given(ctx, n)]
         if given:
-            raise click.UsageError("--results reads the options from the manifest; only --rtol, --atol and "
-                                   "--format apply")
+            raise click.UsageError("--results reads the options from the manifest; only --accept-dtype, --strict, "
+                                   "--rtol, --atol and --format apply")
         from ..verify.diagnose import diagnose
         from ..verify.exchange import results
 
-        opts, seed_used, case_results, _ = results(results_dir, rtol, atol)
-        report = api.finish(f"outputs in {results_dir}", opts, seed_used, case_results, diagnose)
+        opts, seed_used, case_results, _ = results(results_dir, None, None, bar)
+        report = api.finish(f"outputs in {results_dir}", opts, seed_used, case_results, diagnose, strict=strict,
+                            bar=bar)
         return _show(report, fmt)
 
     from ..verify.battery import fixed_classes
@@ -115,7 +126,7 @@ def verify(
     assert target is not None
     fn = load(target)
     report = api.check(fn, options=opts, seed=seed, rtol=rtol, atol=atol, name=target, device=device,
-                       framework=framework)
+                       framework=framework, accept_dtype=accept_dtype, strict=strict)
     errors = [r.error for r in report.results if r.error]
     if errors and len(errors) == len(report.results):
         raise XentInputError(f"raised on every case; the first: {errors[0].removeprefix('raised ')}", source=target)
@@ -141,6 +152,8 @@ def _show(report: Any, fmt: str | None) -> int:
         from . import error_line
 
         why = f": {report.diagnoses[0]}" if report.diagnoses else ""
+        if not why and report.strict and report.differing:
+            why = f" (--strict): differs where the frameworks differ: {report.divergences()[0]}"
         error_line(f"verification failed on {len(report.failures)} of {len(report.results)} cases{why}")
         return EXIT_MATH
     return EXIT_OK
@@ -150,6 +163,18 @@ def _fmt(x: float | None) -> str:
     if x is None:
         return "—"
     return f"{x:.2e}"
+
+
+def _errors(comp: Any) -> str:
+    """The table cell of one comparison: abs and rel error, or the non-finite value returned."""
+    if comp is None:
+        return "—"
+    if comp.note.startswith("shape"):
+        return "shape"
+    bad = comp.nonfinite
+    if bad is not None:
+        return {"nan": "NaN", "inf": "+inf", "-inf": "−inf"}[bad]
+    return f"{_fmt(comp.max_abs)} {_fmt(comp.max_rel)}"
 
 
 def _table(report: Any) -> None:
@@ -165,20 +190,23 @@ def _table(report: Any) -> None:
     table.add_column("result", no_wrap=True)
     table.add_column("loss err (abs/rel)", justify="right", no_wrap=True)
     table.add_column("grad err (abs/rel)", justify="right", no_wrap=True)
+    styles = {"pass": "[green]pass[/green]", "differs": "[yellow]differs[/yellow]", "fail": "[bold red]FAIL[/bold red]"}
     for r in report.results:
-        status = "[green]pass[/green]" if r.passed else "[bold red]FAIL[/bold red]"
+        status = styles[r.verdict]
+        if r.verdict == "differs" and report.strict:
+            status = "[bold red]differs[/bold red]"
         if r.error:
             status = "[bold red]error[/bold red]"
-        loss = "—" if r.loss is None else f"{_fmt(r.loss.max_abs)} {_fmt(r.loss.max_rel)}"
-        grad = "—" if r.grad is None else f"{_fmt(r.grad.max_abs)} {_fmt(r.grad.max_rel)}"
-        table.add_row(r.case.name, "×".join(map(str, r.case.shape)), status, loss, grad)
+        table.add_row(r.case.name, "×".join(map(str, r.case.shape)), status, _errors(r.loss), _errors(r.grad))
     console.print(table)
-    for r in report.failures:
-        console.print(f"[bold]{r.case.name}[/bold] ({r.case.description}): {describe(r)}")
+    for r in report.results:
+        if r.verdict != "pass":
+            console.print(f"[bold]{r.case.name}[/bold] ({r.case.description}): {describe(r)}")
     if report.tolerance_note:
-        console.print(f"tolerances by returned dtype: {report.tolerance_note} "
-                      "(|got − ref| ≤ atol·max(1, max|ref|) + rtol·|ref|)")
+        console.print(f"accuracy demanded: {report.tolerance_note}")
     style = "bold green" if report.passed else "bold red"
     console.print(f"[{style}]{report.summary()}[/{style}]")
     for d in report.diagnoses:
         console.print(f"[bold]diagnosis:[/bold] {d}")
+    for d in report.divergences():
+        console.print(f"[bold]differs where the frameworks differ:[/bold] {d}")

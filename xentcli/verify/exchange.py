@@ -17,8 +17,9 @@ from ..errors import XentInputError
 from ..files import format_rows
 from ..spec import LossSpec
 from ..writers import write_atomic
+from .accuracy import Bar
 from .battery import Case, battery
-from .runner import TOLERANCES, CaseResult, judge
+from .runner import CaseResult, judge
 
 FORMAT = "xent-verify-battery/1"
 
@@ -238,29 +239,29 @@ def _case_inputs(directory: Path, entry: Any, options: LossSpec, source: str) ->
     return Case(name, description, np.asarray(z, dtype=np.float64), t, frozenset(tags)), out
 
 
-def results(directory: Path, rtol: float | None, atol: float | None) -> tuple[LossSpec, int, list[CaseResult], bool]:
+def results(directory: Path, rtol: float | None, atol: float | None, bar: Bar | None = None
+            ) -> tuple[LossSpec, int, list[CaseResult], bool]:
     """Judge the outputs an implementation wrote next to the exported inputs.
 
     The manifest and the inputs are checked first (exit 2 when they cannot be used): every path must
     stay inside ``directory``, .npy files are read with ``allow_pickle=False``. An output that is
-    missing or unreadable is that case's failure (exit 1).
+    missing or unreadable is that case's failure (exit 1); so is a case without a gradient file when
+    other cases have one. ``grad.npy`` is read when it exists, ``grad.csv`` otherwise.
     """
     manifest, options = read_manifest(directory)
     source = str(directory / "manifest.json")
-    out: list[CaseResult] = []
-    any_grad = False
-    text_dtype = options.dtype if options.dtype in TOLERANCES else "float64"
+    read: list[tuple[Case, Any, Any, str | None]] = []  # case, loss, grad, error
     for entry in manifest["cases"]:
         case, outputs = _case_inputs(directory, entry, options, source)
         loss_path = outputs["loss"]
         loss_name = entry["outputs"]["loss"]
         if not loss_path.is_file():
-            out.append(CaseResult(case, False, error=f"no output: {loss_name} was not written"))
+            read.append((case, None, None, f"no output: {loss_name} was not written"))
             continue
         try:
             loss = _load_numbers(loss_path)
         except (OSError, ValueError, UnicodeDecodeError) as exc:
-            out.append(CaseResult(case, False, error=f"{loss_name} is not a list of numbers ({exc})"))
+            read.append((case, None, None, f"{loss_name} is not a list of numbers ({exc})"))
             continue
         loss = _shape_loss(loss, case, options)
         grad = None
@@ -270,15 +271,20 @@ def results(directory: Path, rtol: float | None, atol: float | None) -> tuple[Lo
             elif "grad" in outputs and outputs["grad"].is_file():
                 grad = _load_numbers(outputs["grad"])
         except (OSError, ValueError, UnicodeDecodeError) as exc:
-            out.append(CaseResult(case, False, error=f"the gradient file cannot be read ({exc})"))
+            read.append((case, loss, None, f"the gradient file cannot be read ({exc})"))
             continue
-        any_grad = any_grad or grad is not None
-        if grad is not None and grad.dtype == np.float64 and text_dtype != "float64":
-            grad = grad.astype(text_dtype)
-        if text_dtype != "float64":
-            loss = loss.astype(text_dtype)
+        read.append((case, loss, grad, None))
+    any_grad = any(grad is not None for _, _, grad, _ in read)
+    out: list[CaseResult] = []
+    for entry, (case, loss, grad, error) in zip(manifest["cases"], read):
+        if error is None and any_grad and grad is None:
+            names = " nor ".join(entry["outputs"][k] for k in ("grad_npy", "grad") if entry["outputs"].get(k))
+            error = f"no gradient: neither {names} was written, but other cases have one"
+        if error is not None:
+            out.append(CaseResult(case, False, error=error))
+            continue
         try:
-            out.append(judge(case, options, loss, grad, rtol=rtol, atol=atol))
+            out.append(judge(case, options, loss, grad, rtol=rtol, atol=atol, bar=bar))
         except XentInputError as exc:  # the reference refuses these inputs (NaN logits, a bad class index, ...)
             raise XentInputError(f"case {case.name[:80]!r}: the inputs cannot be used: {exc}", source=source) from None
     return options, int(manifest.get("seed", 0)), out, any_grad
