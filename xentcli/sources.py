@@ -169,55 +169,61 @@ class TextParser:
 
     def parse_block(
         self, data: bytes, first_line: int, offset: int = 0, newlines: int | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
+    ) -> Chunk:
         """Parse a block of complete lines (``data`` ends with a newline or at the end of the input).
 
         ``offset`` is the block's byte offset in the input (for error messages);
         ``newlines`` its number of newlines, when the caller counted them already.
+        A block read by a fast engine has a data row on every line, so its rows'
+        line numbers are ``first_line``, ``first_line + 1``, ...: nothing is kept per row.
         """
         if not self.header_done or self.width is None:
             # Read lines carefully until the first data row has fixed delimiter, header and width.
             head_end = 0
             line = first_line
-            values_parts = []
-            lines_parts = []
+            parts = []
             while (not self.header_done or self.width is None) and head_end < len(data):
                 nl = data.find(b"\n", head_end)
                 stop = len(data) if nl < 0 else nl + 1
                 v, ln = self.parse_lines([_decode(data[head_end:stop], self.source, offset + head_end, line)], line)
                 if v.shape[0]:
-                    values_parts.append(v)
-                    lines_parts.append(ln)
+                    parts.append(Chunk.of_lines(v, ln))
                 head_end = stop
                 line += 1
             if head_end < len(data):
-                rest_v, rest_l = self.parse_block(data[head_end:], line, offset + head_end)
-                values_parts.append(rest_v)
-                lines_parts.append(rest_l)
-            if not values_parts:
-                return np.empty((0, self.width or 0)), np.empty(0, dtype=np.int64)
-            return np.concatenate(values_parts), np.concatenate(lines_parts)
+                parts.append(self.parse_block(data[head_end:], line, offset + head_end))
+            if not parts:
+                return Chunk(np.empty((0, self.width or 0)), first_line)
+            return Chunk.join(parts)
         if not data:
-            return np.empty((0, self.width)), np.empty(0, dtype=np.int64)
+            return Chunk(np.empty((0, self.width)), first_line)
         if newlines is None:
             newlines = data.count(b"\n")
         nlines = newlines + (0 if data.endswith(b"\n") else 1)
-        fast = self._polars_block(data, nlines) if polars() is not None else self._numpy_block(data, nlines)
+        fast = _int_column(data, nlines) if self.width == 1 else None
+        if fast is None:
+            fast = self._polars_block(data, nlines) if polars() is not None else self._numpy_block(data, nlines)
         if fast is not None:
             self.rows += fast.shape[0]
-            return fast, np.arange(first_line, first_line + nlines, dtype=np.int64)
+            return Chunk(fast, first_line)
         text = _decode(data, self.source, offset, first_line)
-        return self.parse_lines(text.split("\n") if not text.endswith("\n") else text[:-1].split("\n"), first_line)
+        v, ln = self.parse_lines(text.split("\n") if not text.endswith("\n") else text[:-1].split("\n"), first_line)
+        return Chunk.of_lines(v, ln, first_line)
 
     def _polars_block(self, data: bytes, nlines: int) -> np.ndarray | None:
         pl = polars()
-        if self.delimiter is None or self.width is None or b"#" in data:
+        if self.width is None or b"#" in data:
             return None
+        separator = self.delimiter
+        if separator is None:  # space-separated: only a single column, with no spaces, is read in bulk
+            if self.width != 1 or _has_any(data, _SINGLE_COLUMN_REFUSED):
+                return None
+            separator = ","
         try:
             frame = pl.read_csv(
                 data,
                 has_header=False,
-                separator=self.delimiter,
+                separator=separator,
                 schema={f"c{i}": pl.Float64 for i in range(self.width)},
                 quote_char='"',
                 raise_if_empty=False,
@@ -233,8 +239,10 @@ class TextParser:
 
     def _numpy_block(self, data: bytes, nlines: int) -> np.ndarray | None:
         delim = self.delimiter
-        if delim is None or self.width is None:
+        if self.width is None:
             return None
+        if delim is None:
+            return self._numpy_column(data, nlines) if self.width == 1 else None
         # Strict guards: only plain unquoted ASCII numbers separated by the delimiter, no spaces,
         # and no whitespace other than the line ends: the values are split on any whitespace
         # below, so a vertical tab or a lone CR inside a line could otherwise make up for an
@@ -264,6 +272,82 @@ class TextParser:
             return None
         return values.reshape(nlines, self.width)
 
+    @staticmethod
+    def _numpy_column(data: bytes, nlines: int) -> np.ndarray | None:
+        """A single space-separated column: one plain number per line (no spaces, quotes or comments)."""
+        if not data.isascii() or _has_any(data, _SINGLE_COLUMN_REFUSED + (b"_", b"\x0b", b"\x0c")):
+            return None
+        tokens = data.split()  # on the line ends; a lone CR inside a line makes one token too many
+        if len(tokens) != nlines:
+            return None
+        try:
+            values = np.array([float(t) for t in tokens], dtype=np.float64)
+        except ValueError:
+            return None
+        if not np.isfinite(values).all():
+            return None
+        return values.reshape(nlines, 1)
+
+
+# Bytes that make a line of a space-separated single column more than one plain cell.
+_SINGLE_COLUMN_REFUSED = (b" ", b"\t", b",", b";", b'"', b"'", b"#")
+
+
+def _has_any(data: bytes, needles: tuple[bytes, ...]) -> bool:
+    return any(ch in data for ch in needles)
+
+
+_INT_GROUP = 1 << 18  # lines parsed at once by _int_column (bounds its scratch memory)
+_INT_DIGITS = 15  # up to 15 digits every integer is exact in float64
+
+
+def _int_column(data: bytes, nlines: int) -> np.ndarray | None:
+    """A column of plain integers (class indices), one per line, parsed without a Python object per row.
+
+    Accepts exactly the lines ``[+-]?[0-9]{1,15}`` followed by LF or CRLF (the
+    last line may lack it); anything else returns ``None`` and the block goes
+    to the other engines. The values are those ``float()`` gives.
+    """
+    raw = np.frombuffer(data, dtype=np.uint8)
+    ends = np.flatnonzero(raw == 10)
+    if not data.endswith(b"\n"):
+        ends = np.append(ends, raw.size)
+    if ends.size != nlines or not nlines:
+        return None
+    crs = data.count(b"\r")
+    out = np.empty((nlines, 1), dtype=np.float64)
+    start = 0
+    for lo in range(0, nlines, _INT_GROUP):
+        stop = ends[lo : lo + _INT_GROUP]
+        starts = np.empty_like(stop)
+        starts[0] = start
+        starts[1:] = stop[:-1] + 1
+        start = int(stop[-1]) + 1
+        if crs:  # a CR is allowed only just before the LF
+            cr = (stop > starts) & (raw[np.maximum(stop - 1, 0)] == 13)
+            crs -= int(np.count_nonzero(cr))
+            stop = stop - cr
+        lead = raw[np.minimum(starts, raw.size - 1)]
+        sign = (lead == 45) | (lead == 43)  # - or +
+        digits_from = starts + sign
+        width = stop - digits_from
+        if width.size == 0 or int(width.min()) < 1 or int(width.max()) > _INT_DIGITS:
+            return None
+        value = np.zeros(stop.size, dtype=np.int64)
+        for j in range(int(width.max()), 0, -1):  # right-aligned: the j-th digit from the end
+            pos = stop - j
+            present = pos >= digits_from
+            digit = raw[np.where(present, pos, stop - 1)] - np.uint8(48)  # a non-digit wraps above 9
+            if int(np.max(np.where(present, digit, 0))) > 9:
+                return None
+            value = np.where(present, value * 10 + digit, value)
+        column = out[lo : lo + stop.size, 0]
+        column[...] = value
+        np.negative(column, out=column, where=lead == 45)  # float("-0") is -0.0
+    if crs:
+        return None  # a CR somewhere else than at a line end: the careful parser says where
+    return out
+
 
 def _decode(data: bytes, source: str, offset: int, first_line: int | None = None) -> str:
     try:
@@ -279,10 +363,57 @@ def _decode(data: bytes, source: str, offset: int, first_line: int | None = None
 
 @dataclass
 class Chunk:
-    """Consecutive rows of a table and the 1-based physical line (text) or row (.npy) of each."""
+    """Consecutive rows of a table, and where they are in their source.
+
+    ``first`` is the 1-based physical line (text) or row (.npy) of the first
+    row, and the rows after it are on the lines after it, unless ``lines``
+    gives each row's line (a block that held blank or comment lines, read by
+    the careful parser). Line numbers are worked out when an error is
+    reported (:meth:`line_of`), not kept for every row.
+    """
 
     values: np.ndarray
-    lines: np.ndarray
+    first: int = 1
+    lines: np.ndarray | None = None
+
+    @classmethod
+    def of_lines(cls, values: np.ndarray, lines: np.ndarray, first: int = 1) -> Chunk:
+        """Rows with the given physical lines (kept only when they are not consecutive)."""
+        if lines.size == 0:
+            return cls(values, first)
+        if int(lines[-1]) - int(lines[0]) == lines.size - 1:  # increasing, so consecutive
+            return cls(values, int(lines[0]))
+        return cls(values, int(lines[0]), lines)
+
+    @property
+    def rows(self) -> int:
+        return int(self.values.shape[0])
+
+    def line_of(self, i: int) -> int:
+        """The physical line (or .npy row) of row ``i``."""
+        return int(self.lines[i]) if self.lines is not None else self.first + int(i)
+
+    def line_numbers(self) -> np.ndarray:
+        """Every row's line (for joining irregular blocks; never on the fast path)."""
+        if self.lines is not None:
+            return self.lines
+        return np.arange(self.first, self.first + self.rows, dtype=np.int64)
+
+    def part(self, start: int, stop: int | None = None) -> Chunk:
+        stop = self.rows if stop is None else min(stop, self.rows)
+        if self.lines is not None:
+            return Chunk.of_lines(self.values[start:stop], self.lines[start:stop], self.first)
+        return Chunk(self.values[start:stop], self.first + start)
+
+    @staticmethod
+    def join(parts: list[Chunk]) -> Chunk:
+        """The rows of ``parts`` one after the other."""
+        if len(parts) == 1:
+            return parts[0]
+        values = np.concatenate([p.values for p in parts])
+        if all(p.lines is None for p in parts) and all(b.first == a.first + a.rows for a, b in zip(parts, parts[1:])):
+            return Chunk(values, parts[0].first)
+        return Chunk.of_lines(values, np.concatenate([p.line_numbers() for p in parts]), parts[0].first)
 
 
 class TextSource:
@@ -357,10 +488,10 @@ class TextSource:
                     source=self.name,
                     row=line + block.count(b"\n", 0, nul),
                 )
-            values, lines = self.parser.parse_block(block, line, offset, newlines)
-            if values.shape[0]:
+            chunk = self.parser.parse_block(block, line, offset, newlines)
+            if chunk.rows:
                 seen_numbers = True
-                yield Chunk(values, lines)
+                yield chunk
         self.done = True
         if not seen_numbers:
             raise XentInputError("is empty: no numbers found" if self.started else "is empty", source=self.name)
@@ -394,7 +525,7 @@ class NpySource:
         for start in range(0, n, step):
             block = np.asarray(self.array[start : start + step])
             self.bytes_read = min(self.total_bytes, (start + step) * self.array.strides[0])
-            yield Chunk(block, np.arange(start + 1, start + 1 + block.shape[0], dtype=np.int64))
+            yield Chunk(block, start + 1)
 
 
 def _npy_header(fp: BinaryIO) -> tuple[tuple[int, ...], bool, np.dtype]:

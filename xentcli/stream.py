@@ -192,32 +192,27 @@ class RowReader:
                 self.exhausted = True
                 break
             self.buffer.append(c)
-            self.buffered += c.values.shape[0]
+            self.buffered += c.rows
         if self.buffered < k:
             return None
-        parts_v, parts_l, need = [], [], k
+        parts, need = [], k
         while need:
             c = self.buffer[0]
-            r = c.values.shape[0]
-            if r <= need:
-                parts_v.append(c.values)
-                parts_l.append(c.lines)
+            if c.rows <= need:
+                parts.append(c)
                 self.buffer.pop(0)
-                need -= r
+                need -= c.rows
             else:
-                parts_v.append(c.values[:need])
-                parts_l.append(c.lines[:need])
-                self.buffer[0] = Chunk(c.values[need:], c.lines[need:])
+                parts.append(c.part(0, need))
+                self.buffer[0] = c.part(need)
                 need = 0
         self.buffered -= k
-        if len(parts_v) == 1:
-            return Chunk(parts_v[0], parts_l[0])
-        return Chunk(np.concatenate(parts_v), np.concatenate(parts_l))
+        return Chunk.join(parts)
 
     def rest(self) -> int:
         """Rows left over (reads to the end)."""
         for c in self.chunks:
-            self.buffered += c.values.shape[0]
+            self.buffered += c.rows
         self.exhausted = True
         return self.buffered
 
@@ -259,10 +254,10 @@ def _place(exc: XentInputError, logits_chunk: Chunk, labels_chunk: Chunk | None,
         return exc
     idx = exc.index or ()
     if exc.operand == "logits":
-        row = int(logits_chunk.lines[idx[0]]) if idx else None
+        row = logits_chunk.line_of(idx[0]) if idx else None
         return exc.at(logits_name, row, (idx[1] + 1) if len(idx) > 1 else None)
     if exc.operand == "target" and labels_chunk is not None:
-        row = int(labels_chunk.lines[idx[0]]) if idx else None
+        row = labels_chunk.line_of(idx[0]) if idx else None
         col = (idx[1] + 1) if len(idx) > 1 else (1 if labels_is_column else None)
         return exc.at(labels_name, row, col)
     if exc.operand in ("weight", "pos_weight"):
@@ -478,9 +473,9 @@ def _compute_block(chunk: Chunk, lab: Chunk, spec: LossSpec, plan: ReductionPlan
 def _place_note(note: XentWarning, chunk: Chunk, lab: Chunk, logits_name: str, labels_name: str) -> str:
     idx = note.index or ()
     if note.operand == "logits" and idx:
-        return f"{logits_name}: row {int(chunk.lines[idx[0]])}: {note.message}"
+        return f"{logits_name}: row {chunk.line_of(idx[0])}: {note.message}"
     if note.operand == "target" and idx:
-        return f"{labels_name}: row {int(lab.lines[idx[0]])}: {note.message}"
+        return f"{labels_name}: row {lab.line_of(idx[0])}: {note.message}"
     return note.message
 
 
