@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import XentInputError, XentWarning
 from ..spec import LossSpec
 from .blocks import BCE_BLOCK_ELEMENTS, for_blocks, row_sums, scratch, zeros
-from .checks import as_logits, first, numeric_array, output
+from .checks import CountedWarning, as_logits, first, numeric_array, output
 from .plan import ReductionPlan
 from .result import LossResult
 from .sums import GroupedSum
@@ -180,9 +180,11 @@ def _warn_infinite(loss: float | None, losses: np.ndarray | None, total: Grouped
     if bad.any():
         idx = first(bad)
         notes.append(
-            XentWarning(
-                f"the loss is infinite for {int(bad.sum())} element(s): a positive target "
+            CountedWarning(
+                "infinite",
+                lambda count: f"the loss is infinite for {count} element(s): a positive target "
                 "on a logit of -inf, so -log sigmoid = inf",
+                int(bad.sum()),
                 operand="logits",
                 index=idx[1:] if was_1d else idx,
             )
