@@ -138,3 +138,23 @@ def test_numbered_rows(writer, small_pieces, case, first):
         want = b"".join(f"{first + i},".encode() + line + b"\n"
                         for i, line in enumerate(python_lines(block).split(b"\n")[:-1]))
         assert numtext.lines(block, numbered_from=first) == want
+
+
+def python_json_rows(block: np.ndarray) -> bytes:
+    return ",\n    ".join("[" + ", ".join(python_text(v, block.dtype, True) for v in row.tolist()) + "]"
+                          for row in block).encode()
+
+
+def python_json_values(block: np.ndarray) -> bytes:
+    return ", ".join(python_text(v, block.dtype, True) for v in block.ravel().tolist()).encode()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=BLOCKS)
+def test_json_rows_and_values(writer, small_pieces, case):
+    """The JSON layouts: rows ``[a, b]`` joined by ``,\\n    ``, and values joined by ``, ``."""
+    (n, c), wide, narrow = case
+    for block in (np.array(wide, dtype=np.float64).reshape(n, c), np.array(narrow, dtype=np.float32).reshape(n, c)):
+        assert numtext.json_rows(block) == python_json_rows(block)
+        assert numtext.json_values(block) == python_json_values(block)
+        assert numtext.json_values(block.ravel()) == python_json_values(block)

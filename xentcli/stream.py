@@ -20,6 +20,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from . import numtext
 from .errors import XentInputError, XentWarning
 from .numeric import GroupedSum, LossResult, ReductionPlan, evaluate
 from .numeric.checks import CountedWarning
@@ -160,7 +161,12 @@ _POLL_SECONDS = 0.05  # how often a waiting reader or writer thread looks whethe
 
 
 def write_block(fh: BinaryIO, block: np.ndarray, delimiter: str) -> None:
-    """Append a 2-D float block as text with round-trip precision (shortest digits through polars)."""
+    """Append a 2-D float block as text with round-trip precision (shortest digits through orjson or polars)."""
+    if np.isfinite(block).all():
+        text = numtext.round_trip_lines(block, delimiter.encode())
+        if text is not None:
+            fh.write(text)
+            return
     pl = polars()
     if pl is not None:
         frame = pl.from_numpy(block, schema=[f"c{i}" for i in range(block.shape[1])], orient="row")

@@ -164,23 +164,31 @@ SINGLE_CLASS = "the logits have a single class: softmax is 1 and the loss is 0 (
 
 
 @contextlib.contextmanager
-def _stdout() -> Iterator[BinaryIO]:
-    """Standard output for bytes. If its reader goes away (``xent ... | head``), nothing more is written to
-    it, not even at exit (the caller's BrokenPipeError handler ends the program quietly)."""
+def _stdout(background: bool = False) -> Iterator[Any]:
+    """Standard output for bytes (a :class:`~xentcli.cli.render.Output`; ``background``: formatted and
+    written on a thread of its own). If its reader goes away (``xent ... | head``), nothing more is written
+    to it, not even at exit (the caller's BrokenPipeError handler ends the program quietly)."""
     import sys
 
+    from . import render
+
     sys.stdout.flush()
-    out: BinaryIO = sys.stdout.buffer
+    raw: BinaryIO = sys.stdout.buffer
+    out = render.BackgroundOutput(raw) if background else render.Output(raw)
     try:
         yield out
-        out.flush()
+        out.close()
     except BrokenPipeError:
+        out.abort()
         try:
             devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, out.fileno())
+            os.dup2(devnull, raw.fileno())
             os.close(devnull)
         except (OSError, ValueError, io.UnsupportedOperation):
             pass
+        raise
+    except BaseException:
+        out.abort()
         raise
 
 
@@ -352,16 +360,16 @@ def _streamed_to_stdout(chosen: str, logits_path: str, labels_path: str, header:
                 assert r.probs is not None
                 parts.append(render.TableRows(a, target, np.asarray(r.losses).reshape(b - a, -1), r.probs, r.grad))
         elif chosen == "json":
-            with _stdout() as out:
+            with _stdout(background=True) as out:
                 render.write_json(out, outcome, meta, array("losses", with_losses=elementwise),
                                   array("probs", with_probs=True), array("grad"), elementwise=elementwise)
         else:
             dt = np.dtype(spec.dtype)
-            with _stdout() as out:
+            with _stdout(background=True) as out:
                 out.write(render.csv_header(outcome, elementwise))
 
                 def write_rows(b: Any) -> None:
-                    out.write(render.csv_rows(b.start, b.result.losses, b.result.probs, b.result.grad, dt))
+                    out.put(render.csv_rows, b.start, b.result.losses, b.result.probs, b.result.grad, dt)
 
                 again(write_rows, with_probs=True, with_losses=elementwise)
                 out.write(render.csv_footer(outcome, elementwise))

@@ -71,11 +71,101 @@ def in_blocks(values: np.ndarray) -> Rows:
     return feed
 
 
+class Output:
+    """Bytes for a binary stream, in order. :meth:`put` ``(make, *args)`` writes what ``make(*args)``
+    returns: here at once; in a :class:`BackgroundOutput`, made and written on a thread of its own."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self.out = out
+
+    def write(self, data: bytes) -> None:
+        self.out.write(data)
+
+    def put(self, make: Callable[..., bytes], *args: Any) -> None:
+        self.out.write(make(*args))
+
+    def close(self) -> None:
+        self.out.flush()
+
+    def abort(self) -> None:
+        pass
+
+
+class BackgroundOutput(Output):
+    """An :class:`Output` that formats and writes on a thread of its own, while the caller computes the next
+    block (NumPy and the write system call let go of the interpreter lock). Its failure (a closed pipe,
+    say) is raised by the next call; :meth:`abort` stops it without waiting for what is queued."""
+
+    _POLL = 0.05
+
+    def __init__(self, out: BinaryIO, depth: int = 3) -> None:
+        import queue
+        import threading
+
+        super().__init__(out)
+        self._queue: queue.Queue[tuple[Callable[..., bytes] | None, tuple[Any, ...]]] = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="xent-output", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import queue
+
+        while not self._stop.is_set():
+            try:
+                make, args = self._queue.get(timeout=self._POLL)
+            except queue.Empty:
+                continue
+            if make is None:
+                return
+            if self._error is not None:
+                continue
+            try:
+                self.out.write(make(*args))
+            except BaseException as exc:  # noqa: BLE001 - raised in the caller by the next call
+                self._error = exc
+
+    def _check(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _send(self, item: tuple[Callable[..., bytes] | None, tuple[Any, ...]]) -> None:
+        import queue
+
+        while True:
+            self._check()
+            try:
+                self._queue.put(item, timeout=self._POLL)
+                return
+            except queue.Full:
+                if not self._thread.is_alive():
+                    self._check()
+                    raise RuntimeError("the output thread stopped") from None
+
+    def write(self, data: bytes) -> None:
+        self._send((bytes, (data,)))
+
+    def put(self, make: Callable[..., bytes], *args: Any) -> None:
+        self._send((make, args))
+
+    def close(self) -> None:
+        """Wait for everything queued to be written."""
+        self._send((None, ()))
+        self._thread.join()
+        self._check()
+        self.out.flush()
+
+    def abort(self) -> None:
+        self._stop.set()  # no queue operation: an interruption may hold its lock (see stream.GradWriter.abort)
+        self._thread.join(timeout=2.0)
+
+
 class JsonArray:
     """A JSON array of numbers written as its row blocks arrive: ``[a, b]`` for a vector, one row a line
     (``[\n    [a, b],\n    [c, d]\n  ]``) for a matrix; non-finite values as strings."""
 
-    def __init__(self, out: BinaryIO, dtype: np.dtype, matrix: bool) -> None:
+    def __init__(self, out: Output, dtype: np.dtype, matrix: bool) -> None:
         self.out = out
         self.dtype = dtype
         self.matrix = matrix
@@ -84,16 +174,15 @@ class JsonArray:
             out.write(b"[")
 
     def add(self, block: np.ndarray) -> None:
-        block = np.asarray(block, dtype=self.dtype)
         if not block.shape[0]:
             return
         if self.matrix:
-            text = numtext.lines(block, quote=True)
-            rows = b"[" + text[:-1].replace(b",", b", ").replace(b"\n", b"],\n    [") + b"]"
-            self.out.write((b",\n    " if self.started else b"[\n    ") + rows)
+            self.out.write(b",\n    " if self.started else b"[\n    ")
+            self.out.put(numtext.json_rows, np.asarray(block, dtype=self.dtype))
         else:
-            text = numtext.lines(block.reshape(-1, 1), quote=True)
-            self.out.write((b", " if self.started else b"") + text[:-1].replace(b"\n", b", "))
+            if self.started:
+                self.out.write(b", ")
+            self.out.put(numtext.json_values, np.asarray(block, dtype=self.dtype))
         self.started = True
 
     def close(self) -> None:
@@ -121,7 +210,7 @@ def json_head(o: Outcome, meta: dict[str, Any]) -> list[tuple[str, str]]:
     ]
 
 
-def write_json(out: BinaryIO, o: Outcome, meta: dict[str, Any], losses: Rows, probs: Rows, grad: Rows, *,
+def write_json(out: Output, o: Outcome, meta: dict[str, Any], losses: Rows, probs: Rows, grad: Rows, *,
                elementwise: bool) -> None:
     """The whole result as JSON, written as it goes: each array is read (or computed) block by block.
 
@@ -178,26 +267,26 @@ def to_json(result: Any, meta: dict[str, Any], targets: np.ndarray) -> str:
     """The whole result as JSON (non-finite numbers appear as "inf"/"-inf"/"nan")."""
     buf = io.BytesIO()
     losses = np.asarray(result.losses)
-    write_json(buf, Outcome.of(result), meta, in_blocks(losses), in_blocks(result.probs), in_blocks(result.grad),
-               elementwise=losses.ndim == 2)
+    write_json(Output(buf), Outcome.of(result), meta, in_blocks(losses), in_blocks(result.probs),
+               in_blocks(result.grad), elementwise=losses.ndim == 2)
     return buf.getvalue().decode()[:-1]
 
 
 def to_csv(result: Any) -> str:
     """One row per sample: losses, probabilities, gradient; then the reduced loss."""
     buf = io.BytesIO()
-    write_csv_result(buf, result)
+    write_csv_result(Output(buf), result)
     return buf.getvalue().decode()
 
 
-def write_csv_result(out: BinaryIO, result: Any) -> None:
+def write_csv_result(out: Output, result: Any) -> None:
     o = Outcome.of(result)
     losses = np.asarray(result.losses).reshape(result.n, -1)
     elementwise = np.asarray(result.losses).ndim == 2
     out.write(csv_header(o, elementwise))
     for i in range(0, result.n, BLOCK_ROWS):
         sl = slice(i, i + BLOCK_ROWS)
-        out.write(csv_rows(i, losses[sl], result.probs[sl], result.grad[sl], o.dtype))
+        out.put(csv_rows, i, losses[sl], result.probs[sl], result.grad[sl], o.dtype)
     out.write(csv_footer(o, elementwise))
 
 
