@@ -167,7 +167,8 @@ SINGLE_CLASS = "the logits have a single class: softmax is 1 and the loss is 0 (
 def _stdout(background: bool = False) -> Iterator[Any]:
     """Standard output for bytes (a :class:`~xentcli.cli.render.Output`; ``background``: formatted and
     written on a thread of its own). If its reader goes away (``xent ... | head``), nothing more is written
-    to it, not even at exit (the caller's BrokenPipeError handler ends the program quietly)."""
+    to it, not even at exit, and the program ends quietly with 0: not an error of ours (click would turn
+    the BrokenPipeError into exit status 1 before xent's own handler saw it)."""
     import sys
 
     from . import render
@@ -186,7 +187,7 @@ def _stdout(background: bool = False) -> Iterator[Any]:
             os.close(devnull)
         except (OSError, ValueError, io.UnsupportedOperation):
             pass
-        raise
+        raise click.exceptions.Exit(0) from None
     except BaseException:
         out.abort()
         raise
