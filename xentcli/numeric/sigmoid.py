@@ -120,7 +120,7 @@ def sigmoid_loss(
     grad = output(out, (n, c), dt)
     probs = np.empty((n, c), dtype=dt) if with_probs else None
     losses = np.empty((n, c), dtype=dt) if with_losses or spec.reduction == "none" else None
-    masked = bool(np.isneginf(x).any())
+    masked = bool(np.min(x) == -np.inf)  # as_logits refused NaN and +inf
     sums = np.empty(n, dtype=np.float64)
 
     def work(sl: slice) -> None:
@@ -157,8 +157,9 @@ def _binary_targets(y: np.ndarray, n: int, c: int, dt: np.dtype, was_1d: bool) -
     y = y.reshape(n, c)
     if y.dtype.kind == "b":
         y = y.astype(dt)
-    inside = (y >= 0) & (y <= 1)  # False for NaN as well
-    if not inside.all():
+    # Two reductions (no N x C temporary); NaN fails both comparisons.
+    if y.size and not (np.min(y) >= 0 and np.max(y) <= 1):
+        inside = (y >= 0) & (y <= 1)  # False for NaN as well
         idx = first(~inside)
         raise XentInputError(
             f"binary target {float(y[idx]):g} is outside [0, 1]",
