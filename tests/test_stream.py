@@ -379,3 +379,29 @@ def test_small_inputs_and_pipes_are_read_into_memory(xent, tmp_path, monkeypatch
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
     assert not compute_cli._rereadable(str(lg), str(fifo))
+
+
+@pytest.mark.parametrize("mode", ["output", "json"])
+def test_npy_read_in_blocks_names_a_bad_late_row(xent, tmp_path, monkeypatch, mode):
+    """.npy inputs are read block by block from the file (not mapped): a value refused in a late block
+    is named by its row in the file, and nothing is written."""
+    monkeypatch.setattr(compute_cli, "STREAM_MIN_BYTES", 0)
+    monkeypatch.setattr(sources, "CHUNK_BYTES", 997)
+    rng = np.random.default_rng(4)
+    z = rng.normal(size=(500, 3))
+    lg, lb = tmp_path / "z.npy", tmp_path / "y.npy"
+    np.save(lg, z)
+    y = np.arange(500, dtype=np.int64) % 3
+    y[461] = 2**53 + 1
+    np.save(lb, y)
+    args = ["--output", tmp_path / "g.csv"] if mode == "output" else ["--format", "json"]
+    line = one_error_line(xent("compute", lg, lb, *args))
+    assert line == f"xent: error: {lb}: row 462: integer {2**53 + 1} is out of range: beyond 2**53 it has no " \
+                   "exact float64 value", line
+    assert not (tmp_path / "g.csv").exists()
+    y[461] = 1
+    np.save(lb, y)
+    np.save(lg, z.astype(">f8"))  # big-endian, read by blocks as such
+    run = xent("compute", lg, lb, "--format", "json", "--reduction", "sum")
+    assert run.code == 0, run
+    assert run.json()["loss"] == numeric.cross_entropy(z, y, reduction="sum").loss

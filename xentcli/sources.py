@@ -27,7 +27,7 @@ from .errors import XentInputError
 NPY_MAGIC = b"\x93NUMPY"
 ZIP_MAGIC = b"PK\x03\x04"
 NPZ_MESSAGE = "is a zip archive (.npz?), not a .npy array or text: save each array with np.save"
-CHUNK_BYTES = 4 << 20
+CHUNK_BYTES = 2 << 20  # read blocks: big enough for polars to parse at full speed, small enough to keep memory low
 # ASCII digits only: Python's \d (and float()) would also take other scripts' digits.
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\Z", re.ASCII)
 _SPECIAL = {
@@ -498,12 +498,17 @@ class TextSource:
 
 
 class NpySource:
-    """A .npy file (memory-mapped when it is a file) read in row blocks."""
+    """A .npy array read in row blocks: from the file block by block (memory stays bounded; a memory
+    map would count every page read in the resident set), or from memory (standard input)."""
 
     kind = "npy"
 
-    def __init__(self, array: np.ndarray, name: str, ndim: int, rows_per_chunk: int | None = None) -> None:
-        self.array = array
+    def __init__(self, array: np.ndarray, name: str, ndim: int, rows_per_chunk: int | None = None, *,
+                 path: str | None = None, data_start: int = 0) -> None:
+        self._raw = array  # 2-D, booleans as uint8; values not checked yet (see _checked)
+        self._checked_array: np.ndarray | None = None
+        self.path = path  # read block by block from here (a C-order array in a file)
+        self.data_start = data_start
         self.name = name
         self.npy_ndim = ndim
         self.total_bytes = int(array.nbytes)
@@ -512,20 +517,68 @@ class NpySource:
         self.rows_per_chunk = rows_per_chunk or max(1, (CHUNK_BYTES // 8) // max(1, c))
 
     @property
+    def array(self) -> np.ndarray:
+        """The whole array, its values checked (read into memory or mapped)."""
+        if self._checked_array is None:
+            self._checked_array = _checked(self._raw, 0, self.name, self.npy_ndim)
+        return self._checked_array
+
+    @property
     def width(self) -> int:
-        return int(self.array.shape[1])
+        return int(self._raw.shape[1])
 
     @property
     def rows(self) -> int:
-        return int(self.array.shape[0])
+        return int(self._raw.shape[0])
 
     def chunks(self) -> Iterator[Chunk]:
-        n = self.array.shape[0]
+        n, c = self._raw.shape
         step = self.rows_per_chunk
-        for start in range(0, n, step):
-            block = np.asarray(self.array[start : start + step])
-            self.bytes_read = min(self.total_bytes, (start + step) * self.array.strides[0])
-            yield Chunk(block, start + 1)
+        if self.path is None:
+            for start in range(0, n, step):
+                block = np.asarray(self._raw[start : start + step])
+                self.bytes_read = min(self.total_bytes, (start + step) * c * self._raw.itemsize)
+                yield Chunk(_checked(block, start, self.name, self.npy_ndim), start + 1)
+            return
+        dtype = self._raw.dtype
+        with open(self.path, "rb") as fh:
+            fh.seek(self.data_start)
+            for start in range(0, n, step):
+                rows = min(step, n - start)
+                block = np.fromfile(fh, dtype=dtype, count=rows * c)
+                if block.size != rows * c:
+                    raise XentInputError("is a truncated .npy file (it changed while it was read)", source=self.name)
+                self.bytes_read = min(self.total_bytes, (start + rows) * c * dtype.itemsize)
+                yield Chunk(_checked(block.reshape(rows, c), start, self.name, self.npy_ndim), start + 1)
+
+
+def _checked(arr: np.ndarray, first_row: int, name: str, ndim: int) -> np.ndarray:
+    """Rows of a .npy array as numbers xent computes with: 64-bit integers only up to 2**53 (beyond it
+    they have no exact float64 value), long doubles read into float64 (refused beyond its range).
+    ``first_row`` is the 0-based row of ``arr``'s first row in the file, for the error message."""
+    if arr.dtype.kind == "b":
+        arr = arr.view(np.uint8)  # False/True are the numbers 0/1 (also as class indices)
+    if arr.dtype.kind in "iu" and arr.dtype.itemsize == 8:
+        lo, hi = (int(arr.min()), int(arr.max())) if arr.size else (0, 0)
+        if max(abs(lo), abs(hi)) >= 2**53:
+            big = np.abs(arr.astype(np.float64)) >= 2**53
+            i, j = (int(v) for v in np.argwhere(big)[0])
+            raise XentInputError(
+                f"integer {int(arr[i, j])} is out of range: beyond 2**53 it has no exact float64 value",
+                source=name,
+                row=first_row + i + 1,
+                column=j + 1 if ndim != 1 else None,
+            )
+    if arr.dtype.kind == "f" and arr.dtype.itemsize > 8:  # long double: read into float64 now
+        with np.errstate(over="ignore", under="ignore"):
+            wide = arr.astype(np.float64)
+        over = np.isinf(wide) & np.isfinite(arr)
+        if over.any():
+            i, j = (int(v) for v in np.argwhere(over)[0])
+            raise XentInputError(f"{arr[i, j]!s} is out of the float64 range", source=name, row=first_row + i + 1,
+                                 column=j + 1 if ndim != 1 else None)
+        arr = wide
+    return arr
 
 
 def _npy_header(fp: BinaryIO) -> tuple[tuple[int, ...], bool, np.dtype]:
@@ -602,32 +655,18 @@ def load_npy(data_or_path: bytes | str, name: str) -> NpySource:
         arr = arr.reshape(1, 1)
     elif ndim == 1:
         arr = arr.reshape(-1, 1)
-    if arr.dtype.kind == "b":
-        arr = arr.view(np.uint8)  # False/True are the numbers 0/1 (also as class indices)
-    if arr.dtype.kind in "iu" and arr.dtype.itemsize == 8:
-        big = np.abs(arr.astype(np.float64)) >= 2**53
-        if big.any():
-            i, j = (int(v) for v in np.argwhere(big)[0])
-            raise XentInputError(
-                f"integer {int(arr[i, j])} is out of range: beyond 2**53 it has no exact float64 value",
-                source=name,
-                row=i + 1,
-                column=j + 1 if ndim != 1 else None,
-            )
-    if arr.dtype.kind == "f" and arr.dtype.itemsize > 8:  # long double: read into float64 now
-        with np.errstate(over="ignore", under="ignore"):
-            wide = arr.astype(np.float64)
-        over = np.isinf(wide) & np.isfinite(arr)
-        if over.any():
-            i, j = (int(v) for v in np.argwhere(over)[0])
-            raise XentInputError(f"{arr[i, j]!s} is out of the float64 range", source=name, row=i + 1,
-                                 column=j + 1 if ndim != 1 else None)
-        arr = wide
-    return NpySource(arr, name, ndim)
+    # A C-order array in a file is read block by block from it; anything else from the array.
+    by_file = not isinstance(data_or_path, bytes) and not _fortran and ndim > 0 and arr.dtype.kind != "O"
+    return NpySource(arr, name, ndim, path=data_or_path if by_file else None,  # type: ignore[arg-type]
+                     data_start=data_start)
 
 
-def open_source(path: str, *, header: str = "auto", stdin: BinaryIO | None = None) -> TextSource | NpySource:
-    """A chunked source for a path, or ``-`` for standard input (text or .npy, by content)."""
+def open_source(path: str, *, header: str = "auto", stdin: BinaryIO | None = None,
+                chunk_bytes: int | None = None) -> TextSource | NpySource:
+    """A chunked source for a path, or ``-`` for standard input (text or .npy, by content).
+
+    ``chunk_bytes``: the size of a text block (default :data:`CHUNK_BYTES`).
+    """
     if path == "-":
         stream = stdin if stdin is not None else sys.stdin.buffer
         first = stream.read(len(NPY_MAGIC))
@@ -662,4 +701,4 @@ def open_source(path: str, *, header: str = "auto", stdin: BinaryIO | None = Non
     if not first.strip() and size <= len(first):
         stream.close()
         raise XentInputError("is empty", source=path)
-    return TextSource(stream, path, header=header, first=first, total_bytes=size)
+    return TextSource(stream, path, header=header, first=first, total_bytes=size, chunk_bytes=chunk_bytes)

@@ -281,7 +281,7 @@ def _streamed(logits_path: str, labels_path: str, output: Path, out_fmt: str, he
 
     progress = _progress_bar()
     try:
-        flow = stream.Stream(_opener(logits_path, header), _opener(labels_path, header), spec, progress,
+        flow = stream.Stream(_opener(logits_path, header), _opener(labels_path, header, labels=True), spec, progress,
                              rereadable=_rereadable(logits_path, labels_path))
         return stream.stream_compute(flow, lambda width, dtype: stream.GradWriter(output, out_fmt, dtype, width))
     except stream.Unstreamable:
@@ -291,10 +291,13 @@ def _streamed(logits_path: str, labels_path: str, output: Path, out_fmt: str, he
             progress(-1, None)
 
 
-def _opener(path: str, header: str) -> Callable[[], Any]:
+def _opener(path: str, header: str, *, labels: bool = False) -> Callable[[], Any]:
+    """Opens ``path`` for every pass of a stream. Labels are read in smaller blocks: a block of class
+    indices holds many more rows than a block of logits, and it lives until they have all been used."""
     from .. import sources
 
-    return lambda: sources.open_source(path, header=header)
+    chunk = sources.CHUNK_BYTES // 4 if labels else None
+    return lambda: sources.open_source(path, header=header, chunk_bytes=chunk)
 
 
 def _streamed_to_stdout(chosen: str, logits_path: str, labels_path: str, header: str, spec: Any,
@@ -322,8 +325,8 @@ def _streamed_to_stdout(chosen: str, logits_path: str, labels_path: str, header:
     progress = _progress_bar()
     try:
         try:
-            flow = stream.Stream(_opener(logits_path, header), _opener(labels_path, header), spec, progress,
-                                 rereadable=rereadable)
+            flow = stream.Stream(_opener(logits_path, header), _opener(labels_path, header, labels=True), spec,
+                                 progress, rereadable=rereadable)
             spec = flow.spec
             flow.passes_planned = {"json": 4, "csv": 2}.get(chosen, 1)
             plan = flow.plan(count_rows=False)
