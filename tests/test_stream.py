@@ -405,3 +405,19 @@ def test_npy_read_in_blocks_names_a_bad_late_row(xent, tmp_path, monkeypatch, mo
     run = xent("compute", lg, lb, "--format", "json", "--reduction", "sum")
     assert run.code == 0, run
     assert run.json()["loss"] == numeric.cross_entropy(z, y, reduction="sum").loss
+
+
+def test_streamed_kl_batchmean_is_the_in_memory_output(xent, tmp_path, monkeypatch):
+    """A mean over rows is first computed with a provisional row count, then the count the pass found."""
+    rng = np.random.default_rng(8)
+    z = rng.normal(size=(157, 3))
+    y = rng.dirichlet(np.ones(3), size=157)
+    lg, lb = tmp_path / "z.csv", tmp_path / "y.csv"
+    lg.write_text("\n".join(",".join(repr(float(v)) for v in row) for row in z) + "\n")
+    lb.write_text("\n".join(",".join(repr(float(v)) for v in row) for row in y) + "\n")
+    for fmt in ("json", "csv"):
+        streamed, memory, _ = run_both(xent, monkeypatch, "compute", lg, lb, "--loss", "kl", "--reduction",
+                                       "batchmean", "--format", fmt)
+        assert streamed.code == 0 and streamed.stdout == memory.stdout, fmt
+    want = numeric.kl_div(z, y, reduction="batchmean")
+    assert memory.stdout.rstrip("\n").split("\n")[-1].split(",")[:2] == ["batchmean", repr(want.loss)]
