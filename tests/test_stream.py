@@ -421,3 +421,28 @@ def test_streamed_kl_batchmean_is_the_in_memory_output(xent, tmp_path, monkeypat
         assert streamed.code == 0 and streamed.stdout == memory.stdout, fmt
     want = numeric.kl_div(z, y, reduction="batchmean")
     assert memory.stdout.rstrip("\n").split("\n")[-1].split(",")[:2] == ["batchmean", repr(want.loss)]
+
+
+def test_wide_rows_are_read_in_bigger_blocks_with_the_same_result(xent, tmp_path, monkeypatch):
+    """Beyond WIDE_ROW columns a text source reads bigger blocks (parsing pays per column): same bytes."""
+    rng = np.random.default_rng(9)
+    c = sources.WIDE_ROW + 88
+    z = rng.normal(size=(30, c))
+    y = rng.integers(0, c, size=30)
+    lg, lb = tmp_path / "z.csv", tmp_path / "y.csv"
+    lg.write_text("\n".join(",".join(repr(float(v)) for v in row) for row in z) + "\n")
+    lb.write_text("\n".join(str(v) for v in y) + "\n")
+    sizes = []
+    real = sources.TextSource._blocks
+
+    def blocks(self):
+        for item in real(self):
+            sizes.append((self.name, self.chunk_bytes))
+            yield item
+
+    monkeypatch.setattr(sources.TextSource, "_blocks", blocks)
+    streamed, memory, _ = run_both(xent, monkeypatch, "compute", lg, lb, "--format", "json")
+    assert streamed.code == 0 and streamed.stdout == memory.stdout
+    assert max(size for name, size in sizes if name == str(lg)) == 4 * sources.CHUNK_BYTES
+    meta = {"logits": str(lg), "labels": str(lb), "output": None, "warnings": []}
+    assert memory.stdout == reference_render.to_json(numeric.cross_entropy(z, y), meta)
