@@ -15,7 +15,8 @@ once, in turn, so a drift in the machine's speed hits all of them alike):
   json       xent compute LOGITS LABELS --format json > out.json (streamed to standard output)
 
 Each command is its own process: wall time and peak RSS come from the
-operating system's accounting of that process (os.wait4). The table gives
+operating system's accounting of that process (os.wait4, in a small launcher
+so that the peak is the command's own, not this script's). The table gives
 the median wall time and the median over rounds of each command's time
 divided by the reference's in the same round, and the peak RSS.
 """
@@ -65,22 +66,40 @@ def available(module: str) -> bool:
     return subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True).returncode == 0
 
 
+# Linux counts in a child's peak RSS the memory of its parent at the fork (ru_maxrss survives exec):
+# each command is started by this small launcher, which reports the peak of the command alone.
+LAUNCHER = r"""
+import os, sys
+report, cmd = int(sys.argv[1]), sys.argv[2:]
+pid = os.fork()
+if pid == 0:
+    os.close(report)
+    os.execv(cmd[0], cmd)
+_, status, usage = os.wait4(pid, 0)
+os.write(report, str(usage.ru_maxrss).encode())
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def run(cmd: list[str], stdout: Path | None = None) -> tuple[float, float]:
     """Wall seconds and peak RSS (MB) of one process (its standard output to a file, or discarded)."""
     out = open(stdout, "wb") if stdout is not None else subprocess.DEVNULL  # noqa: SIM115 - closed below
+    read_end, write_end = os.pipe()
     try:
         start = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.PIPE)
-        _, status, usage = os.wait4(proc.pid, 0)
+        proc = subprocess.Popen([sys.executable, "-S", "-c", LAUNCHER, str(write_end), *cmd], stdout=out,
+                                stderr=subprocess.PIPE, pass_fds=(write_end,))
+        os.close(write_end)
+        _, err = proc.communicate()
         wall = time.perf_counter() - start
+        peak_kb = os.read(read_end, 64).decode()
     finally:
+        os.close(read_end)
         if stdout is not None:
             out.close()  # type: ignore[union-attr]
-    err = proc.stderr.read().decode() if proc.stderr else ""
-    code = os.waitstatus_to_exitcode(status)
-    if code != 0:
-        raise SystemExit(f"{' '.join(cmd[:6])} ... failed ({code}): {err[-500:]}")
-    return wall, usage.ru_maxrss / 1024
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd[:6])} ... failed ({proc.returncode}): {err.decode()[-500:]}")
+    return wall, int(peak_kb) / 1024
 
 
 def make_inputs(directory: Path, size_mb: int, classes: int) -> tuple[Path, Path, Path]:
