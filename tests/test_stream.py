@@ -446,3 +446,28 @@ def test_wide_rows_are_read_in_bigger_blocks_with_the_same_result(xent, tmp_path
     assert max(size for name, size in sizes if name == str(lg)) == 4 * sources.CHUNK_BYTES
     meta = {"logits": str(lg), "labels": str(lb), "output": None, "warnings": []}
     assert memory.stdout == reference_render.to_json(numeric.cross_entropy(z, y), meta)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes")
+@pytest.mark.parametrize("mode", ["output", "json"])
+def test_a_named_pipe_is_read_once_into_memory(xent, tmp_path, monkeypatch, mode):
+    """A pipe cannot be read twice: no stream starts on it (its first block would be lost to the fallback)."""
+    import threading
+
+    monkeypatch.setattr(compute_cli, "STREAM_MIN_BYTES", 0)
+    z = np.random.default_rng(10).normal(size=(400, 3))
+    text = "\n".join(",".join(repr(float(v)) for v in row) for row in z) + "\n"
+    fifo = tmp_path / "z.pipe"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_text(text), daemon=True)
+    writer.start()
+    lb = tmp_path / "y.csv"
+    lb.write_text("\n".join(str(i % 3) for i in range(400)) + "\n")
+    out = tmp_path / "g.npy"
+    run = xent("compute", fifo, lb, "--format", "json", *(["--output", out] if mode == "output" else []))
+    writer.join(5)
+    assert run.code == 0, run
+    want = numeric.cross_entropy(z, np.arange(400) % 3)
+    assert run.json()["loss"] == want.loss and run.json()["n"] == 400
+    if mode == "output":
+        np.testing.assert_array_equal(np.load(out), want.grad)

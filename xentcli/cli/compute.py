@@ -279,10 +279,12 @@ def _streamed(logits_path: str, labels_path: str, output: Path, out_fmt: str, he
     """Stream the computation to ``output``; ``None`` when the input has to be read into memory."""
     from .. import stream
 
+    if not _rereadable(logits_path, labels_path):
+        return None  # a pipe: what a stream reads of it could not be read again by the in-memory path
     progress = _progress_bar()
     try:
-        flow = stream.Stream(_opener(logits_path, header), _opener(labels_path, header, labels=True), spec, progress,
-                             rereadable=_rereadable(logits_path, labels_path))
+        flow = stream.Stream(_opener(logits_path, header), _opener(labels_path, header, labels=True), spec,
+                             progress)
         return stream.stream_compute(flow, lambda width, dtype: stream.GradWriter(output, out_fmt, dtype, width))
     except stream.Unstreamable:
         return None
@@ -319,14 +321,13 @@ def _streamed_to_stdout(chosen: str, logits_path: str, labels_path: str, header:
     from ..numeric.result import RESULT_KINDS
     from . import render
 
-    rereadable = _rereadable(logits_path, labels_path)
-    if chosen != "table" and not rereadable:
-        return False
+    if not _rereadable(logits_path, labels_path):
+        return False  # a pipe: what a stream reads of it could not be read again by the in-memory path
     progress = _progress_bar()
     try:
         try:
             flow = stream.Stream(_opener(logits_path, header), _opener(labels_path, header, labels=True), spec,
-                                 progress, rereadable=rereadable)
+                                 progress)
             spec = flow.spec
             flow.passes_planned = {"json": 4, "csv": 2}.get(chosen, 1)
             plan = flow.plan(count_rows=False)
