@@ -644,6 +644,10 @@ class Executor:
             raise XentInputError("check() was called in xent's worker process, which imports the script to run "
                                  "its target: put the script's checks under if __name__ == '__main__':",
                                  source=self.label)
+        if isinstance(self.fn, str):
+            from .loader import precheck
+
+            precheck(self.fn)  # a malformed name or a missing file is refused at once, without a worker
         spec, reason = target_spec(self.fn)
         if not sys.executable:
             spec, reason = None, "the Python executable to start a worker with is unknown"
