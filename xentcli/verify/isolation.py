@@ -137,7 +137,7 @@ class InProcess:
             loss, grad = call_target(self.fn, logits, targets, options, **kwargs)
         return loss, grad, None
 
-    def close(self) -> None:
+    def close(self, grace: float = 0.0) -> None:
         pass
 
 
@@ -591,10 +591,10 @@ class Isolated:
             hint = f" (under the memory limit of {format_size(self.max_memory)}: an allocation it refused can end so)"
         return TargetFailed(f"crashed: {describe_exit(code)}{hint}", "crash", output)
 
-    def close(self) -> None:
+    def close(self, grace: float = 1.0) -> None:
         if self.worker is not None:
             worker, self.worker = self.worker, None
-            worker.stop(1.0)
+            worker.stop(grace)
 
 
 class Executor:
@@ -631,8 +631,8 @@ class Executor:
         self.open()
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        self.close(grace=1.0 if exc_type is None else 0.0)  # interrupted (Ctrl-C): no waiting
 
     def open(self) -> None:
         if self.isolate is False:
@@ -656,7 +656,7 @@ class Executor:
             try:
                 failure = isolated.load()
             except BaseException:
-                isolated.close()
+                isolated.close(0.0)
                 raise
             if failure is None:
                 self.impl = isolated
@@ -677,9 +677,10 @@ class Executor:
         assert self.impl is not None
         return self.impl(logits, targets, options, **kwargs)
 
-    def close(self) -> None:
+    def close(self, grace: float = 1.0) -> None:
+        """End the worker; it has ``grace`` s to leave by itself before it is killed."""
         if self.impl is not None:
-            self.impl.close()
+            self.impl.close(grace)
 
     def describe(self) -> dict[str, Any]:
         """How the target ran, for the report."""
