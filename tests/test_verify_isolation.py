@@ -93,6 +93,14 @@ def chatty(z, t):
     return loss, (grad * 2 if one(z) else grad)
 
 
+def poisons(z, t):
+    with open(os.environ["XENT_TEST_PID_FILE"], "a") as fh:
+        fh.write(f"{{os.getpid()}}\\n")
+    if one(z):  # what torch raises once a kernel's device-side assert has poisoned the CUDA context
+        raise RuntimeError("CUDA error: device-side assert triggered")
+    return ce_log_softmax(z, t)
+
+
 def always_exits(z, t):
     os._exit(5)
 
@@ -213,6 +221,24 @@ def test_megabytes_of_output_stay_out_of_the_report(targets):
     assert len(out) < 5000
     assert all(c["output"] is None for c in report["cases"] if c["passed"])  # shown for failing cases only
     assert line == "xent: error: verification failed on 1 of 13 cases"
+
+
+def test_a_cuda_error_gets_the_next_case_a_new_worker(targets, tmp_path, monkeypatch):
+    """After a device-side assert every CUDA call of that process fails: the other cases must not be
+    judged in it."""
+    from xentcli.verify import check
+
+    pids = tmp_path / "pids"
+    monkeypatch.setenv("XENT_TEST_PID_FILE", str(pids))
+    report = check(f"{targets}:poisons")
+    assert [(r.case.name, r.error, r.fault) for r in report.failures] == [
+        ("one-sample", "raised RuntimeError: CUDA error: device-side assert triggered", None)]
+    names = [r.case.name for r in report.results]
+    seen = pids.read_text().split()
+    assert len(seen) == 13
+    where = names.index("one-sample")
+    assert len(set(seen[:where + 1])) == 1 and len(set(seen[where + 1:])) == 1 and seen[where] != seen[where + 1]
+    assert report.isolation["workers"] == 2
 
 
 def test_a_crash_on_every_case_is_a_verdict(targets):

@@ -563,6 +563,9 @@ class Isolated:
             self.worker = None
             raise TargetFailed(f"could not be loaded again in a new worker: {header.get('message')}", "crash")
         output = worker.capture.take(number, MARKER_WAIT if header.get("marked") else 0.0)
+        if header.get("poisoned"):  # its CUDA context is lost: the next case gets a new worker
+            worker.stop(0.0)
+            self.worker = None
         if kind == "returned":
             return arrays.get("loss"), arrays.get("grad"), output
         if kind == "raised":

@@ -18,6 +18,7 @@ import importlib
 import importlib.util
 import os
 import pickle
+import re
 import signal
 import sys
 import threading
@@ -42,6 +43,10 @@ BOOT = (
     f"sys.path[:] = json.loads(os.environ.pop({SYS_PATH_VARIABLE!r})); "
     "from xentcli.verify.worker import main; main()"
 )
+# An error after which the process's device context is unusable (a CUDA device-side assert, an illegal
+# memory access): every later call fails the same way, so the next case gets a new worker.
+POISON = re.compile(r"CUDA error|CUDA_ERROR|cudaError|device-side assert|illegal memory access|CUBLAS_STATUS_"
+                    r"|CUDNN_STATUS_", re.IGNORECASE)
 # The worker ran out of memory outside the target (reading a case, writing a result) under the limit.
 MEMORY_EXIT = 87
 
@@ -211,7 +216,8 @@ def run_case(fn: Any, message: dict[str, Any], limited: bool) -> tuple[dict[str,
             return {"kind": "memory", "text": one_line(exc)}, {}
         return {"kind": "raised", "type": type(exc).__name__, "text": one_line(exc)}, {}
     except BaseException as exc:  # noqa: BLE001 - the target's failure, even SystemExit, is a result
-        return {"kind": "raised", "type": type(exc).__name__, "text": one_line(exc)}, {}
+        text = one_line(exc)
+        return {"kind": "raised", "type": type(exc).__name__, "text": text, "poisoned": bool(POISON.search(text))}, {}
     return {"kind": "returned"}, arrays
 
 
