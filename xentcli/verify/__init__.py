@@ -23,6 +23,7 @@ import numpy as np
 from ..errors import XentInputError, XentMathError
 from ..spec import LossSpec
 from .battery import Case, battery, fixed_classes
+from .isolation import DEFAULT_TIMEOUT, Executor
 from .runner import TOLERANCES, CaseResult, Report
 
 __all__ = [
@@ -75,18 +76,32 @@ def make_options(
 
 
 def check(
-    fn: Callable[..., Any],
+    fn: Callable[..., Any] | str,
     *,
     seed: int = 0,
     rtol: float | None = None,
     atol: float | None = None,
     name: str | None = None,
     options: LossSpec | None = None,
+    isolate: bool | None = None,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    max_memory: int | str | None = None,
     **option_values: Any,
 ) -> Report:
     """Run the battery on ``fn(logits, targets) -> loss or (loss, grad)`` and return the :class:`Report`.
 
-    Keyword options are those of :func:`make_options` (the names of ``xent compute``).
+    ``fn`` is a callable, or a name as ``xent verify`` takes it (``"path/file.py:function"``,
+    ``"module:function"``). Keyword options are those of :func:`make_options` (the names of
+    ``xent compute``).
+
+    The target runs in a worker process (see :mod:`xentcli.verify.isolation`): a case that crashes it,
+    takes longer than ``timeout`` seconds (None or 0: no limit; the first case's limit also covers
+    loading the target) or needs more than ``max_memory`` (bytes, or ``"512M"``; Linux) fails with the
+    reason, and the other cases still run. ``isolate=False`` calls it in this process (no limits);
+    ``isolate=None`` (the default) runs a callable that cannot be sent to another process (a lambda, a
+    function defined inside a function) in this process with a :class:`~xentcli.errors.XentWarning`,
+    ``isolate=True`` raises :class:`XentInputError` instead. A target that cannot be loaded raises
+    :class:`XentInputError`.
     """
     from .diagnose import diagnose
     from .runner import run_case
@@ -94,10 +109,15 @@ def check(
     opts = options or make_options(**option_values)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise XentInputError(f"seed must be a whole number >= 0, not {seed!r}")
+    label = name or (fn if isinstance(fn, str) else None) or getattr(fn, "__qualname__", None) \
+        or f"{type(fn).__qualname__} instance"
+    executor = Executor(fn, isolate=isolate, timeout=timeout, max_memory=max_memory, label=label)
     cases = battery(opts, seed)
-    results = [run_case(fn, case, opts, rtol, atol) for case in cases]
-    label = name or getattr(fn, "__qualname__", None) or f"{type(fn).__qualname__} instance"
-    return finish(label, opts, seed, results, diagnose)
+    with executor:
+        results = [run_case(fn, case, opts, rtol, atol, executor=executor) for case in cases]
+    report = finish(label, opts, seed, results, diagnose)
+    report.isolation = executor.describe()
+    return report
 
 
 def finish(target: str, opts: LossSpec, seed: int, results: list[CaseResult],
@@ -123,8 +143,9 @@ def results_tol(results: list[CaseResult], dtype: str) -> tuple[float, float]:
     return TOLERANCES[dtype]
 
 
-def assert_conforms(fn: Callable[..., Any], **kwargs: Any) -> Report:
-    """Like :func:`check`, but raise :class:`VerificationError` with the report when any case fails."""
+def assert_conforms(fn: Callable[..., Any] | str, **kwargs: Any) -> Report:
+    """Like :func:`check` (the same keywords, also ``isolate``, ``timeout`` and ``max_memory``), but raise
+    :class:`VerificationError` with the report when any case fails."""
     report = check(fn, **kwargs)
     if not report.passed:
         raise VerificationError(report)

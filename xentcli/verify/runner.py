@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
-import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,7 +13,7 @@ import numpy as np
 from .. import numeric
 from ..spec import LossSpec
 from .battery import Case
-from .native import call_target
+from .isolation import InProcess, TargetFailed
 
 # Tolerances by the dtype the implementation returns: |got - ref| <= atol * max(1, max|ref|) + rtol * |ref|.
 TOLERANCES = {
@@ -73,6 +71,8 @@ class CaseResult:
     got_loss: Any = None
     got_grad: Any = None
     diagnosis: str | None = None
+    fault: str | None = None  # "crash", "timeout" or "memory": the process running the target failed
+    output: str | None = None  # what the target printed during this case (kept for a failing case)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -81,12 +81,14 @@ class CaseResult:
             "shape": list(self.case.shape),
             "passed": self.passed,
             "error": self.error,
+            "fault": self.fault,
             "returned_dtype": self.dtype,
             "rtol": self.rtol,
             "atol": self.atol,
             "loss": None if self.loss is None else self.loss.as_dict(),
             "grad": None if self.grad is None else self.grad.as_dict(),
             "diagnosis": self.diagnosis,
+            "output": self.output,
         }
 
 
@@ -101,6 +103,7 @@ class Report:
     diagnoses: list[str] = field(default_factory=list)
     checked_grad: bool = True
     tolerance_note: str = ""
+    isolation: dict[str, Any] | None = None  # how the target ran (Executor.describe())
 
     @property
     def passed(self) -> bool:
@@ -130,6 +133,7 @@ class Report:
             "tolerance_rule": "|got - ref| <= atol * max(1, max|ref|) + rtol * |ref|, elementwise",
             "tolerance_note": self.tolerance_note or None,
             "diagnoses": self.diagnoses,
+            "isolation": self.isolation,
             "cases": [r.as_dict() for r in self.results],
         }
 
@@ -138,7 +142,11 @@ class Report:
         for r in self.results:
             status = "pass" if r.passed else "FAIL"
             lines.append(f"  {status:4} {r.case.name}: {describe(r)}")
+            if r.output and not r.passed:
+                lines += [f"       | {line}" for line in r.output.splitlines()]
         lines += [f"  diagnosis: {d}" for d in self.diagnoses]
+        if self.isolation and self.isolation.get("note"):
+            lines.append(f"  note: the target {self.isolation['note']}")
         return "\n".join(lines)
 
 
@@ -268,28 +276,36 @@ def compare(what: str, got: np.ndarray, want: np.ndarray, rtol: float, atol: flo
 
 
 def run_case(
-    fn: Callable[[np.ndarray, np.ndarray], Any],
+    fn: Callable[[np.ndarray, np.ndarray], Any] | str,
     case: Case,
     options: LossSpec,
     rtol: float | None = None,
     atol: float | None = None,
+    executor: Callable[..., tuple[Any, Any, str | None]] | None = None,
 ) -> CaseResult:
+    """Run ``fn`` on one case and judge it; ``executor`` (an :class:`~.isolation.Executor`) calls the target,
+    in a worker process, when given, else ``fn`` is called in this process."""
     logits_in = case.logits.astype(options.dtype)
     targets_in = case.targets.copy()
     if targets_in.dtype.kind == "f":
         targets_in = targets_in.astype(options.dtype)
     # The implementation gets copies (call_target): code that works in place must not change what it is
     # judged on.
+    call = InProcess(fn) if executor is None else executor
     try:
-        with warnings.catch_warnings(), np.errstate(all="ignore"), contextlib.redirect_stdout(sys.stderr):
-            warnings.simplefilter("ignore")
-            loss_out, grad_out = call_target(fn, logits_in, targets_in, options)
+        loss_out, grad_out, output = call(logits_in, targets_in, options)
     except KeyboardInterrupt:
         raise
+    except TargetFailed as failed:  # raised, crashed, timed out or out of memory in the worker
+        return CaseResult(case, False, error=failed.error, fault=failed.fault, output=failed.output)
     except BaseException as exc:  # noqa: BLE001 - the implementation's failure (even sys.exit) is a result
         text = _one_line(exc)
         return CaseResult(case, False, error=f"raised {type(exc).__name__}" + (f": {text}" if text else ""))
-    return judge(case, options, loss_out, grad_out, rtol=rtol, atol=atol, logits_in=logits_in, targets_in=targets_in)
+    result = judge(case, options, loss_out, grad_out, rtol=rtol, atol=atol, logits_in=logits_in,
+                   targets_in=targets_in)
+    if not result.passed:
+        result.output = output
+    return result
 
 
 def judge(
