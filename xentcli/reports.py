@@ -99,6 +99,7 @@ def document_text(check: DocumentCheck) -> str:
         lines.append(check.diff)
     if not check.proved:
         lines.append(f"        not proved: {', '.join(name for name, _ in check.failed_checks)}\n")
+        lines += [f"        {name}: {' '.join(detail.split())}\n" for name, detail in check.failed_checks if detail]
     return "".join(lines)
 
 
