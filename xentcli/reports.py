@@ -168,13 +168,12 @@ def _what(r: CaseResult) -> str:
 
 
 def verify_text(report: Report) -> str:
-    """The lines ``xent verify`` prints under its table: each failing case, the tolerances, the verdict and the
-    diagnoses (what a pytest failure shows)."""
-    lines = [f"{r.case.name} ({r.case.description}): {_what(r)}" for r in report.results if not r.passed]
+    """The lines ``xent verify`` prints under its table, verdict first (what a pytest failure shows, whose
+    first line is its summary): the verdict, the diagnoses, each failing case and the tolerances."""
+    lines = [report.summary(), *(f"diagnosis: {d}" for d in report.diagnoses)]
+    lines += [f"{r.case.name} ({r.case.description}): {_what(r)}" for r in report.results if not r.passed]
     if report.tolerance_note:
         lines.append(f"tolerances by returned dtype: {report.tolerance_note} ({TOLERANCE_RULE})")
-    lines.append(report.summary())
-    lines += [f"diagnosis: {d}" for d in report.diagnoses]
     return "\n".join(lines) + "\n"
 
 
