@@ -41,8 +41,9 @@ ISOLATION_PARAMS = ("timeout", "max_memory", "in_process")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the battery.")
 @click.option("--rtol", type=float, default=None, help="Relative tolerance (default by returned dtype).")
 @click.option("--atol", type=float, default=None, help="Absolute tolerance, times max(1, max|reference|).")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default=None,
-              help="[default: table on a terminal, json otherwise]")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "junit", "markdown"]), default=None,
+              help="junit: JUnit XML, one testcase per case; markdown: for a PR comment or job summary. "
+                   "[default: table on a terminal, json otherwise]")
 @click.option("--export", "export_dir", type=click.Path(path_type=Path), metavar="DIR",
               help="Write the battery's inputs and a manifest for an implementation in another language.")
 @click.option("--results", "results_dir", type=click.Path(path_type=Path), metavar="DIR",
@@ -144,6 +145,10 @@ def _show(report: Any, fmt: str | None) -> int:
     chosen = fmt or ("table" if stdout_is_terminal() else "json")
     if chosen == "json":
         click.echo(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
+    elif chosen in ("junit", "markdown"):
+        from .. import reports
+
+        click.echo((reports.verify_junit if chosen == "junit" else reports.verify_markdown)(report), nl=False)
     else:
         _table(report)
     if not report.passed:
