@@ -10,6 +10,8 @@ from click.testing import CliRunner
 
 from xentcli.cli import cli
 
+pytest_plugins = ["pytester"]  # tests/test_pytest_plugin.py runs pytest inside pytest
+
 SEED_LOGITS = "2,1,0.1;0.1,2,1.9"
 SEED_LABELS = "1,0"
 

@@ -846,3 +846,74 @@ def test_standard_input_redirected_from_the_output_is_refused(tmp_path):
     assert (code, out) == (2, ""), err
     assert err == f"xent: error: {z}: is the file on standard input; refusing to overwrite it\n"
     assert snapshot(tmp_path) == before
+
+
+# --------------------------------------------------------------------------
+# Streamed to standard output (JSON, CSV): a reader that goes away, an interruption
+# --------------------------------------------------------------------------
+
+
+@posix_only
+@pytest.mark.parametrize("fmt", ["json", "csv"])
+def test_reader_going_away_mid_stream_ends_quietly(big, tmp_path, fmt):
+    """``xent compute big.csv labels --format json | head -c 5000``: exit 0, nothing on stderr, at once."""
+    z, y = big
+    proc = start(["-m", "xentcli", "compute", z, y, "--format", fmt], cwd=tmp_path)
+    first = proc.stdout.read(5000)  # the stream has started: the first pass is over
+    assert len(first) == 5000
+    proc.stdout.close()  # the reader goes away
+    t0 = time.monotonic()
+    try:
+        err = proc.stderr.read()
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert time.monotonic() - t0 < 10
+    assert proc.returncode == 0, err
+    assert err == b"", err
+    assert first.startswith(b"{\n  \"kind\": \"cross_entropy\"" if fmt == "json" else b"sample,loss,p_0,")
+
+
+@posix_only
+@pytest.mark.parametrize("fmt", ["json", "csv"])
+@pytest.mark.parametrize("sig", SIGNALS)
+def test_signal_mid_stream_is_one_line(big, tmp_path, fmt, sig):
+    """Ctrl-C (or SIGTERM) while the numbers are being printed: exit 130, one line, no traceback."""
+    z, y = big
+    proc = start(["-m", "xentcli", "compute", z, y, "--format", fmt], cwd=tmp_path)
+    assert len(proc.stdout.read(5000)) == 5000  # printing has begun
+    proc.send_signal(sig)
+    try:
+        proc.stdout.read()  # drain, so that a blocked write cannot hide the signal
+        code = proc.wait(timeout=30)
+        err = proc.stderr.read().decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert code == 130, err
+    assert err == INTERRUPTED, err
+    assert temporaries(tmp_path) == []
+
+
+def test_output_thread_failure_reaches_the_caller(xent, tmp_path, tiny_blocks, monkeypatch):
+    """A failure while formatting on the output thread is one line, not a hang or a lost error."""
+    from xentcli import numtext
+
+    compute_cli = __import__("importlib").import_module("xentcli.cli.compute")
+    monkeypatch.setattr(compute_cli, "STREAM_MIN_BYTES", 0)
+    z, y = write_inputs(tmp_path, n=3000, c=4)
+    calls = []
+    real = numtext.json_rows
+
+    def json_rows(block):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("the formatter broke")
+        return real(block)
+
+    monkeypatch.setattr(numtext, "json_rows", json_rows)
+    run = xent("compute", z, y, "--format", "json")
+    assert run.code == 2, run
+    assert "the formatter broke" in run.stderr and "Traceback" not in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1

@@ -1125,6 +1125,10 @@ def test_printing_implementation_keeps_the_report_parseable(tmp_path):
     run = xent("verify", f"{tmp_path / 'chatty.py'}:f", "--format", "json")
     assert run.code == 0
     assert run.json()["passed"] is True
+    # Captured in the worker process, and shown for failing cases only: here, nowhere.
+    assert "garbage" not in run.stderr and "garbage" not in run.stdout and "noise" not in run.stderr
+    run = xent("verify", f"{tmp_path / 'chatty.py'}:f", "--format", "json", "--in-process")
+    assert run.code == 0 and run.json()["passed"] is True  # in xent's process it goes to stderr
     assert "garbage" in run.stderr and "garbage" not in run.stdout
     body = "print('garbage'); raise ValueError('after printing')"
     (tmp_path / "chatty2.py").write_text(BROKEN_MODULE.format(body=body), encoding="utf-8")

@@ -52,7 +52,7 @@ def chunked(text: str, chunk_bytes: int):
         parts = list(src.chunks())
     except XentInputError as exc:
         return exc
-    return np.concatenate([p.values for p in parts]), np.concatenate([p.lines for p in parts])
+    return np.concatenate([p.values for p in parts]), np.concatenate([p.line_numbers() for p in parts])
 
 
 def same(a, b) -> bool:
@@ -106,7 +106,7 @@ def test_physical_lines_survive_blank_lines_comments_and_chunks(engine, tmp_path
     src = open_source(str(p))
     src.chunk_bytes = 97
     parts = list(src.chunks())
-    lines = np.concatenate([c.lines for c in parts])
+    lines = np.concatenate([c.line_numbers() for c in parts])
     values = np.concatenate([c.values for c in parts])
     assert lines[:3].tolist() == [3, 5, 7]
     assert lines[-1] == len(body)
@@ -123,3 +123,80 @@ def test_errors_name_the_physical_line_in_later_chunks(engine, tmp_path):
     with pytest.raises(XentInputError) as err:
         list(src.chunks())
     assert "row 4322" in str(err.value) and "column 2" in str(err.value) and "'x'" in str(err.value)
+
+
+COLUMN_TOKENS = [
+    "0", "1", "7", "42", "-1", "-100", "+3", "-0", "+0", "007", "123456789012345", "1234567890123456",
+    "9007199254740993", "1.0", "2.", ".5", "1e0", "-0.0", "0.25",
+    # refused or special
+    "", " 3", "3 ", "1 2", "x", "1-", "--1", "+", "-", "1e", "inf", "nan", "1_0", "'4'", '"5"', "#", "3\r4", "١",
+]
+
+
+def careful_column(text: str):
+    parser = TextParser("t", header="no")
+    try:
+        return parser.parse_lines(text.split("\n"), 1)
+    except XentInputError as exc:
+        return exc
+
+
+def chunked_column(text: str, chunk_bytes: int):
+    src = TextSource(io.BytesIO(text.encode("utf-8")), "t", header="no", chunk_bytes=chunk_bytes)
+    try:
+        parts = list(src.chunks())
+    except XentInputError as exc:
+        return exc
+    return np.concatenate([p.values for p in parts]), np.concatenate([p.line_numbers() for p in parts])
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    cells=st.lists(st.sampled_from(COLUMN_TOKENS), min_size=1, max_size=40),
+    crlf=st.booleans(),
+    last_newline=st.booleans(),
+    chunk=st.sampled_from([8, 64, 1 << 20]),
+)
+def test_single_column_engines_agree_with_the_careful_parser(engine, cells, crlf, last_newline, chunk):
+    """Class-index columns are parsed in bulk (and by polars or NumPy): the same numbers and lines, bit for bit."""
+    end = "\r\n" if crlf else "\n"
+    text = end.join(cells) + (end if last_newline else "")
+    want = careful_column(text)
+    got = chunked_column(text, chunk)
+    if not isinstance(want, XentInputError) and want[0].shape[0] == 0:
+        assert isinstance(got, XentInputError) and "empty" in str(got)
+        return
+    assert same(want, got), (text, want, got)
+
+
+def test_integer_column_reader_is_used_and_exact(monkeypatch):
+    """Plain integers go through the bulk reader (no per-row Python), with float()'s values, -0.0 included."""
+    calls = []
+    real = sources._int_column
+
+    def spy(data, nlines):
+        out = real(data, nlines)
+        calls.append(out is not None)
+        return out
+
+    monkeypatch.setattr(sources, "_int_column", spy)
+    monkeypatch.setattr(sources, "_INT_GROUP", 3)  # several groups per block
+    tokens = ["0", "-0", "+7", "-100", "123456789012345", "00042", "9", "31"] * 5
+    src = TextSource(io.BytesIO(("\r\n".join(tokens) + "\r\n").encode()), "t", header="no")
+    chunk = next(src.chunks())
+    assert calls == [True]
+    want = np.array([float(t) for t in tokens])
+    assert np.array_equal(chunk.values[:, 0].view(np.int64), want.view(np.int64))
+    assert chunk.lines is None and chunk.first == 1  # nothing kept per row
+    for bad in (b"1\n2\r3\n", b"1\n\n2\n", b"1\n-\n", b"1\n1234567890123456\n", b"1\n2x\n"):
+        assert real(bad, bad.count(b"\n")) is None, bad
+
+
+def test_a_chunk_recovers_line_numbers_only_when_asked():
+    c = sources.Chunk(np.zeros((5, 1)), first=10)
+    assert [c.line_of(i) for i in range(5)] == [10, 11, 12, 13, 14]
+    assert c.part(2).first == 12 and c.part(2).lines is None
+    irregular = sources.Chunk.of_lines(np.zeros((3, 1)), np.array([3, 5, 6]))
+    joined = sources.Chunk.join([c.part(0, 2), irregular, sources.Chunk(np.zeros((2, 1)), first=7)])
+    assert joined.line_numbers().tolist() == [10, 11, 3, 5, 6, 7, 8]
+    assert sources.Chunk.join([c.part(0, 2), c.part(2)]).lines is None

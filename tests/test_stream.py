@@ -6,14 +6,17 @@ blocks; the reference is the library called on the whole arrays at once.
 
 from __future__ import annotations
 
+import importlib
 import json
+import os
 import warnings
 
 import numpy as np
 import pytest
+import reference_render
 from conftest import one_error_line
 
-from xentcli import numeric, sources
+from xentcli import numeric, numtext, sources, stream
 from xentcli.errors import XentWarning
 
 
@@ -192,3 +195,279 @@ def test_single_row_labels_fall_back_to_memory(xent, tmp_path, engine):
     assert run.code == 0, run
     assert run.json()["streamed"] is False
     np.testing.assert_array_equal(np.load(out), numeric.cross_entropy(z, np.arange(30) % 4).grad)
+
+
+# --------------------------------------------------------------------------
+# Streamed to standard output: the same bytes as the in-memory path, and as the format of old
+# --------------------------------------------------------------------------
+
+compute_cli = importlib.import_module("xentcli.cli.compute")
+
+
+@pytest.fixture
+def printer(monkeypatch):
+    """The number writer of the engine under test: orjson and polars (fast), or Python alone (numpy)."""
+    def use(engine):
+        monkeypatch.setattr(numtext, "_ORJSON", None if engine == "fast" else False)
+    return use
+
+
+def run_both(xent, monkeypatch, *args):
+    """The same command streamed (every file input streamed, in tiny blocks) and read into memory."""
+    monkeypatch.setattr(compute_cli, "STREAM_MIN_BYTES", 0)
+    calls = []
+    real = stream.Stream.run
+
+    def counted(self, *a, **k):
+        calls.append(1)
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(stream.Stream, "run", counted)
+    streamed = xent(*args)
+    monkeypatch.setattr(compute_cli, "STREAM_MIN_BYTES", 1 << 62)
+    memory = xent(*args)
+    return streamed, memory, len(calls)
+
+
+STDOUT_CASES = {
+    # name: (classes, labels, extra options)
+    "ce-index": (5, "index", []),
+    "ce-index-narrow": (2, "index", []),
+    "ce-index-weights-ignore-smoothing": (5, "index", ["--weight", "0.5,2,1,3,0.25", "--ignore-index", "2",
+                                                       "--label-smoothing", "0.1"]),
+    "ce-index-npy-1d": (3, "npy1", ["--ignore-index", "-1"]),
+    "ce-index-npy-2d": (2, "npy2", []),
+    "ce-prob": (5, "prob", []),
+    "ce-prob-narrow-unnormalised": (2, "prob-off", ["--label-smoothing", "0.2", "--weight", "1,3"]),
+    "nll": (4, "index", ["--loss", "nll"]),
+    "kl": (4, "prob", ["--loss", "kl"]),
+    "bce": (3, "binary", ["--binary"]),
+    "bce-narrow-weights": (2, "binary", ["--binary", "--weight", "1,0.5", "--pos-weight", "2,4"]),
+    "bce-single-column": (1, "binary", ["--binary"]),
+}
+
+
+def stdout_inputs(tmp_path, name, n, rng):
+    c, layout, extra = STDOUT_CASES[name]
+    z = rng.normal(scale=4.0, size=(n, c))
+    z[n // 2] = 1e3 * np.sign(z[n // 2])  # extreme values
+    if layout == "binary":
+        y = rng.random((n, c))
+        y[::7] = np.round(y[::7])
+        z[5, 0], y[5, 0] = -np.inf, 1.0  # an infinite elementwise loss, and its warning
+        z[9, -1], y[9, -1] = -np.inf, 0.0  # a masked element with a zero target: finite
+    elif layout.startswith("prob"):
+        y = rng.dirichlet(np.ones(c), size=n)
+        z[4, 0], y[4, 0] = -np.inf, 0.0  # masked class with zero probability: finite
+        if layout == "prob-off":
+            y[::11] *= 1.3  # rows that do not sum to 1: a warning counted over every block
+    else:
+        y = rng.integers(0, c, size=n)
+        z[4, 1], y[4] = -np.inf, 1  # the target class masked: an infinite loss, and its warning
+        if "--ignore-index" in extra:
+            y[::5] = int(extra[extra.index("--ignore-index") + 1])
+    lg = tmp_path / "z.csv"
+    lg.write_text("\n".join(",".join(repr(float(v)) for v in row) for row in z) + "\n")
+    if layout == "npy1":
+        lb = tmp_path / "y.npy"
+        np.save(lb, y)
+    elif layout == "npy2":
+        lb = tmp_path / "y.npy"
+        np.save(lb, y.reshape(-1, 1).astype(np.float32))
+    elif y.ndim == 1:
+        lb = tmp_path / "y.csv"
+        lb.write_text("label\n" + "\n".join(str(int(v)) for v in y) + "\n")
+    else:
+        lb = tmp_path / "y.csv"
+        lb.write_text("\n".join(",".join(repr(float(v)) for v in row) for row in y) + "\n")
+    return z, y, lg, lb, extra
+
+
+def library_result(name, z, y, extra, reduction, dtype):
+    """The result of the library on the whole arrays (what the old in-memory renderer printed)."""
+    c, layout, _ = STDOUT_CASES[name]
+    opts = dict(zip(extra[::2], extra[1::2])) if "--binary" not in extra else dict(zip(extra[1::2], extra[2::2]))
+    weight = [float(v) for v in opts["--weight"].split(",")] if "--weight" in opts else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", XentWarning)
+        if layout == "binary":
+            pw = [float(v) for v in opts["--pos-weight"].split(",")] if "--pos-weight" in opts else None
+            return numeric.binary_cross_entropy(z, y, weight=weight, pos_weight=pw, reduction=reduction, dtype=dtype)
+        if opts.get("--loss") == "kl":
+            return numeric.kl_div(z, y, reduction=reduction, dtype=dtype)
+        if opts.get("--loss") == "nll":
+            return numeric.nll_loss(z, y, reduction=reduction, dtype=dtype)
+        return numeric.cross_entropy(
+            z, y, weight=weight, ignore_index=int(opts.get("--ignore-index", -100)), reduction=reduction,
+            label_smoothing=float(opts.get("--label-smoothing", 0.0)), dtype=dtype,
+            target_type="prob" if y.ndim == 2 else "index")
+
+
+@pytest.mark.parametrize("name", list(STDOUT_CASES))
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_streamed_stdout_is_the_in_memory_output_byte_for_byte(xent, tmp_path, monkeypatch, engine, printer, name,
+                                                               reduction, dtype):
+    printer(engine)
+    rng = np.random.default_rng(sum(map(ord, name + reduction + dtype)))
+    n = 157
+    z, y, lg, lb, extra = stdout_inputs(tmp_path, name, n, rng)
+    args = ["compute", lg, lb, "--reduction", reduction, "--dtype", dtype, *extra]
+    want_lib = library_result(name, z, y, extra, reduction, dtype)
+    for fmt, passes in (("json", 4), ("csv", 2), ("table", 1)):
+        streamed, memory, runs = run_both(xent, monkeypatch, *args, "--format", fmt)
+        assert streamed.code == memory.code == 0, (streamed, memory)
+        assert runs == passes, f"{fmt} was not streamed ({runs} passes)"
+        assert streamed.stdout == memory.stdout, fmt
+        assert streamed.stderr == memory.stderr, fmt  # the same warnings, in the same order
+        notes = [line.removeprefix("xent: warning: ") for line in memory.stderr.splitlines()]
+        meta = {"logits": str(lg), "labels": str(lb), "output": None, "warnings": notes}
+        if fmt == "json":
+            assert memory.stdout == reference_render.to_json(want_lib, meta)
+        elif fmt == "csv":
+            assert memory.stdout == reference_render.to_csv(want_lib)
+        else:
+            assert f"{n} samples" in streamed.stdout and f"{n - 40} more samples" in streamed.stdout
+            assert f"\n│ {n - 1} " in streamed.stdout  # the last row is shown
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv"])
+def test_streamed_stdout_across_summation_groups(xent, tmp_path, monkeypatch, fmt):
+    """More rows than a summation group (1024), C = 2: the mean and every row still match exactly."""
+    rng = np.random.default_rng(3)
+    n = 2500
+    z = rng.normal(scale=2.0, size=(n, 2))
+    y = rng.integers(0, 2, size=n)
+    y[::13] = -100
+    lg, lb = tmp_path / "z.csv", tmp_path / "y.csv"
+    lg.write_text("\n".join(f"{a!r},{b!r}" for a, b in z.tolist()) + "\n")
+    lb.write_text("\n".join(str(v) for v in y) + "\n")
+    streamed, memory, _ = run_both(xent, monkeypatch, "compute", lg, lb, "--format", fmt)
+    assert streamed.code == 0 and streamed.stdout == memory.stdout
+    want = numeric.cross_entropy(z, y)
+    meta = {"logits": str(lg), "labels": str(lb), "output": None, "warnings": []}
+    assert memory.stdout == (reference_render.to_json(want, meta) if fmt == "json" else reference_render.to_csv(want))
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv", "table"])
+def test_streamed_stdout_prints_nothing_for_a_bad_late_row(xent, tmp_path, monkeypatch, fmt):
+    monkeypatch.setattr(compute_cli, "STREAM_MIN_BYTES", 0)
+    z = np.random.default_rng(0).normal(size=(300, 4))
+    lines = [",".join(repr(float(v)) for v in row) for row in z]
+    lines[250] = "1,2,x,4"
+    lg = tmp_path / "z.csv"
+    lg.write_text("\n".join(lines) + "\n")
+    lb = tmp_path / "y.csv"
+    lb.write_text("\n".join(str(i % 4) for i in range(300)) + "\n")
+    line = one_error_line(xent("compute", lg, lb, "--format", fmt))
+    assert "z.csv: row 251, column 3: 'x' is not a number" in line
+
+
+def test_small_inputs_and_pipes_are_read_into_memory(xent, tmp_path, monkeypatch):
+    """Below the size threshold there is one read (no second pass); a pipe cannot be read twice."""
+    lg, lb = tmp_path / "z.csv", tmp_path / "y.csv"
+    lg.write_text("2,1,0.1\n0.1,2,1.9\n")
+    lb.write_text("1\n0\n")
+    streamed, memory, runs = run_both(xent, monkeypatch, "compute", lg, lb, "--format", "json")
+    assert runs == 4 and streamed.stdout == memory.stdout
+    monkeypatch.setattr(compute_cli, "STREAM_MIN_BYTES", 8 << 20)
+    made = []
+    monkeypatch.setattr(stream, "Stream", lambda *a, **k: made.append(1))
+    assert xent("compute", lg, lb, "--format", "json").stdout == memory.stdout
+    assert made == []
+    assert compute_cli._rereadable(str(lg), str(lb))
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    assert not compute_cli._rereadable(str(lg), str(fifo))
+
+
+@pytest.mark.parametrize("mode", ["output", "json"])
+def test_npy_read_in_blocks_names_a_bad_late_row(xent, tmp_path, monkeypatch, mode):
+    """.npy inputs are read block by block from the file (not mapped): a value refused in a late block
+    is named by its row in the file, and nothing is written."""
+    monkeypatch.setattr(compute_cli, "STREAM_MIN_BYTES", 0)
+    monkeypatch.setattr(sources, "CHUNK_BYTES", 997)
+    rng = np.random.default_rng(4)
+    z = rng.normal(size=(500, 3))
+    lg, lb = tmp_path / "z.npy", tmp_path / "y.npy"
+    np.save(lg, z)
+    y = np.arange(500, dtype=np.int64) % 3
+    y[461] = 2**53 + 1
+    np.save(lb, y)
+    args = ["--output", tmp_path / "g.csv"] if mode == "output" else ["--format", "json"]
+    line = one_error_line(xent("compute", lg, lb, *args))
+    assert line == f"xent: error: {lb}: row 462: integer {2**53 + 1} is out of range: beyond 2**53 it has no " \
+                   "exact float64 value", line
+    assert not (tmp_path / "g.csv").exists()
+    y[461] = 1
+    np.save(lb, y)
+    np.save(lg, z.astype(">f8"))  # big-endian, read by blocks as such
+    run = xent("compute", lg, lb, "--format", "json", "--reduction", "sum")
+    assert run.code == 0, run
+    assert run.json()["loss"] == numeric.cross_entropy(z, y, reduction="sum").loss
+
+
+def test_streamed_kl_batchmean_is_the_in_memory_output(xent, tmp_path, monkeypatch):
+    """A mean over rows is first computed with a provisional row count, then the count the pass found."""
+    rng = np.random.default_rng(8)
+    z = rng.normal(size=(157, 3))
+    y = rng.dirichlet(np.ones(3), size=157)
+    lg, lb = tmp_path / "z.csv", tmp_path / "y.csv"
+    lg.write_text("\n".join(",".join(repr(float(v)) for v in row) for row in z) + "\n")
+    lb.write_text("\n".join(",".join(repr(float(v)) for v in row) for row in y) + "\n")
+    for fmt in ("json", "csv"):
+        streamed, memory, _ = run_both(xent, monkeypatch, "compute", lg, lb, "--loss", "kl", "--reduction",
+                                       "batchmean", "--format", fmt)
+        assert streamed.code == 0 and streamed.stdout == memory.stdout, fmt
+    want = numeric.kl_div(z, y, reduction="batchmean")
+    assert memory.stdout.rstrip("\n").split("\n")[-1].split(",")[:2] == ["batchmean", repr(want.loss)]
+
+
+def test_wide_rows_are_read_in_bigger_blocks_with_the_same_result(xent, tmp_path, monkeypatch):
+    """Beyond WIDE_ROW columns a text source reads bigger blocks (parsing pays per column): same bytes."""
+    rng = np.random.default_rng(9)
+    c = sources.WIDE_ROW + 88
+    z = rng.normal(size=(30, c))
+    y = rng.integers(0, c, size=30)
+    lg, lb = tmp_path / "z.csv", tmp_path / "y.csv"
+    lg.write_text("\n".join(",".join(repr(float(v)) for v in row) for row in z) + "\n")
+    lb.write_text("\n".join(str(v) for v in y) + "\n")
+    sizes = []
+    real = sources.TextSource._blocks
+
+    def blocks(self):
+        for item in real(self):
+            sizes.append((self.name, self.chunk_bytes))
+            yield item
+
+    monkeypatch.setattr(sources.TextSource, "_blocks", blocks)
+    streamed, memory, _ = run_both(xent, monkeypatch, "compute", lg, lb, "--format", "json")
+    assert streamed.code == 0 and streamed.stdout == memory.stdout
+    assert max(size for name, size in sizes if name == str(lg)) == 4 * sources.CHUNK_BYTES
+    meta = {"logits": str(lg), "labels": str(lb), "output": None, "warnings": []}
+    assert memory.stdout == reference_render.to_json(numeric.cross_entropy(z, y), meta)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes")
+@pytest.mark.parametrize("mode", ["output", "json"])
+def test_a_named_pipe_is_read_once_into_memory(xent, tmp_path, monkeypatch, mode):
+    """A pipe cannot be read twice: no stream starts on it (its first block would be lost to the fallback)."""
+    import threading
+
+    monkeypatch.setattr(compute_cli, "STREAM_MIN_BYTES", 0)
+    z = np.random.default_rng(10).normal(size=(400, 3))
+    text = "\n".join(",".join(repr(float(v)) for v in row) for row in z) + "\n"
+    fifo = tmp_path / "z.pipe"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_text(text), daemon=True)
+    writer.start()
+    lb = tmp_path / "y.csv"
+    lb.write_text("\n".join(str(i % 3) for i in range(400)) + "\n")
+    out = tmp_path / "g.npy"
+    run = xent("compute", fifo, lb, "--format", "json", *(["--output", out] if mode == "output" else []))
+    writer.join(5)
+    assert run.code == 0, run
+    want = numeric.cross_entropy(z, np.arange(400) % 3)
+    assert run.json()["loss"] == want.loss and run.json()["n"] == 400
+    if mode == "output":
+        np.testing.assert_array_equal(np.load(out), want.grad)

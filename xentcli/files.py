@@ -18,7 +18,7 @@ from typing import BinaryIO
 import numpy as np
 
 from .errors import XentInputError
-from .sources import NpySource, TextParser, open_source
+from .sources import Chunk, NpySource, TextParser, open_source
 from .spec import KINDS, LossSpec
 from .writers import write_atomic
 
@@ -30,14 +30,16 @@ ARRAY_SUFFIXES = TEXT_SUFFIXES + (".npy",)
 class Table:
     """A 2-D array read from one source, with what is needed to point back into it.
 
-    ``lines[i]`` is the 1-based physical line of data row ``i`` (text sources);
-    for .npy and inline sources rows are counted from 1 as they are.
+    ``lines[i]`` is the 1-based physical line of data row ``i`` when the rows
+    are not on consecutive lines; otherwise row ``i`` is on line ``first + i``
+    (for .npy and inline sources rows are counted from 1 as they are).
     """
 
     values: np.ndarray
     source: str
     lines: np.ndarray | None = None
     npy_ndim: int | None = None
+    first: int = 1
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -47,7 +49,7 @@ class Table:
     def row_of(self, i: int) -> int:
         if self.lines is not None:
             return int(self.lines[i])
-        return i + 1
+        return self.first + i
 
     def describe_shape(self) -> str:
         r, k = self.shape
@@ -104,9 +106,8 @@ def read_table(path: str, *, header: str = "auto", stdin: BinaryIO | None = None
         parts = list(src.chunks())
     finally:
         src.close()
-    values = parts[0].values if len(parts) == 1 else np.concatenate([p.values for p in parts])
-    lines = parts[0].lines if len(parts) == 1 else np.concatenate([p.lines for p in parts])
-    return Table(values, src.name, lines)
+    rows = Chunk.join(parts)
+    return Table(rows.values, src.name, rows.lines, first=rows.first)
 
 
 # --------------------------------------------------------------------------

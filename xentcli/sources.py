@@ -27,7 +27,8 @@ from .errors import XentInputError
 NPY_MAGIC = b"\x93NUMPY"
 ZIP_MAGIC = b"PK\x03\x04"
 NPZ_MESSAGE = "is a zip archive (.npz?), not a .npy array or text: save each array with np.save"
-CHUNK_BYTES = 4 << 20
+CHUNK_BYTES = 2 << 20  # read blocks: big enough for polars to parse at full speed, small enough to keep memory low
+WIDE_ROW = 512  # columns beyond which text blocks grow (up to 4 x CHUNK_BYTES): parsing pays per column
 # ASCII digits only: Python's \d (and float()) would also take other scripts' digits.
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\Z", re.ASCII)
 _SPECIAL = {
@@ -169,55 +170,61 @@ class TextParser:
 
     def parse_block(
         self, data: bytes, first_line: int, offset: int = 0, newlines: int | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
+    ) -> Chunk:
         """Parse a block of complete lines (``data`` ends with a newline or at the end of the input).
 
         ``offset`` is the block's byte offset in the input (for error messages);
         ``newlines`` its number of newlines, when the caller counted them already.
+        A block read by a fast engine has a data row on every line, so its rows'
+        line numbers are ``first_line``, ``first_line + 1``, ...: nothing is kept per row.
         """
         if not self.header_done or self.width is None:
             # Read lines carefully until the first data row has fixed delimiter, header and width.
             head_end = 0
             line = first_line
-            values_parts = []
-            lines_parts = []
+            parts = []
             while (not self.header_done or self.width is None) and head_end < len(data):
                 nl = data.find(b"\n", head_end)
                 stop = len(data) if nl < 0 else nl + 1
                 v, ln = self.parse_lines([_decode(data[head_end:stop], self.source, offset + head_end, line)], line)
                 if v.shape[0]:
-                    values_parts.append(v)
-                    lines_parts.append(ln)
+                    parts.append(Chunk.of_lines(v, ln))
                 head_end = stop
                 line += 1
             if head_end < len(data):
-                rest_v, rest_l = self.parse_block(data[head_end:], line, offset + head_end)
-                values_parts.append(rest_v)
-                lines_parts.append(rest_l)
-            if not values_parts:
-                return np.empty((0, self.width or 0)), np.empty(0, dtype=np.int64)
-            return np.concatenate(values_parts), np.concatenate(lines_parts)
+                parts.append(self.parse_block(data[head_end:], line, offset + head_end))
+            if not parts:
+                return Chunk(np.empty((0, self.width or 0)), first_line)
+            return Chunk.join(parts)
         if not data:
-            return np.empty((0, self.width)), np.empty(0, dtype=np.int64)
+            return Chunk(np.empty((0, self.width)), first_line)
         if newlines is None:
             newlines = data.count(b"\n")
         nlines = newlines + (0 if data.endswith(b"\n") else 1)
-        fast = self._polars_block(data, nlines) if polars() is not None else self._numpy_block(data, nlines)
+        fast = _int_column(data, nlines) if self.width == 1 else None
+        if fast is None:
+            fast = self._polars_block(data, nlines) if polars() is not None else self._numpy_block(data, nlines)
         if fast is not None:
             self.rows += fast.shape[0]
-            return fast, np.arange(first_line, first_line + nlines, dtype=np.int64)
+            return Chunk(fast, first_line)
         text = _decode(data, self.source, offset, first_line)
-        return self.parse_lines(text.split("\n") if not text.endswith("\n") else text[:-1].split("\n"), first_line)
+        v, ln = self.parse_lines(text.split("\n") if not text.endswith("\n") else text[:-1].split("\n"), first_line)
+        return Chunk.of_lines(v, ln, first_line)
 
     def _polars_block(self, data: bytes, nlines: int) -> np.ndarray | None:
         pl = polars()
-        if self.delimiter is None or self.width is None or b"#" in data:
+        if self.width is None or b"#" in data:
             return None
+        separator = self.delimiter
+        if separator is None:  # space-separated: only a single column, with no spaces, is read in bulk
+            if self.width != 1 or _has_any(data, _SINGLE_COLUMN_REFUSED):
+                return None
+            separator = ","
         try:
             frame = pl.read_csv(
                 data,
                 has_header=False,
-                separator=self.delimiter,
+                separator=separator,
                 schema={f"c{i}": pl.Float64 for i in range(self.width)},
                 quote_char='"',
                 raise_if_empty=False,
@@ -233,8 +240,10 @@ class TextParser:
 
     def _numpy_block(self, data: bytes, nlines: int) -> np.ndarray | None:
         delim = self.delimiter
-        if delim is None or self.width is None:
+        if self.width is None:
             return None
+        if delim is None:
+            return self._numpy_column(data, nlines) if self.width == 1 else None
         # Strict guards: only plain unquoted ASCII numbers separated by the delimiter, no spaces,
         # and no whitespace other than the line ends: the values are split on any whitespace
         # below, so a vertical tab or a lone CR inside a line could otherwise make up for an
@@ -264,6 +273,82 @@ class TextParser:
             return None
         return values.reshape(nlines, self.width)
 
+    @staticmethod
+    def _numpy_column(data: bytes, nlines: int) -> np.ndarray | None:
+        """A single space-separated column: one plain number per line (no spaces, quotes or comments)."""
+        if not data.isascii() or _has_any(data, _SINGLE_COLUMN_REFUSED + (b"_", b"\x0b", b"\x0c")):
+            return None
+        tokens = data.split()  # on the line ends; a lone CR inside a line makes one token too many
+        if len(tokens) != nlines:
+            return None
+        try:
+            values = np.array([float(t) for t in tokens], dtype=np.float64)
+        except ValueError:
+            return None
+        if not np.isfinite(values).all():
+            return None
+        return values.reshape(nlines, 1)
+
+
+# Bytes that make a line of a space-separated single column more than one plain cell.
+_SINGLE_COLUMN_REFUSED = (b" ", b"\t", b",", b";", b'"', b"'", b"#")
+
+
+def _has_any(data: bytes, needles: tuple[bytes, ...]) -> bool:
+    return any(ch in data for ch in needles)
+
+
+_INT_GROUP = 1 << 18  # lines parsed at once by _int_column (bounds its scratch memory)
+_INT_DIGITS = 15  # up to 15 digits every integer is exact in float64
+
+
+def _int_column(data: bytes, nlines: int) -> np.ndarray | None:
+    """A column of plain integers (class indices), one per line, parsed without a Python object per row.
+
+    Accepts exactly the lines ``[+-]?[0-9]{1,15}`` followed by LF or CRLF (the
+    last line may lack it); anything else returns ``None`` and the block goes
+    to the other engines. The values are those ``float()`` gives.
+    """
+    raw = np.frombuffer(data, dtype=np.uint8)
+    ends = np.flatnonzero(raw == 10)
+    if not data.endswith(b"\n"):
+        ends = np.append(ends, raw.size)
+    if ends.size != nlines or not nlines:
+        return None
+    crs = data.count(b"\r")
+    out = np.empty((nlines, 1), dtype=np.float64)
+    start = 0
+    for lo in range(0, nlines, _INT_GROUP):
+        stop = ends[lo : lo + _INT_GROUP]
+        starts = np.empty_like(stop)
+        starts[0] = start
+        starts[1:] = stop[:-1] + 1
+        start = int(stop[-1]) + 1
+        if crs:  # a CR is allowed only just before the LF
+            cr = (stop > starts) & (raw[np.maximum(stop - 1, 0)] == 13)
+            crs -= int(np.count_nonzero(cr))
+            stop = stop - cr
+        lead = raw[np.minimum(starts, raw.size - 1)]
+        sign = (lead == 45) | (lead == 43)  # - or +
+        digits_from = starts + sign
+        width = stop - digits_from
+        if width.size == 0 or int(width.min()) < 1 or int(width.max()) > _INT_DIGITS:
+            return None
+        value = np.zeros(stop.size, dtype=np.int64)
+        for j in range(int(width.max()), 0, -1):  # right-aligned: the j-th digit from the end
+            pos = stop - j
+            present = pos >= digits_from
+            digit = raw[np.where(present, pos, stop - 1)] - np.uint8(48)  # a non-digit wraps above 9
+            if int(np.max(np.where(present, digit, 0))) > 9:
+                return None
+            value = np.where(present, value * 10 + digit, value)
+        column = out[lo : lo + stop.size, 0]
+        column[...] = value
+        np.negative(column, out=column, where=lead == 45)  # float("-0") is -0.0
+    if crs:
+        return None  # a CR somewhere else than at a line end: the careful parser says where
+    return out
+
 
 def _decode(data: bytes, source: str, offset: int, first_line: int | None = None) -> str:
     try:
@@ -279,10 +364,57 @@ def _decode(data: bytes, source: str, offset: int, first_line: int | None = None
 
 @dataclass
 class Chunk:
-    """Consecutive rows of a table and the 1-based physical line (text) or row (.npy) of each."""
+    """Consecutive rows of a table, and where they are in their source.
+
+    ``first`` is the 1-based physical line (text) or row (.npy) of the first
+    row, and the rows after it are on the lines after it, unless ``lines``
+    gives each row's line (a block that held blank or comment lines, read by
+    the careful parser). Line numbers are worked out when an error is
+    reported (:meth:`line_of`), not kept for every row.
+    """
 
     values: np.ndarray
-    lines: np.ndarray
+    first: int = 1
+    lines: np.ndarray | None = None
+
+    @classmethod
+    def of_lines(cls, values: np.ndarray, lines: np.ndarray, first: int = 1) -> Chunk:
+        """Rows with the given physical lines (kept only when they are not consecutive)."""
+        if lines.size == 0:
+            return cls(values, first)
+        if int(lines[-1]) - int(lines[0]) == lines.size - 1:  # increasing, so consecutive
+            return cls(values, int(lines[0]))
+        return cls(values, int(lines[0]), lines)
+
+    @property
+    def rows(self) -> int:
+        return int(self.values.shape[0])
+
+    def line_of(self, i: int) -> int:
+        """The physical line (or .npy row) of row ``i``."""
+        return int(self.lines[i]) if self.lines is not None else self.first + int(i)
+
+    def line_numbers(self) -> np.ndarray:
+        """Every row's line (for joining irregular blocks; never on the fast path)."""
+        if self.lines is not None:
+            return self.lines
+        return np.arange(self.first, self.first + self.rows, dtype=np.int64)
+
+    def part(self, start: int, stop: int | None = None) -> Chunk:
+        stop = self.rows if stop is None else min(stop, self.rows)
+        if self.lines is not None:
+            return Chunk.of_lines(self.values[start:stop], self.lines[start:stop], self.first)
+        return Chunk(self.values[start:stop], self.first + start)
+
+    @staticmethod
+    def join(parts: list[Chunk]) -> Chunk:
+        """The rows of ``parts`` one after the other."""
+        if len(parts) == 1:
+            return parts[0]
+        values = np.concatenate([p.values for p in parts])
+        if all(p.lines is None for p in parts) and all(b.first == a.first + a.rows for a, b in zip(parts, parts[1:])):
+            return Chunk(values, parts[0].first)
+        return Chunk.of_lines(values, np.concatenate([p.line_numbers() for p in parts]), parts[0].first)
 
 
 class TextSource:
@@ -357,22 +489,30 @@ class TextSource:
                     source=self.name,
                     row=line + block.count(b"\n", 0, nul),
                 )
-            values, lines = self.parser.parse_block(block, line, offset, newlines)
-            if values.shape[0]:
+            chunk = self.parser.parse_block(block, line, offset, newlines)
+            if self.parser.width and self.parser.width > WIDE_ROW:
+                # Each parse pays per column: wide rows are read in bigger blocks (the same rows per call).
+                self.chunk_bytes = max(self.chunk_bytes, min(4 * CHUNK_BYTES, self.parser.width * 4096))
+            if chunk.rows:
                 seen_numbers = True
-                yield Chunk(values, lines)
+                yield chunk
         self.done = True
         if not seen_numbers:
             raise XentInputError("is empty: no numbers found" if self.started else "is empty", source=self.name)
 
 
 class NpySource:
-    """A .npy file (memory-mapped when it is a file) read in row blocks."""
+    """A .npy array read in row blocks: from the file block by block (memory stays bounded; a memory
+    map would count every page read in the resident set), or from memory (standard input)."""
 
     kind = "npy"
 
-    def __init__(self, array: np.ndarray, name: str, ndim: int, rows_per_chunk: int | None = None) -> None:
-        self.array = array
+    def __init__(self, array: np.ndarray, name: str, ndim: int, rows_per_chunk: int | None = None, *,
+                 path: str | None = None, data_start: int = 0) -> None:
+        self._raw = array  # 2-D, booleans as uint8; values not checked yet (see _checked)
+        self._checked_array: np.ndarray | None = None
+        self.path = path  # read block by block from here (a C-order array in a file)
+        self.data_start = data_start
         self.name = name
         self.npy_ndim = ndim
         self.total_bytes = int(array.nbytes)
@@ -381,20 +521,68 @@ class NpySource:
         self.rows_per_chunk = rows_per_chunk or max(1, (CHUNK_BYTES // 8) // max(1, c))
 
     @property
+    def array(self) -> np.ndarray:
+        """The whole array, its values checked (read into memory or mapped)."""
+        if self._checked_array is None:
+            self._checked_array = _checked(self._raw, 0, self.name, self.npy_ndim)
+        return self._checked_array
+
+    @property
     def width(self) -> int:
-        return int(self.array.shape[1])
+        return int(self._raw.shape[1])
 
     @property
     def rows(self) -> int:
-        return int(self.array.shape[0])
+        return int(self._raw.shape[0])
 
     def chunks(self) -> Iterator[Chunk]:
-        n = self.array.shape[0]
+        n, c = self._raw.shape
         step = self.rows_per_chunk
-        for start in range(0, n, step):
-            block = np.asarray(self.array[start : start + step])
-            self.bytes_read = min(self.total_bytes, (start + step) * self.array.strides[0])
-            yield Chunk(block, np.arange(start + 1, start + 1 + block.shape[0], dtype=np.int64))
+        if self.path is None:
+            for start in range(0, n, step):
+                block = np.asarray(self._raw[start : start + step])
+                self.bytes_read = min(self.total_bytes, (start + step) * c * self._raw.itemsize)
+                yield Chunk(_checked(block, start, self.name, self.npy_ndim), start + 1)
+            return
+        dtype = self._raw.dtype
+        with open(self.path, "rb") as fh:
+            fh.seek(self.data_start)
+            for start in range(0, n, step):
+                rows = min(step, n - start)
+                block = np.fromfile(fh, dtype=dtype, count=rows * c)
+                if block.size != rows * c:
+                    raise XentInputError("is a truncated .npy file (it changed while it was read)", source=self.name)
+                self.bytes_read = min(self.total_bytes, (start + rows) * c * dtype.itemsize)
+                yield Chunk(_checked(block.reshape(rows, c), start, self.name, self.npy_ndim), start + 1)
+
+
+def _checked(arr: np.ndarray, first_row: int, name: str, ndim: int) -> np.ndarray:
+    """Rows of a .npy array as numbers xent computes with: 64-bit integers only up to 2**53 (beyond it
+    they have no exact float64 value), long doubles read into float64 (refused beyond its range).
+    ``first_row`` is the 0-based row of ``arr``'s first row in the file, for the error message."""
+    if arr.dtype.kind == "b":
+        arr = arr.view(np.uint8)  # False/True are the numbers 0/1 (also as class indices)
+    if arr.dtype.kind in "iu" and arr.dtype.itemsize == 8:
+        lo, hi = (int(arr.min()), int(arr.max())) if arr.size else (0, 0)
+        if max(abs(lo), abs(hi)) >= 2**53:
+            big = np.abs(arr.astype(np.float64)) >= 2**53
+            i, j = (int(v) for v in np.argwhere(big)[0])
+            raise XentInputError(
+                f"integer {int(arr[i, j])} is out of range: beyond 2**53 it has no exact float64 value",
+                source=name,
+                row=first_row + i + 1,
+                column=j + 1 if ndim != 1 else None,
+            )
+    if arr.dtype.kind == "f" and arr.dtype.itemsize > 8:  # long double: read into float64 now
+        with np.errstate(over="ignore", under="ignore"):
+            wide = arr.astype(np.float64)
+        over = np.isinf(wide) & np.isfinite(arr)
+        if over.any():
+            i, j = (int(v) for v in np.argwhere(over)[0])
+            raise XentInputError(f"{arr[i, j]!s} is out of the float64 range", source=name, row=first_row + i + 1,
+                                 column=j + 1 if ndim != 1 else None)
+        arr = wide
+    return arr
 
 
 def _npy_header(fp: BinaryIO) -> tuple[tuple[int, ...], bool, np.dtype]:
@@ -471,32 +659,18 @@ def load_npy(data_or_path: bytes | str, name: str) -> NpySource:
         arr = arr.reshape(1, 1)
     elif ndim == 1:
         arr = arr.reshape(-1, 1)
-    if arr.dtype.kind == "b":
-        arr = arr.view(np.uint8)  # False/True are the numbers 0/1 (also as class indices)
-    if arr.dtype.kind in "iu" and arr.dtype.itemsize == 8:
-        big = np.abs(arr.astype(np.float64)) >= 2**53
-        if big.any():
-            i, j = (int(v) for v in np.argwhere(big)[0])
-            raise XentInputError(
-                f"integer {int(arr[i, j])} is out of range: beyond 2**53 it has no exact float64 value",
-                source=name,
-                row=i + 1,
-                column=j + 1 if ndim != 1 else None,
-            )
-    if arr.dtype.kind == "f" and arr.dtype.itemsize > 8:  # long double: read into float64 now
-        with np.errstate(over="ignore", under="ignore"):
-            wide = arr.astype(np.float64)
-        over = np.isinf(wide) & np.isfinite(arr)
-        if over.any():
-            i, j = (int(v) for v in np.argwhere(over)[0])
-            raise XentInputError(f"{arr[i, j]!s} is out of the float64 range", source=name, row=i + 1,
-                                 column=j + 1 if ndim != 1 else None)
-        arr = wide
-    return NpySource(arr, name, ndim)
+    # A C-order array in a file is read block by block from it; anything else from the array.
+    by_file = not isinstance(data_or_path, bytes) and not _fortran and ndim > 0 and arr.dtype.kind != "O"
+    return NpySource(arr, name, ndim, path=data_or_path if by_file else None,  # type: ignore[arg-type]
+                     data_start=data_start)
 
 
-def open_source(path: str, *, header: str = "auto", stdin: BinaryIO | None = None) -> TextSource | NpySource:
-    """A chunked source for a path, or ``-`` for standard input (text or .npy, by content)."""
+def open_source(path: str, *, header: str = "auto", stdin: BinaryIO | None = None,
+                chunk_bytes: int | None = None) -> TextSource | NpySource:
+    """A chunked source for a path, or ``-`` for standard input (text or .npy, by content).
+
+    ``chunk_bytes``: the size of a text block (default :data:`CHUNK_BYTES`).
+    """
     if path == "-":
         stream = stdin if stdin is not None else sys.stdin.buffer
         first = stream.read(len(NPY_MAGIC))
@@ -531,4 +705,4 @@ def open_source(path: str, *, header: str = "auto", stdin: BinaryIO | None = Non
     if not first.strip() and size <= len(first):
         stream.close()
         raise XentInputError("is empty", source=path)
-    return TextSource(stream, path, header=header, first=first, total_bytes=size)
+    return TextSource(stream, path, header=header, first=first, total_bytes=size, chunk_bytes=chunk_bytes)

@@ -11,7 +11,6 @@ first block is computed, so the output is bit for bit the in-memory result.
 
 from __future__ import annotations
 
-import math
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -21,8 +20,10 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from . import numtext
 from .errors import XentInputError, XentWarning
 from .numeric import GroupedSum, LossResult, ReductionPlan, evaluate
+from .numeric.checks import CountedWarning
 from .numeric.result import RESULT_KINDS
 from .numeric.vectors import option_vector
 from .sources import Chunk, NpySource, TextSource, polars
@@ -160,7 +161,12 @@ _POLL_SECONDS = 0.05  # how often a waiting reader or writer thread looks whethe
 
 
 def write_block(fh: BinaryIO, block: np.ndarray, delimiter: str) -> None:
-    """Append a 2-D float block as text with round-trip precision (shortest digits through polars)."""
+    """Append a 2-D float block as text with round-trip precision (shortest digits through orjson or polars)."""
+    if np.isfinite(block).all():
+        text = numtext.round_trip_lines(block, delimiter.encode())
+        if text is not None:
+            fh.write(text)
+            return
     pl = polars()
     if pl is not None:
         frame = pl.from_numpy(block, schema=[f"c{i}" for i in range(block.shape[1])], orient="row")
@@ -192,32 +198,27 @@ class RowReader:
                 self.exhausted = True
                 break
             self.buffer.append(c)
-            self.buffered += c.values.shape[0]
+            self.buffered += c.rows
         if self.buffered < k:
             return None
-        parts_v, parts_l, need = [], [], k
+        parts, need = [], k
         while need:
             c = self.buffer[0]
-            r = c.values.shape[0]
-            if r <= need:
-                parts_v.append(c.values)
-                parts_l.append(c.lines)
+            if c.rows <= need:
+                parts.append(c)
                 self.buffer.pop(0)
-                need -= r
+                need -= c.rows
             else:
-                parts_v.append(c.values[:need])
-                parts_l.append(c.lines[:need])
-                self.buffer[0] = Chunk(c.values[need:], c.lines[need:])
+                parts.append(c.part(0, need))
+                self.buffer[0] = c.part(need)
                 need = 0
         self.buffered -= k
-        if len(parts_v) == 1:
-            return Chunk(parts_v[0], parts_l[0])
-        return Chunk(np.concatenate(parts_v), np.concatenate(parts_l))
+        return Chunk.join(parts)
 
     def rest(self) -> int:
         """Rows left over (reads to the end)."""
         for c in self.chunks:
-            self.buffered += c.values.shape[0]
+            self.buffered += c.rows
         self.exhausted = True
         return self.buffered
 
@@ -225,6 +226,8 @@ class RowReader:
 # --------------------------------------------------------------------------
 # The computation
 # --------------------------------------------------------------------------
+
+Source = TextSource | NpySource
 
 
 @dataclass
@@ -252,98 +255,315 @@ class Unstreamable(Exception):
     """This input cannot be streamed (labels laid out as one row, or a pre-pass on standard input)."""
 
 
-def _place(exc: XentInputError, logits_chunk: Chunk, labels_chunk: Chunk | None, logits_name: str,
-           labels_name: str, labels_is_column: bool) -> XentInputError:
-    """Turn a library error (array position in a block) into file/row/column."""
-    if exc.source is not None or exc.operand is None:
-        return exc
-    idx = exc.index or ()
-    if exc.operand == "logits":
-        row = int(logits_chunk.lines[idx[0]]) if idx else None
-        return exc.at(logits_name, row, (idx[1] + 1) if len(idx) > 1 else None)
-    if exc.operand == "target" and labels_chunk is not None:
-        row = int(labels_chunk.lines[idx[0]]) if idx else None
-        col = (idx[1] + 1) if len(idx) > 1 else (1 if labels_is_column else None)
-        return exc.at(labels_name, row, col)
-    if exc.operand in ("weight", "pos_weight"):
-        return exc.at(f"--{exc.operand.replace('_', '-')}", None, (idx[0] + 1) if idx else None)
-    return exc
+@dataclass
+class Block:
+    """One block of a pass: rows ``start`` to ``start + rows - 1`` (0-based), their inputs and results."""
+
+    start: int
+    logits: Chunk
+    labels: Chunk
+    result: LossResult
+
+    @property
+    def rows(self) -> int:
+        return self.logits.rows
 
 
-def plan_stream(
-    spec: LossSpec,
-    c: int,
-    labels: Callable[[], Iterator[Chunk]] | None,
-    rows: Callable[[], int] | None,
-) -> ReductionPlan:
-    """The whole stream's :class:`~xentcli.numeric.ReductionPlan`, from a pre-pass where it needs one.
+@dataclass
+class Pass:
+    """What one read of the inputs found: the rows, the exact total of the losses, the warnings.
 
-    ``labels()`` reads the class-index labels again (their counts per class
-    give the mean's denominator); ``rows()`` counts the rows. ``None`` for
-    an input that cannot be read twice raises :class:`Unstreamable`.
+    ``head`` and ``tail`` hold the inputs of the first and last ``keep`` rows
+    when the pass was asked to keep them (for a table of those rows).
     """
-    need = spec.denominator
-    if need is None:
-        return ReductionPlan.for_batch(spec, c, 0)
-    if need in ("rows", "elements"):
-        if rows is None:
+
+    n: int = 0
+    total: GroupedSum = field(default_factory=GroupedSum)
+    notes: dict[str, tuple[str, XentWarning]] = field(default_factory=dict)  # placed prefix and warning, by kind
+    head: list[tuple[Chunk, Chunk]] = field(default_factory=list)
+    tail: list[tuple[Chunk, Chunk]] = field(default_factory=list)
+
+
+class Stream:
+    """Two files (logits and labels) computed block by block, in bounded memory.
+
+    Each :meth:`run` reads both files once, from the start: a reader thread
+    reads and parses the next block while the current one is computed. The
+    files are opened by ``open_logits()`` and ``open_labels()`` for every
+    pass. Building a stream reads the first block of each file, which decides
+    the targets' layout (by the labels' width unless ``"targets"`` is in
+    ``spec.given``) and raises :class:`Unstreamable` for a layout the
+    in-memory path reads instead (labels as one row).
+    """
+
+    def __init__(self, open_logits: Callable[[], Source], open_labels: Callable[[], Source], spec: LossSpec,
+                 progress: Callable[[int, int | None], None] | None = None, *, rereadable: bool = True) -> None:
+        self._open_logits = open_logits
+        self._open_labels = open_labels
+        self.rereadable = rereadable
+        self.progress = progress
+        self.passes_done = 0
+        self.passes_planned = 1
+        logits = open_logits()
+        try:
+            labels = open_labels()
+        except BaseException:
+            _close(logits)
+            raise
+        self._first: tuple[Source, Source, Iterator[Chunk], Iterator[Chunk]] | None = None
+        try:
+            logit_chunks = logits.chunks()
+            label_chunks = labels.chunks()
+            first = next(logit_chunks)
+            first_label = next(label_chunks)
+            self.spec = _targets_by_layout(spec, first_label.values.shape[1], first.values.shape[1])
+        except BaseException:
+            _close(logits)
+            _close(labels)
+            raise
+        self.classes = int(first.values.shape[1])
+        self.logits_name = logits.name
+        self.labels_name = labels.name
+        self.logits_npy = isinstance(logits, NpySource)
+        self.labels_column = self.spec.targets == "index"
+        # A 1-D .npy of class indices has rows but no columns: its values are named by row only.
+        self.labels_flat = isinstance(labels, NpySource) and labels.npy_ndim == 1
+        self.total_bytes = logits.total_bytes
+        self._first = (logits, labels, _chain(first, logit_chunks), _chain(first_label, label_chunks))
+
+    # -- the plan -------------------------------------------------------------
+
+    def plan(self, *, count_rows: bool = True) -> ReductionPlan:
+        """The whole stream's :class:`~xentcli.numeric.ReductionPlan`, from a pre-pass where it needs one.
+
+        The mean over class indices needs the count of each class (a pre-pass
+        over the labels). A mean over rows or elements needs the number of
+        rows: without ``count_rows`` the plan is provisional (one row), which
+        gives the same losses (only the gradient is divided by the count):
+        :meth:`final_plan` replaces it once a pass has counted them.
+        """
+        spec, c = self.spec, self.classes
+        need = spec.denominator
+        if need is None:
+            return ReductionPlan.for_batch(spec, c, 0)
+        if not self.rereadable and (count_rows or need not in ("rows", "elements")):
             raise Unstreamable("pre-pass")
-        return ReductionPlan.for_batch(spec, c, rows())
-    if labels is None:
-        raise Unstreamable("pre-pass")
-    counts = np.zeros(c, dtype=np.int64)
-    for chunk in labels():
-        t = chunk.values.reshape(-1)
-        tv = t[t != spec.ignore]
-        ok = (tv >= 0) & (tv < c) & (tv == np.floor(tv))
-        if not ok.all():
-            continue  # the main pass reports the bad value with its location
-        counts += np.bincount(tv.astype(np.int64), minlength=c)
-    # The weights as the kernel sees them: in the compute dtype (tiny float64 weights may be 0 in float32).
-    w = option_vector(spec.weight, c, "weight", np.dtype(spec.dtype))
-    return ReductionPlan.for_batch(spec, c, 0, counts, w)
+        if need in ("rows", "elements"):
+            return ReductionPlan.for_batch(spec, c, self._count_rows() if count_rows else 1)
+        counts = np.zeros(c, dtype=np.int64)
+        src = self._open_labels()
+        try:
+            for chunk in src.chunks():
+                t = chunk.values.reshape(-1)
+                tv = t[t != spec.ignore]
+                ok = (tv >= 0) & (tv < c) & (tv == np.floor(tv))
+                if not ok.all():
+                    continue  # the main pass reports the bad value with its location
+                counts += np.bincount(tv.astype(np.int64), minlength=c)
+        finally:
+            _close(src)
+        # The weights as the kernel sees them: in the compute dtype (tiny float64 weights may be 0 in float32).
+        w = option_vector(spec.weight, c, "weight", np.dtype(spec.dtype))
+        return ReductionPlan.for_batch(spec, c, 0, counts, w)
+
+    def final_plan(self, plan: ReductionPlan, done: Pass) -> ReductionPlan:
+        """``plan`` with the number of rows a whole pass counted (a provisional plan made final)."""
+        if self.spec.denominator in ("rows", "elements"):
+            return ReductionPlan.for_batch(self.spec, self.classes, done.n)
+        return plan
+
+    def _count_rows(self) -> int:
+        src = self._open_logits()
+        try:
+            if isinstance(src, NpySource):
+                return src.rows
+            return sum(c.rows for c in src.chunks())
+        finally:
+            _close(src)
+
+    # -- a pass ---------------------------------------------------------------
+
+    def run(self, plan: ReductionPlan, *, with_probs: bool = False, with_losses: bool = False,
+            each: Callable[[Block], None] | None = None, keep: int = 0) -> Pass:
+        """Read both files once, compute every block with ``plan`` and hand it to ``each``.
+
+        ``with_losses`` keeps the elementwise losses of bce and kl (bce needs
+        them to say which element of the batch has an infinite loss).
+        ``keep``: the inputs of the first and last ``keep`` rows are kept in
+        the returned :class:`Pass`. Every writer created during the pass is
+        aborted if the pass fails or is interrupted.
+        """
+        spec = self.spec
+        if self._first is not None:
+            logits_src, labels_src, logit_chunks, label_chunks = self._first
+            self._first = None
+        elif not self.rereadable:
+            raise Unstreamable("a second pass")
+        else:
+            logits_src = self._open_logits()
+            try:
+                labels_src = self._open_labels()
+            except BaseException:
+                _close(logits_src)
+                raise
+            logit_chunks, label_chunks = logits_src.chunks(), labels_src.chunks()
+        labels = RowReader(label_chunks)
+        done = Pass()
+        work: queue.Queue[tuple[Any, Any]] = queue.Queue(maxsize=2)
+        stop = threading.Event()
+        offset = self.passes_done * (self.total_bytes or 0)
+        total_bytes = None if self.total_bytes is None else self.total_bytes * max(self.passes_planned, 1)
+
+        def hand_over(item: tuple[Any, Any]) -> bool:
+            while not stop.is_set():  # a consumer that gave up never takes it: look at ``stop`` meanwhile
+                try:
+                    work.put(item, timeout=_POLL_SECONDS)
+                    return True
+                except queue.Full:
+                    pass
+            return False
+
+        def produce() -> None:
+            try:
+                for chunk in logit_chunks:
+                    if stop.is_set():
+                        return
+                    lab = labels.take(chunk.rows)
+                    if not hand_over((chunk, lab)):
+                        return
+                hand_over(("end", None))
+            except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+                hand_over(("error", exc))
+
+        reader = threading.Thread(target=produce, name="xent-reader", daemon=True)
+        created: list[GradWriter] = []  # every writer made here, known before its temporary file exists
+        outer = getattr(_LIVE, "writers", None)
+        _LIVE.writers = created
+        try:
+            reader.start()
+            while True:
+                item, lab = work.get()
+                if isinstance(item, str):
+                    if item == "error":
+                        raise lab
+                    break
+                chunk = item
+                rows = chunk.rows
+                if lab is None:
+                    n_labels = done.n + labels.buffered
+                    raise XentInputError(
+                        f"has {n_labels + labels.rest()} label row(s) but the logits have more rows "
+                        f"(at least {done.n + rows})",
+                        source=self.labels_name,
+                    )
+                r = _compute_block(chunk, lab, spec, plan, self, with_probs=with_probs, with_losses=with_losses)
+                if each is not None:
+                    each(Block(done.n, chunk, lab, r))
+                done.total.add(r.exact_total)
+                self._note(done, r, chunk, lab)
+                if keep:
+                    _keep_rows(done, chunk, lab, keep)
+                done.n += rows
+                if self.progress is not None:
+                    self.progress(offset + logits_src.bytes_read, total_bytes)
+            extra = labels.rest()
+            if extra:
+                raise XentInputError(
+                    f"has {done.n + extra} label row(s) but the logits have {done.n} rows", source=self.labels_name
+                )
+            if not done.n:
+                raise XentInputError("is empty", source=self.logits_name)
+            self.passes_done += 1
+            return done
+        except BaseException:
+            stop.set()  # the reader thread stops at its next block (no queue operation here: see GradWriter.abort)
+            for w in created:  # also one whose creation was interrupted before it was assigned
+                w.abort()
+            raise
+        finally:
+            _LIVE.writers = outer
+            _close(logits_src)
+            _close(labels_src)
+
+    def _note(self, done: Pass, r: LossResult, chunk: Chunk, lab: Chunk) -> None:
+        """Add a block's warnings to the pass's: counts add up, the first occurrence names the row."""
+        for note in r.warnings:
+            if not isinstance(note, CountedWarning):
+                continue  # the reduction's own notes: about the whole batch, made by finish()
+            if note.kind in done.notes:
+                prefix, earlier = done.notes[note.kind]
+                assert isinstance(earlier, CountedWarning)
+                done.notes[note.kind] = (prefix, earlier.plus(note))
+            else:
+                done.notes[note.kind] = (self.where(note.operand, note.index, chunk, lab), note)
+
+    def finish(self, plan: ReductionPlan, done: Pass) -> tuple[float | None, list[str]]:
+        """The reduced loss, exactly as the in-memory computation gives it, and the warnings in its order."""
+        loss, reduce_notes = plan.finish(done.total)
+        placed = {kind: prefix + note.message for kind, (prefix, note) in done.notes.items()}
+        ordered = [placed.pop("unnormalised")] if "unnormalised" in placed else []
+        ordered += [note.message for note in reduce_notes]
+        ordered += list(placed.values())
+        return loss, ordered
+
+    def where(self, operand: str | None, index: tuple[int, ...] | None, chunk: Chunk, lab: Chunk) -> str:
+        """``"file: row R, column C: "`` for a value of a block, as the in-memory path names it."""
+        if not index or operand not in ("logits", "target"):
+            return ""
+        if operand == "logits":
+            name, row = self.logits_name, chunk.line_of(index[0])
+            col = index[1] + 1 if len(index) > 1 else None
+        else:
+            name, row = self.labels_name, lab.line_of(index[0])
+            col = index[1] + 1 if len(index) > 1 else (1 if self.labels_column and not self.labels_flat else None)
+        return place(name, row, col, "")
 
 
-def count_rows(chunks: Iterator[Chunk]) -> int:
-    return sum(c.values.shape[0] for c in chunks)
+def place(source: str, row: int | None, column: int | None, message: str) -> str:
+    """``source: row R, column C: message`` (the parts that are known)."""
+    where = ", ".join(p for p in (f"row {row}" if row else "", f"column {column}" if column else "") if p)
+    return f"{source}: {where}: {message}" if where else f"{source}: {message}"
+
+
+def _close(src: Source) -> None:
+    if isinstance(src, TextSource):
+        src.close()
+
+
+def _keep_rows(done: Pass, chunk: Chunk, lab: Chunk, keep: int) -> None:
+    """Keep the inputs of the first and the last ``keep`` rows."""
+    have = sum(c.rows for c, _ in done.head)
+    if have < keep:
+        take = min(keep - have, chunk.rows)
+        done.head.append((chunk.part(0, take), lab.part(0, take)))
+    tail = done.tail + [(chunk, lab)]
+    while len(tail) > 1 and sum(c.rows for c, _ in tail[1:]) >= keep:
+        tail.pop(0)
+    done.tail = tail
+
+
+def first_rows(parts: list[tuple[Chunk, Chunk]], keep: int) -> tuple[Chunk, Chunk]:
+    """The first ``keep`` rows of the kept head."""
+    logits = Chunk.join([c for c, _ in parts])
+    labels = Chunk.join([lab for _, lab in parts])
+    return logits.part(0, keep), labels.part(0, keep)
+
+
+def last_rows(parts: list[tuple[Chunk, Chunk]], keep: int) -> tuple[Chunk, Chunk]:
+    """The last ``keep`` rows of the kept tail."""
+    logits = Chunk.join([c for c, _ in parts])
+    labels = Chunk.join([lab for _, lab in parts])
+    start = max(0, logits.rows - keep)
+    return logits.part(start), labels.part(start)
 
 
 def stream_compute(
-    logits_src: TextSource | NpySource,
-    labels_src: TextSource | NpySource,
-    reopen_labels: Callable[[], TextSource | NpySource] | None,
-    reopen_logits: Callable[[], TextSource | NpySource] | None,
-    spec: LossSpec,
+    stream: Stream,
     writer_factory: Callable[[int, np.dtype], GradWriter],
-    progress: Callable[[int, int | None], None] | None = None,
 ) -> StreamResult:
-    """Compute block by block, writing the gradient through ``writer_factory(width, dtype)``.
-
-    ``spec.targets`` is read from the labels' shape unless ``"targets"`` is in
-    ``spec.given``. ``reopen_*`` give a fresh source for a pre-pass (counting
-    rows, or the weighted mean's denominator) when the mean needs one;
-    standard input cannot be read twice, so its caller reads it into memory
-    instead.
-    """
-    logit_chunks = logits_src.chunks()
-    first = next(logit_chunks)
-    c = first.values.shape[1]
-    label_iter = labels_src.chunks()
-    first_label = next(label_iter)
-    spec = _targets_by_layout(spec, first_label.values.shape[1], c)
-    labels = RowReader(_chain(first_label, label_iter))
-
-    def count_all_rows() -> int:
-        if isinstance(logits_src, NpySource):
-            return logits_src.rows
-        assert reopen_logits is not None
-        return count_rows(reopen_logits().chunks())
-
-    plan = plan_stream(
-        spec, c,
-        None if reopen_labels is None else (lambda: reopen_labels().chunks()),
-        None if reopen_logits is None and not isinstance(logits_src, NpySource) else count_all_rows,
-    )
+    """Compute block by block, writing the gradient through ``writer_factory(width, dtype)``, in one pass."""
+    spec = stream.spec
+    plan = stream.plan(count_rows=True)
     result = StreamResult(
         spec=spec,
         kind=RESULT_KINDS[spec.kind],
@@ -351,96 +571,31 @@ def stream_compute(
         target_type=str(spec.targets),
         loss=None,
         n=0,
-        classes=c,
+        classes=stream.classes,
         denominator=plan.reported_denominator,
         dtype=spec.dtype,
     )
-    total = GroupedSum()  # per-sample losses (BCE: row sums), in row order
-    notes: dict[str, tuple[int, str]] = {}
-    writer = None
-    work: queue.Queue[tuple[Any, Any]] = queue.Queue(maxsize=2)
-    stop = threading.Event()
+    writers: list[GradWriter] = []
 
-    def hand_over(item: tuple[Any, Any]) -> bool:
-        while not stop.is_set():  # a consumer that gave up never takes it: look at ``stop`` meanwhile
-            try:
-                work.put(item, timeout=_POLL_SECONDS)
-                return True
-            except queue.Full:
-                pass
-        return False
+    def each(block: Block) -> None:
+        r = block.result
+        if not writers:
+            writers.append(writer_factory(stream.classes, r.grad.dtype))
+        writers[0].write(r.grad)
+        if result.head_grad is None or result.head_grad.shape[0] < HEAD_ROWS:
+            _keep_head(result, r, block.labels, spec.targets == "index")
 
-    def produce() -> None:
-        try:
-            for chunk in _chain(first, logit_chunks):
-                if stop.is_set():
-                    return
-                lab = labels.take(chunk.values.shape[0])
-                if not hand_over((chunk, lab)):
-                    return
-            hand_over(("end", None))
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            hand_over(("error", exc))
-
-    reader = threading.Thread(target=produce, name="xent-reader", daemon=True)
-    created: list[GradWriter] = []  # every writer made here, known before its temporary file exists
-    outer = getattr(_LIVE, "writers", None)
-    _LIVE.writers = created
     try:
-        reader.start()
-        while True:
-            item, lab = work.get()
-            if isinstance(item, str):
-                if item == "error":
-                    raise lab
-                break
-            chunk = item
-            rows = chunk.values.shape[0]
-            if lab is None:
-                n_labels = result.n + labels.buffered
-                raise XentInputError(
-                    f"has {n_labels + labels.rest()} label row(s) but the logits have more rows "
-                    f"(at least {result.n + rows})",
-                    source=labels_src.name,
-                )
-            r = _compute_block(chunk, lab, spec, plan, logits_src.name, labels_src.name)
-            if writer is None:
-                writer = writer_factory(c, r.grad.dtype)
-            writer.write(r.grad)
-            total.add(r.exact_total)
-            for note in r.warnings:
-                key = note.message.split(" (")[0]
-                if key not in notes:
-                    notes[key] = (0, _place_note(note, chunk, lab, logits_src.name, labels_src.name))
-                notes[key] = (notes[key][0] + 1, notes[key][1])
-            if result.head_grad is None or result.head_grad.shape[0] < HEAD_ROWS:
-                _keep_head(result, r, lab, spec.targets == "index")
-            result.n += rows
-            if progress is not None:
-                progress(logits_src.bytes_read, logits_src.total_bytes)
-        extra = labels.rest()
-        if extra:
-            raise XentInputError(
-                f"has {result.n + extra} label row(s) but the logits have {result.n} rows", source=labels_src.name
-            )
-        result.loss, reduce_notes = plan.finish(total)  # as in memory
-        for note in reduce_notes:
-            notes.setdefault(note.message.split(" (")[0], (1, note.message))
-        if spec.kind == "bce" and result.loss is not None and not math.isfinite(result.loss) and not total.all_finite:
-            notes.setdefault("inf", (1, "the loss is infinite: a positive target on a logit of -inf"))
-        result.warnings = [text for _count, text in notes.values()]
-        if writer is None:
-            raise XentInputError("is empty", source=logits_src.name)
-        writer.commit()
-        result.rows_written = writer.rows
-        return result
+        done = stream.run(plan, with_losses=spec.kind == "bce", each=each)
+        result.n = done.n
+        result.loss, result.warnings = stream.finish(plan, done)
+        writers[0].commit()
     except BaseException:
-        stop.set()  # the reader thread stops at its next block (no queue operation here: see GradWriter.abort)
-        for w in created:  # also one whose creation was interrupted before it was assigned to ``writer``
+        for w in writers:
             w.abort()
         raise
-    finally:
-        _LIVE.writers = outer
+    result.rows_written = writers[0].rows
+    return result
 
 
 def _chain(first: Chunk, rest: Iterator[Chunk]) -> Iterator[Chunk]:
@@ -466,22 +621,30 @@ def _targets_by_layout(spec: LossSpec, k: int, c: int) -> LossSpec:
     raise Unstreamable("layout")  # a single row of indices, or a shape error: the in-memory path says which
 
 
-def _compute_block(chunk: Chunk, lab: Chunk, spec: LossSpec, plan: ReductionPlan, logits_name: str,
-                   labels_name: str) -> LossResult:
+def _compute_block(chunk: Chunk, lab: Chunk, spec: LossSpec, plan: ReductionPlan, stream: Stream, *,
+                   with_probs: bool = False, with_losses: bool = False) -> LossResult:
     target = lab.values.reshape(-1) if spec.targets == "index" else lab.values
     try:
-        return evaluate(spec, chunk.values, target, with_probs=False, with_losses=False, plan=plan, warn=False)
+        return evaluate(spec, chunk.values, target, with_probs=with_probs, with_losses=with_losses, plan=plan,
+                        warn=False)
     except XentInputError as exc:
-        raise _place(exc, chunk, lab, logits_name, labels_name, spec.targets == "index") from None
+        raise _place(exc, chunk, lab, stream) from None
 
 
-def _place_note(note: XentWarning, chunk: Chunk, lab: Chunk, logits_name: str, labels_name: str) -> str:
-    idx = note.index or ()
-    if note.operand == "logits" and idx:
-        return f"{logits_name}: row {int(chunk.lines[idx[0]])}: {note.message}"
-    if note.operand == "target" and idx:
-        return f"{labels_name}: row {int(lab.lines[idx[0]])}: {note.message}"
-    return note.message
+def _place(exc: XentInputError, chunk: Chunk, lab: Chunk, stream: Stream) -> XentInputError:
+    """Turn a library error (array position in a block) into file/row/column."""
+    if exc.source is not None or exc.operand is None:
+        return exc
+    idx = exc.index or ()
+    if exc.operand == "logits":
+        return exc.at(stream.logits_name, chunk.line_of(idx[0]) if idx else None,
+                      (idx[1] + 1) if len(idx) > 1 else None)
+    if exc.operand == "target":
+        col = (idx[1] + 1) if len(idx) > 1 else (1 if stream.labels_column and not stream.labels_flat else None)
+        return exc.at(stream.labels_name, lab.line_of(idx[0]) if idx else None, col if idx else None)
+    if exc.operand in ("weight", "pos_weight"):
+        return exc.at(f"--{exc.operand.replace('_', '-')}", None, (idx[0] + 1) if idx else None)
+    return exc
 
 
 def _keep_head(result: StreamResult, r: LossResult, lab: Chunk, index: bool) -> None:
@@ -495,5 +658,5 @@ def _keep_head(result: StreamResult, r: LossResult, lab: Chunk, index: bool) -> 
     result.head_grad = cat(result.head_grad, r.grad[:need])
     t = lab.values[:need].reshape(-1) if index else lab.values[:need]
     result.head_targets = cat(result.head_targets, t)
-    if r.losses is not None:
+    if r.losses is not None and r.losses.ndim == 1:
         result.head_losses = cat(result.head_losses, np.asarray(r.losses)[:need])

@@ -90,6 +90,22 @@ class XentGroup(click.Group):
         debug = bool(os.environ.get("XENT_DEBUG"))
         try:
             rv = super().main(args, prog_name or "xent", complete_var, standalone_mode=False, **extra)
+        except BaseException as exc:
+            if _signals_seen and not debug:
+                # The signal's exception can reach here in another form: C code that is interrupted in
+                # the middle may replace it (numpy's file writing turns it into a TypeError). Whatever
+                # comes out after SIGINT/SIGTERM is the interruption; the files were cleaned up on the way.
+                click.echo("xent: interrupted", err=True)
+                return EXIT_INTERRUPTED
+            return self._failure(exc, debug)
+        if isinstance(rv, int):
+            return rv
+        return EXIT_OK
+
+    def _failure(self, failure: BaseException, debug: bool) -> int:
+        """The exit code for an exception out of a command, after printing its one line."""
+        try:
+            raise failure
         except XentInputError as exc:
             error_line(exc.cli_message())
             return EXIT_INPUT
@@ -133,9 +149,6 @@ class XentGroup(click.Group):
                 "set XENT_DEBUG=1 to see where it happened"
             )
             return EXIT_INPUT
-        if isinstance(rv, int):
-            return rv
-        return EXIT_OK
 
 
 @click.group(

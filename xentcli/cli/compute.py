@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
+import stat
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import click
 
@@ -80,6 +84,11 @@ def compute(ctx: click.Context, /, **options: Any) -> None:
         _compute(spec, **options)
 
 
+# File inputs at least this big (both together) are streamed to standard output too: read, computed and
+# printed block by block in bounded memory. Smaller ones are read into memory (one read, no second pass).
+STREAM_MIN_BYTES = 8 << 20
+
+
 def _compute(
     spec: Any,
     inputs: tuple[str, ...],
@@ -99,13 +108,16 @@ def _compute(
     meta: dict[str, Any] = {"output": None if output is None else str(output)}
     chosen = fmt or ("table" if render.stdout_is_terminal() else "json")
     files_only = logits_text is None and labels_text is None and "-" not in (logits_path, labels_path)
-    if output is not None and out_fmt is not None and files_only:
+    if files_only and output is not None and out_fmt is not None:
         summary = _streamed(logits_path, labels_path, output, out_fmt, header, spec)  # type: ignore[arg-type]
         if summary is not None:
             for note in summary.warnings:
                 warning_line(note)
             meta.update(logits=logits_path, labels=labels_path, warnings=summary.warnings, streamed=True)
             render.print_summary(chosen, summary, meta)
+            return
+    if files_only and output is None and _input_bytes(logits_path, labels_path) >= STREAM_MIN_BYTES:  # type: ignore[arg-type]
+        if _streamed_to_stdout(chosen, logits_path, labels_path, header, spec, meta, digits):  # type: ignore[arg-type]
             return
 
     logits_tab = files.parse_inline(logits_text, "--logits") if logits_text is not None else files.read_table(
@@ -125,7 +137,7 @@ def _compute(
 
     notes = [_place_warning(note, logits_tab, arranged) for note in result.warnings]
     if c == 1 and spec.family == "softmax":
-        notes.append("the logits have a single class: softmax is 1 and the loss is 0 (did you mean --binary?)")
+        notes.append(SINGLE_CLASS)
     for note in notes:
         warning_line(note)
 
@@ -133,12 +145,70 @@ def _compute(
     if output is not None:
         render.print_summary(chosen, render.summary_of(result, arranged.values), meta)
         return
-    if chosen == "json":
-        click.echo(render.to_json(result, meta, arranged.values))
-    elif chosen == "csv":
-        click.echo(render.to_csv(result), nl=False)
-    else:
-        render.print_table(result, meta, arranged.values, digits=digits)
+    import numpy as np
+
+    outcome = render.Outcome.of(result)
+    if chosen == "table":
+        render.print_table(outcome, render.table_rows_of(result, arranged.values), meta, digits=digits)
+        return
+    with _stdout() as out:
+        if chosen == "json":
+            losses = np.asarray(result.losses)
+            render.write_json(out, outcome, meta, render.in_blocks(losses), render.in_blocks(result.probs),
+                              render.in_blocks(result.grad), elementwise=losses.ndim == 2)
+        else:
+            render.write_csv_result(out, result)
+
+
+SINGLE_CLASS = "the logits have a single class: softmax is 1 and the loss is 0 (did you mean --binary?)"
+
+
+@contextlib.contextmanager
+def _stdout(background: bool = False) -> Iterator[Any]:
+    """Standard output for bytes (a :class:`~xentcli.cli.render.Output`; ``background``: formatted and
+    written on a thread of its own). If its reader goes away (``xent ... | head``), nothing more is written
+    to it, not even at exit, and the program ends quietly with 0: not an error of ours (click would turn
+    the BrokenPipeError into exit status 1 before xent's own handler saw it)."""
+    import sys
+
+    from . import render
+
+    sys.stdout.flush()
+    raw: BinaryIO = sys.stdout.buffer
+    out = render.BackgroundOutput(raw) if background else render.Output(raw)
+    try:
+        yield out
+        out.close()
+    except BrokenPipeError:
+        out.abort()
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, raw.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, io.UnsupportedOperation):
+            pass
+        raise click.exceptions.Exit(0) from None
+    except BaseException:
+        out.abort()
+        raise
+
+
+def _input_bytes(*paths: str) -> int:
+    total = 0
+    for path in paths:
+        try:
+            total += os.stat(path).st_size
+        except OSError:
+            return 0  # the in-memory reader says what is wrong with it
+    return total
+
+
+def _rereadable(*paths: str) -> bool:
+    """Whether the inputs can be read more than once (regular files; not a pipe or a terminal)."""
+    try:
+        return all(stat.S_ISREG(os.stat(path).st_mode) for path in paths)
+    except OSError:
+        return False
 
 
 def _sources(
@@ -207,27 +277,115 @@ def _place_warning(note: XentWarning, logits_tab: Any, arranged: Any) -> str:
 
 def _streamed(logits_path: str, labels_path: str, output: Path, out_fmt: str, header: str, spec: Any) -> Any:
     """Stream the computation to ``output``; ``None`` when the input has to be read into memory."""
-    from .. import sources, stream
+    from .. import stream
 
-    def opener(path: str) -> Any:
-        return lambda: sources.open_source(path, header=header)
-
+    if not _rereadable(logits_path, labels_path):
+        return None  # a pipe: what a stream reads of it could not be read again by the in-memory path
     progress = _progress_bar()
     try:
-        return stream.stream_compute(
-            sources.open_source(logits_path, header=header),
-            sources.open_source(labels_path, header=header),
-            opener(labels_path),
-            opener(logits_path),
-            spec,
-            lambda width, dtype: stream.GradWriter(output, out_fmt, dtype, width),
-            progress,
-        )
+        flow = stream.Stream(_opener(logits_path, header), _opener(labels_path, header, labels=True), spec,
+                             progress)
+        return stream.stream_compute(flow, lambda width, dtype: stream.GradWriter(output, out_fmt, dtype, width))
     except stream.Unstreamable:
         return None
     finally:
         if progress is not None:
             progress(-1, None)
+
+
+def _opener(path: str, header: str, *, labels: bool = False) -> Callable[[], Any]:
+    """Opens ``path`` for every pass of a stream. Labels are read in smaller blocks: a block of class
+    indices holds many more rows than a block of logits, and it lives until they have all been used."""
+    from .. import sources
+
+    chunk = sources.CHUNK_BYTES // 4 if labels else None
+    return lambda: sources.open_source(path, header=header, chunk_bytes=chunk)
+
+
+def _streamed_to_stdout(chosen: str, logits_path: str, labels_path: str, header: str, spec: Any,
+                        meta: dict[str, Any], digits: int) -> bool:
+    """Print the whole result of two big files block by block, in bounded memory; ``False`` when the input
+    has to be read into memory instead.
+
+    A first pass computes the loss and the warnings (which come first in JSON)
+    and checks every row, so that nothing is printed for a bad input. JSON
+    then reads the inputs once for each array (losses, probabilities,
+    gradient), CSV once for its rows; a table shows the first and last rows,
+    kept by the first pass and computed again on their own (each row's
+    numbers depend only on that row and the whole batch's denominator).
+    """
+    import numpy as np
+
+    from .. import stream
+    from ..numeric import evaluate
+    from ..numeric.result import RESULT_KINDS
+    from . import render
+
+    if not _rereadable(logits_path, labels_path):
+        return False  # a pipe: what a stream reads of it could not be read again by the in-memory path
+    progress = _progress_bar()
+    try:
+        try:
+            flow = stream.Stream(_opener(logits_path, header), _opener(labels_path, header, labels=True), spec,
+                                 progress)
+            spec = flow.spec
+            flow.passes_planned = {"json": 4, "csv": 2}.get(chosen, 1)
+            plan = flow.plan(count_rows=False)
+        except stream.Unstreamable:
+            return False
+        elementwise = spec.kind in ("bce", "kl")
+        keep = render.MAX_ROWS if chosen == "table" else 0
+        first = flow.run(plan, with_losses=spec.kind == "bce", keep=keep)
+        plan = flow.final_plan(plan, first)
+        loss, notes = flow.finish(plan, first)
+        if flow.classes == 1 and spec.family == "softmax":
+            notes.append(SINGLE_CLASS)
+        outcome = render.Outcome(spec, RESULT_KINDS[spec.kind], spec.reduction, str(spec.targets), loss,
+                                 plan.reported_denominator, first.n, flow.classes, np.dtype(spec.dtype))
+        meta.update(logits=flow.logits_name, labels=flow.labels_name, warnings=notes, streamed=True)
+        index = spec.targets == "index"
+
+        def again(each: Callable[[Any], None], **kwargs: Any) -> None:
+            """Another pass; the files must not have changed since the first."""
+            done = flow.run(plan, each=each, **kwargs)
+            if done.n != first.n:
+                raise XentInputError(f"changed while it was read ({first.n} rows, then {done.n})",
+                                     source=flow.logits_name)
+
+        def array(name: str, **kwargs: Any) -> render.Rows:
+            return lambda sink: again(lambda block: sink(getattr(block.result, name)), **kwargs)
+
+        if chosen == "table":
+            parts = []
+            for a, b in render.shown_rows(first.n):
+                kept = first.head if a == 0 else first.tail
+                rows, labels = (stream.first_rows if a == 0 else stream.last_rows)(kept, b - a)
+                target = labels.values.reshape(-1) if index else labels.values
+                r = evaluate(spec, rows.values, target, plan=plan, warn=False)
+                assert r.probs is not None
+                parts.append(render.TableRows(a, target, np.asarray(r.losses).reshape(b - a, -1), r.probs, r.grad))
+        elif chosen == "json":
+            with _stdout(background=True) as out:
+                render.write_json(out, outcome, meta, array("losses", with_losses=elementwise),
+                                  array("probs", with_probs=True), array("grad"), elementwise=elementwise)
+        else:
+            dt = np.dtype(spec.dtype)
+            with _stdout(background=True) as out:
+                out.write(render.csv_header(outcome, elementwise))
+
+                def write_rows(b: Any) -> None:
+                    out.put(render.csv_rows, b.start, b.result.losses, b.result.probs, b.result.grad, dt)
+
+                again(write_rows, with_probs=True, with_losses=elementwise)
+                out.write(render.csv_footer(outcome, elementwise))
+    finally:
+        if progress is not None:
+            progress(-1, None)
+    for note in notes:
+        warning_line(note)
+    if chosen == "table":
+        render.print_table(outcome, parts, meta, digits=digits)
+    return True
 
 
 def _progress_bar() -> Callable[[int, int | None], None] | None:

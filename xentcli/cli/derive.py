@@ -6,8 +6,10 @@ import difflib
 import re
 import shlex
 import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -15,6 +17,9 @@ from ..errors import XentInputError
 from ..symbolic.problem import MAX_CLASSES
 from . import CONTEXT_SETTINGS, EXIT_INPUT, EXIT_MATH, EXIT_OK, error_line, warning_line
 from .options import LOSS_PARAMS, loss_options, loss_spec
+
+if TYPE_CHECKING:
+    from ..reports import DocumentCheck
 
 EXTENSIONS = {".md": "markdown", ".tex": "latex", ".json": "json", ".txt": "text"}
 
@@ -28,6 +33,7 @@ Examples:
   xent derive --classes 3 --label-smoothing 1/10 --weight 1,2,3
   xent derive --classes 3 --format markdown --output derivations/ce-3.md
   xent derive --check derivations/             # CI: exit 1 on any drift
+  xent derive --check derivations/ --format junit > derivations.xml
 
 \b
 --weight, --label-smoothing and --pos-weight take sym (a symbol) or exact
@@ -78,15 +84,18 @@ class ClassesType(click.ParamType):  # type: ignore[type-arg]  # generic only in
 @click.option("--assume-normalized/--no-assume-normalized", default=True, show_default=True,
               help="Probability targets: assume they sum to 1 in the final step (class indices always do).")
 @click.option("--claim", metavar="EXPR", help="Prove or refute an elementwise closed form of the gradient.")
-@click.option("--format", "fmt", type=click.Choice(["text", "markdown", "latex", "json"]), default=None,
-              help="Output format. [default: rich view on a terminal, text otherwise]")
+@click.option("--format", "fmt", type=click.Choice(["text", "markdown", "latex", "json", "junit"]), default=None,
+              help="Output format. [default: rich view on a terminal, text otherwise] With --check: the report "
+                   "as text, markdown or junit (JUnit XML).")
 @click.option("--output", "-o", type=click.Path(path_type=Path), metavar="FILE",
               help="Write the document to FILE (format from --format or the extension .md/.tex/.json/.txt).")
 @click.option("--expand", is_flag=True,
               help="JSON: write every string in the logits alone instead of the names in 'definitions' "
                    "(p_k, Z, s); large for many classes.")
 @click.option("--check", "check_path", type=click.Path(path_type=Path), metavar="DIR",
-              help="Regenerate every derivation file in DIR (or one FILE) from its header and compare.")
+              help="Regenerate every derivation file in DIR (or one FILE; more PATHs may follow) from its header "
+                   "and compare.")
+@click.argument("more_paths", nargs=-1, type=click.Path(path_type=Path), metavar="[PATH]...")
 @click.pass_context
 def derive(
     ctx: click.Context,
@@ -98,6 +107,7 @@ def derive(
     output: Path | None,
     expand: bool,
     check_path: Path | None,
+    more_paths: tuple[Path, ...],
     **loss: Any,
 ) -> int:
     """Derive the softmax Jacobian and a cross-entropy gradient with SymPy, and prove the closed form.
@@ -106,12 +116,21 @@ def derive(
     the chain rule, the cancellation and the direct derivative; a claim is
     proved or refuted with a counterexample. Exit code 1 if anything fails.
     """
+    if more_paths and check_path is None:
+        extra = " ".join(map(str, more_paths))
+        raise click.UsageError(f"Got unexpected extra argument{'s' if len(more_paths) > 1 else ''} ({extra}); "
+                               "only --check takes more than one PATH")
     if check_path is not None:
-        names = ("classes", "claim", "fmt", "output", "assume_normalized", "expand", *LOSS_PARAMS)
+        names = ("classes", "claim", "output", "assume_normalized", "expand", *LOSS_PARAMS)
         given = [n for n in names if _given(ctx, n)]
         if given:
-            raise click.UsageError("--check takes no other options: each file's header says how to regenerate it")
-        return run_check(check_path)
+            raise click.UsageError("--check takes no other options but --format: each file's header says how to "
+                                   "regenerate it")
+        if fmt not in (None, *CHECK_FORMATS):
+            raise click.UsageError(f"--check reports as {', '.join(CHECK_FORMATS)}; not {fmt}")
+        return run_check([check_path, *more_paths], fmt or "text")
+    if fmt == "junit":
+        raise click.UsageError("--format junit is a report of --check: use it with --check DIR")
 
     if output is not None and fmt is None:
         fmt = EXTENSIONS.get(output.suffix.lower())
@@ -223,14 +242,30 @@ def _progress_bar(classes: int | str) -> Any:
 # --------------------------------------------------------------------------
 
 
+CHECK_FORMATS = ("text", "markdown", "junit")
+
+
+def derivation_files(paths: Sequence[Path]) -> list[Path]:
+    """The documents ``--check`` reads: each FILE as given, and every .md/.tex/.json/.txt file directly in each
+    DIR (sorted), each once."""
+    found: dict[Path, None] = {}
+    for path in paths:
+        for f in _files(path):
+            found.setdefault(f, None)
+    return list(found)
+
+
 def _files(path: Path) -> list[Path]:
     if path.is_file():
         return [path]
     if path.is_dir():
         try:
-            return sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in EXTENSIONS)
+            files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in EXTENSIONS)
         except OSError as exc:
             raise XentInputError(f"cannot be listed: {exc}", source=str(path)) from None
+        if not files:
+            raise XentInputError("holds no derivation files (.md, .tex, .json, .txt)", source=str(path))
+        return files
     if path.exists():
         raise XentInputError("is neither a regular file nor a directory", source=str(path))
     raise XentInputError("no such file or directory", source=str(path))
@@ -266,6 +301,13 @@ def _problem_from_header(command: Any, source: str) -> tuple[Any, str, list[str]
     p = sub.params
     if p.get("check_path") is not None or p.get("output") is not None:
         raise XentInputError("header command must not use --check or --output", source=source)
+    if p.get("more_paths"):
+        extra = " ".join(map(str, p["more_paths"]))
+        raise XentInputError(f"header command is not valid: unexpected extra arguments ({extra})"[:300],
+                             source=source)
+    if p["fmt"] == "junit":
+        raise XentInputError("header command is not valid: --format junit is a report, not a derivation",
+                             source=source)
     notes: list[str] = []
     try:
         spec = loss_spec({k: p[k] for k in LOSS_PARAMS if k in p}, sub, notes)
@@ -286,55 +328,98 @@ def _read_document(f: Path) -> str:
         raise XentInputError(f"cannot be read: {exc}", source=str(f)) from None
 
 
-def run_check(path: Path) -> int:
-    from ..symbolic.documents import read_header
+@dataclass
+class Document:
+    """A derivation document read and its header understood: everything needed to regenerate it."""
 
-    files = _files(path)
-    if not files:
-        raise XentInputError("holds no derivation files (.md, .tex, .json, .txt)", source=str(path))
-    jobs = []
-    for f in files:  # read every header first: a file that cannot be regenerated is a usage error (exit 2)
-        current = _read_document(f)
-        command = read_header(current)
-        if command is None:
-            raise XentInputError(
-                "has no 'Generated by: xent derive ...' header in its first lines, so it cannot be regenerated",
-                source=str(f),
-            )
-        problem, fmt, notes, expand = _problem_from_header(command, str(f))
-        assert isinstance(command, str)  # _problem_from_header refuses any other header
-        for note in notes:
-            warning_line(f"{f}: header: {note}")
-        jobs.append((f, current, command, problem, fmt, expand))
-    drift = []
-    for f, current, command, problem, fmt, expand in jobs:
-        try:  # the header is kept as written (also an older spelling of the same options)
-            derivation, fresh = generate(problem, fmt, command, expand=expand)
-        except XentInputError as exc:  # e.g. a claim too large for its C: name the file
-            raise XentInputError(f"header command: {exc.cli_message()}", source=str(f)) from None
-        if fresh == current and derivation.verified:
-            click.echo(f"ok      {f}")
-            continue
-        drift.append(f)
-        status = "differs" if fresh != current else "fails"
-        click.echo(f"{status} {f}")
-        if fresh != current:
-            diff = difflib.unified_diff(
-                current.splitlines(keepends=True),
-                fresh.splitlines(keepends=True),
-                fromfile=f"{f} (committed)",
-                tofile=f"{f} (regenerated: {command})",
-                n=2,
-            )
-            sys.stdout.writelines(diff)
-        if not derivation.verified:
-            click.echo(f"        not proved: {', '.join(c.name for c in derivation.failed)}")
-    total = len(files)
-    if drift:
-        click.echo(f"{len(drift)} of {total} derivation files differ from a fresh run or do not prove", err=True)
-        return EXIT_MATH
-    click.echo(f"all {total} derivation files match a fresh run and prove", err=True)
-    return EXIT_OK
+    path: Path
+    text: str
+    command: str
+    problem: Any
+    fmt: str
+    expand: bool
+    notes: list[str] = field(default_factory=list)
 
 
-__all__ = ["derive", "generate", "run_check", "EXIT_INPUT"]
+def read_document(path: Path) -> Document:
+    """Read ``path`` and parse its header; raises :class:`XentInputError` (exit 2) naming the file when it
+    cannot be regenerated (unreadable, no header, a header that is not a valid ``xent derive`` command)."""
+    from ..symbolic.header import read_header
+
+    text = _read_document(path)
+    command = read_header(text)
+    if command is None:
+        raise XentInputError(
+            "has no 'Generated by: xent derive ...' header in its first lines, so it cannot be regenerated",
+            source=str(path),
+        )
+    problem, fmt, notes, expand = _problem_from_header(command, str(path))
+    assert isinstance(command, str)  # _problem_from_header refuses any other header
+    return Document(path, text, command, problem, fmt, expand, notes)
+
+
+def check_document(doc: Document) -> DocumentCheck:
+    """Regenerate ``doc`` from its header (kept as written, also an older spelling of the same options) and
+    compare it with the committed text."""
+    from ..reports import DocumentCheck
+
+    try:
+        derivation, fresh = generate(doc.problem, doc.fmt, doc.command, expand=doc.expand)
+    except XentInputError as exc:  # e.g. a claim too large for its C: name the file
+        raise XentInputError(f"header command: {exc.cli_message()}", source=str(doc.path)) from None
+    diff = ""
+    if fresh != doc.text:
+        lines = difflib.unified_diff(
+            doc.text.splitlines(keepends=True),
+            fresh.splitlines(keepends=True),
+            fromfile=f"{doc.path} (committed)",
+            tofile=f"{doc.path} (regenerated: {doc.command})",
+            n=2,
+        )
+        diff = "".join(line if line.endswith("\n") else line + "\n" for line in lines)
+    failed = tuple((c.name, c.detail) for c in derivation.failed)
+    return DocumentCheck(str(doc.path), doc.command, fresh == doc.text, bool(derivation.verified), diff, failed)
+
+
+def check_documents(paths: Sequence[Path], on_result: Callable[[DocumentCheck], None] | None = None,
+                    on_note: Callable[[str], None] | None = None) -> list[DocumentCheck]:
+    """Check every derivation document under ``paths`` (see :func:`derivation_files`).
+
+    Every header is read before anything is derived, so a file that cannot be
+    regenerated is refused (:class:`XentInputError`, exit 2) before any work.
+    ``on_result`` sees each result as it is made, ``on_note`` each note on an
+    old spelling in a header.
+    """
+    docs = [read_document(f) for f in derivation_files(paths)]
+    results = []
+    for doc in docs:
+        for note in doc.notes:
+            if on_note is not None:
+                on_note(f"{doc.path}: header: {note}")
+    for doc in docs:
+        result = check_document(doc)
+        if on_result is not None:
+            on_result(result)
+        results.append(result)
+    return results
+
+
+def run_check(paths: Sequence[Path], fmt: str = "text") -> int:
+    from .. import reports
+
+    def show(result: DocumentCheck) -> None:  # text is printed file by file, as each is done
+        sys.stdout.write(reports.document_text(result))
+        sys.stdout.flush()
+
+    checks = check_documents(paths, on_result=show if fmt == "text" else None, on_note=warning_line)
+    if fmt == "markdown":
+        click.echo(reports.documents_markdown(checks), nl=False)
+    elif fmt == "junit":
+        click.echo(reports.documents_junit(checks), nl=False)
+    summary = reports.documents_summary(checks)
+    click.echo(summary, err=True)
+    return EXIT_MATH if any(not c.passed for c in checks) else EXIT_OK
+
+
+__all__ = ["check_document", "check_documents", "derivation_files", "derive", "generate", "read_document",
+           "run_check", "EXIT_INPUT"]

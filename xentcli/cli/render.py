@@ -7,12 +7,16 @@ import json
 import math
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, BinaryIO
 
 import numpy as np
 
-MAX_ROWS = 40
+from .. import numtext
+
+MAX_ROWS = 40  # a table shows all rows up to this many, else the first and last MAX_ROWS // 2
 MAX_COLS = 8
+BLOCK_ROWS = 1 << 16  # rows formatted at a time when the whole result is in memory
 
 
 def stdout_is_terminal() -> bool:
@@ -29,25 +33,219 @@ def stdout_is_terminal() -> bool:
 
 def json_number(x: float, dtype: np.dtype | None = None) -> str:
     """A JSON token for a float: shortest round-trip digits; non-finite as a string."""
-    x = float(x)
-    if math.isnan(x):
-        return '"nan"'
-    if math.isinf(x):
-        return '"inf"' if x > 0 else '"-inf"'
-    if dtype is not None and dtype == np.float32:
-        return str(np.float32(x))
-    return repr(x)
+    return numtext.token(x, np.float64 if dtype is None else dtype, quote=True)
 
 
-def _json_vector(values: np.ndarray, dtype: np.dtype) -> str:
-    return "[" + ", ".join(json_number(v, dtype) for v in values.tolist()) + "]"
+@dataclass
+class Outcome:
+    """What is printed about a whole computation besides its rows of numbers."""
+
+    spec: Any
+    kind: str
+    reduction: str
+    target_type: str
+    loss: float | None
+    denominator: float | None
+    n: int
+    classes: int
+    dtype: np.dtype
+
+    @classmethod
+    def of(cls, result: Any) -> Outcome:
+        """The outcome of an in-memory :class:`~xentcli.numeric.LossResult`."""
+        return cls(result.spec, result.kind, result.reduction, result.target_type, result.loss,
+                   result.denominator, result.n, result.classes, result.grad.dtype)
 
 
-def _json_matrix(values: np.ndarray, dtype: np.dtype, indent: str) -> str:
-    if values.shape[0] == 0:
-        return "[]"
-    inner = (",\n" + indent + "  ").join(_json_vector(row, dtype) for row in values)
-    return "[\n" + indent + "  " + inner + "\n" + indent + "]"
+Sink = Callable[[np.ndarray], None]
+Rows = Callable[[Sink], object]  # feeds an array's row blocks, first to last, to the sink it is given
+
+
+def in_blocks(values: np.ndarray) -> Rows:
+    """The row blocks of an array in memory."""
+
+    def feed(sink: Sink) -> None:
+        for i in range(0, values.shape[0], BLOCK_ROWS):
+            sink(values[i : i + BLOCK_ROWS])
+
+    return feed
+
+
+class Output:
+    """Bytes for a binary stream, in order. :meth:`put` ``(make, *args)`` writes what ``make(*args)``
+    returns: here at once; in a :class:`BackgroundOutput`, made and written on a thread of its own."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self.out = out
+
+    def write(self, data: bytes) -> None:
+        self.out.write(data)
+
+    def put(self, make: Callable[..., bytes], *args: Any) -> None:
+        self.out.write(make(*args))
+
+    def close(self) -> None:
+        self.out.flush()
+
+    def abort(self) -> None:
+        pass
+
+
+class BackgroundOutput(Output):
+    """An :class:`Output` that formats and writes on a thread of its own, while the caller computes the next
+    block (NumPy and the write system call let go of the interpreter lock). Its failure (a closed pipe,
+    say) is raised by the next call; :meth:`abort` stops it without waiting for what is queued."""
+
+    _POLL = 0.05
+
+    def __init__(self, out: BinaryIO, depth: int = 3) -> None:
+        import queue
+        import threading
+
+        super().__init__(out)
+        self._queue: queue.Queue[tuple[Callable[..., bytes] | None, tuple[Any, ...]]] = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="xent-output", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import queue
+
+        while not self._stop.is_set():
+            try:
+                make, args = self._queue.get(timeout=self._POLL)
+            except queue.Empty:
+                continue
+            if make is None:
+                return
+            if self._error is not None:
+                continue
+            try:
+                self.out.write(make(*args))
+            except BaseException as exc:  # noqa: BLE001 - raised in the caller by the next call
+                self._error = exc
+
+    def _check(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _send(self, item: tuple[Callable[..., bytes] | None, tuple[Any, ...]]) -> None:
+        import queue
+
+        while True:
+            self._check()
+            try:
+                self._queue.put(item, timeout=self._POLL)
+                return
+            except queue.Full:
+                if not self._thread.is_alive():
+                    self._check()
+                    raise RuntimeError("the output thread stopped") from None
+
+    def write(self, data: bytes) -> None:
+        self._send((bytes, (data,)))
+
+    def put(self, make: Callable[..., bytes], *args: Any) -> None:
+        self._send((make, args))
+
+    def close(self) -> None:
+        """Wait for everything queued to be written."""
+        self._send((None, ()))
+        self._thread.join()
+        self._check()
+        self.out.flush()
+
+    def abort(self) -> None:
+        self._stop.set()  # no queue operation: an interruption may hold its lock (see stream.GradWriter.abort)
+        self._thread.join(timeout=2.0)
+
+
+class JsonArray:
+    """A JSON array of numbers written as its row blocks arrive: ``[a, b]`` for a vector, one row a line
+    (``[\n    [a, b],\n    [c, d]\n  ]``) for a matrix; non-finite values as strings."""
+
+    def __init__(self, out: Output, dtype: np.dtype, matrix: bool) -> None:
+        self.out = out
+        self.dtype = dtype
+        self.matrix = matrix
+        self.started = False
+        if not matrix:
+            out.write(b"[")
+
+    def add(self, block: np.ndarray) -> None:
+        if not block.shape[0]:
+            return
+        if self.matrix:
+            self.out.write(b",\n    " if self.started else b"[\n    ")
+            self.out.put(numtext.json_rows, np.asarray(block, dtype=self.dtype))
+        else:
+            if self.started:
+                self.out.write(b", ")
+            self.out.put(numtext.json_values, np.asarray(block, dtype=self.dtype))
+        self.started = True
+
+    def close(self) -> None:
+        if self.matrix:
+            self.out.write(b"\n  ]" if self.started else b"[]")
+        else:
+            self.out.write(b"]")
+
+
+def json_head(o: Outcome, meta: dict[str, Any]) -> list[tuple[str, str]]:
+    """The JSON document's fields before the rows of numbers, in their order."""
+    return [
+        ("kind", json.dumps(o.kind)),
+        ("reduction", json.dumps(o.reduction)),
+        ("loss", "null" if o.loss is None else json_number(o.loss, o.dtype)),
+        ("denominator", "null" if o.denominator is None else json_number(o.denominator)),
+        ("n", json.dumps(o.n)),
+        ("classes", json.dumps(o.classes)),
+        ("targets", json.dumps(o.target_type)),
+        ("dtype", json.dumps(str(o.dtype))),
+        ("options", json.dumps(options_json(o.spec))),
+        ("inputs", json.dumps({"logits": meta.get("logits"), "labels": meta.get("labels")})),
+        ("output", json.dumps(meta.get("output"))),
+        ("warnings", json.dumps(list(meta.get("warnings", [])))),
+    ]
+
+
+def write_json(out: Output, o: Outcome, meta: dict[str, Any], losses: Rows, probs: Rows, grad: Rows, *,
+               elementwise: bool) -> None:
+    """The whole result as JSON, written as it goes: each array is read (or computed) block by block.
+
+    ``elementwise``: the losses are an N x C matrix (bce, kl), not N values.
+    """
+    head = ",\n".join(f'  "{k}": {v}' for k, v in json_head(o, meta))
+    out.write(("{\n" + head).encode())
+    for name, feed, matrix in (("losses", losses, elementwise), ("probs", probs, True), ("grad", grad, True)):
+        out.write(f',\n  "{name}": '.encode())
+        array = JsonArray(out, o.dtype, matrix)
+        feed(array.add)
+        array.close()
+    out.write(b"\n}\n")
+
+
+def csv_header(o: Outcome, elementwise: bool) -> bytes:
+    c = o.classes
+    loss_cols = [f"loss_{j}" for j in range(c)] if elementwise else ["loss"]
+    cols = ["sample", *loss_cols, *(f"p_{j}" for j in range(c)), *(f"grad_{j}" for j in range(c))]
+    return (",".join(cols) + "\n").encode()
+
+
+def csv_rows(start: int, losses: np.ndarray, probs: np.ndarray, grad: np.ndarray, dtype: np.dtype) -> bytes:
+    """Rows ``sample,loss...,p...,grad...`` of samples ``start``, ``start + 1``, ..."""
+    n = grad.shape[0]
+    block = np.concatenate([np.asarray(losses).reshape(n, -1).astype(dtype), probs, grad], axis=1, dtype=dtype)
+    return numtext.lines(block, numbered_from=start)
+
+
+def csv_footer(o: Outcome, elementwise: bool) -> bytes:
+    """The last row: the reduced loss (nothing for reduction none)."""
+    if o.loss is None:
+        return b""
+    width = 1 + (o.classes if elementwise else 1) + 2 * o.classes
+    return (f"{o.reduction},{numtext.token(o.loss, o.dtype)}" + "," * (width - 2) + "\n").encode()
 
 
 def options_json(spec: Any) -> dict[str, Any]:
@@ -67,67 +265,29 @@ def options_json(spec: Any) -> dict[str, Any]:
 
 def to_json(result: Any, meta: dict[str, Any], targets: np.ndarray) -> str:
     """The whole result as JSON (non-finite numbers appear as "inf"/"-inf"/"nan")."""
-    dt = result.grad.dtype
-    head: dict[str, Any] = {
-        "kind": result.kind,
-        "reduction": result.reduction,
-        "n": result.n,
-        "classes": result.classes,
-        "targets": result.target_type,
-        "dtype": str(dt),
-        "options": options_json(result.spec),
-        "inputs": {"logits": meta.get("logits"), "labels": meta.get("labels")},
-        "output": meta.get("output"),
-        "warnings": list(meta.get("warnings", [])),
-    }
-    parts = ["{"]
-    items = [(k, json.dumps(v)) for k, v in head.items()]
-    loss = "null" if result.loss is None else json_number(result.loss, dt)
-    items.insert(2, ("loss", loss))
-    denom = "null" if result.denominator is None else json_number(result.denominator)
-    items.insert(3, ("denominator", denom))
-    losses = result.losses
-    if losses.ndim == 2:
-        items.append(("losses", _json_matrix(losses, dt, "  ")))
-    else:
-        items.append(("losses", _json_vector(losses, dt)))
-    items.append(("probs", _json_matrix(result.probs, dt, "  ")))
-    items.append(("grad", _json_matrix(result.grad, dt, "  ")))
-    parts.append(",\n".join(f'  "{k}": {v}' for k, v in items))
-    parts.append("}")
-    return "\n".join(parts)
+    buf = io.BytesIO()
+    losses = np.asarray(result.losses)
+    write_json(Output(buf), Outcome.of(result), meta, in_blocks(losses), in_blocks(result.probs),
+               in_blocks(result.grad), elementwise=losses.ndim == 2)
+    return buf.getvalue().decode()[:-1]
 
 
 def to_csv(result: Any) -> str:
     """One row per sample: losses, probabilities, gradient; then the reduced loss."""
-    dt = result.grad.dtype
-    c = result.classes
-    buf = io.StringIO()
-    if result.losses.ndim == 2:
-        loss_cols = [f"loss_{j}" for j in range(c)]
-    else:
-        loss_cols = ["loss"]
-    cols = ["sample", *loss_cols, *(f"p_{j}" for j in range(c)), *(f"grad_{j}" for j in range(c))]
-    buf.write(",".join(cols) + "\n")
-    fmt = _csv_formatter(dt)
-    losses = result.losses.reshape(result.n, -1)
-    for i in range(result.n):
-        cells = [str(i)]
-        cells += [fmt(v) for v in losses[i].tolist()]
-        cells += [fmt(v) for v in result.probs[i].tolist()]
-        cells += [fmt(v) for v in result.grad[i].tolist()]
-        buf.write(",".join(cells) + "\n")
-    if result.loss is not None:
-        buf.write(",".join([result.reduction, fmt(result.loss)] + [""] * (len(cols) - 2)) + "\n")
-    return buf.getvalue()
+    buf = io.BytesIO()
+    write_csv_result(Output(buf), result)
+    return buf.getvalue().decode()
 
 
-def _csv_formatter(dt: np.dtype) -> Callable[[float], str]:
-    def fmt(x: float) -> str:
-        token = json_number(x, dt)
-        return token.strip('"')
-
-    return fmt
+def write_csv_result(out: Output, result: Any) -> None:
+    o = Outcome.of(result)
+    losses = np.asarray(result.losses).reshape(result.n, -1)
+    elementwise = np.asarray(result.losses).ndim == 2
+    out.write(csv_header(o, elementwise))
+    for i in range(0, result.n, BLOCK_ROWS):
+        sl = slice(i, i + BLOCK_ROWS)
+        out.put(csv_rows, i, losses[sl], result.probs[sl], result.grad[sl], o.dtype)
+    out.write(csv_footer(o, elementwise))
 
 
 # --------------------------------------------------------------------------
@@ -161,12 +321,40 @@ def _target_cell(target: np.ndarray, i: int, result: Any, ignore_index: Any, dig
     return _vector(target[i].tolist(), digits)
 
 
-def print_table(result: Any, meta: dict[str, Any], targets: np.ndarray, *, digits: int = 4, file: Any = None) -> None:
+@dataclass
+class TableRows:
+    """Consecutive rows shown in a table: sample ``start`` and the ones after it."""
+
+    start: int
+    targets: np.ndarray
+    losses: np.ndarray
+    probs: np.ndarray
+    grad: np.ndarray
+
+
+def shown_rows(n: int) -> list[tuple[int, int]]:
+    """The row ranges a table shows of ``n`` rows: all of them, or the first and the last ``MAX_ROWS // 2``."""
+    if n <= MAX_ROWS:
+        return [(0, n)]
+    half = MAX_ROWS // 2
+    return [(0, half), (n - half, n)]
+
+
+def table_rows_of(result: Any, targets: np.ndarray) -> list[TableRows]:
+    losses = np.asarray(result.losses).reshape(result.n, -1)
+    targets = np.asarray(targets)
+    return [TableRows(a, targets[a:b], losses[a:b], result.probs[a:b], result.grad[a:b])
+            for a, b in shown_rows(result.n)]
+
+
+def print_table(o: Outcome, parts: list[TableRows], meta: dict[str, Any], *, digits: int = 4,
+                file: Any = None) -> None:
+    """A table of the rows in ``parts`` (the first and the last of a big result) and the loss."""
     from rich.console import Console
     from rich.table import Table
 
     console = Console(file=file, highlight=False, soft_wrap=False)
-    spec = result.spec
+    spec = o.spec
     binary = spec.kind == "bce"
     elementwise = spec.kind in ("bce", "kl")
     title = spec.title
@@ -178,8 +366,8 @@ def print_table(result: Any, meta: dict[str, Any], targets: np.ndarray, *, digit
     if spec.pos_weight is not None:
         extras.append("pos_weight")
     caption = (
-        f"{result.n} sample{'s' if result.n != 1 else ''} × {result.classes} "
-        f"{'columns' if binary else 'classes'} · {result.target_type} targets · {result.grad.dtype}"
+        f"{o.n} sample{'s' if o.n != 1 else ''} × {o.classes} "
+        f"{'columns' if binary else 'classes'} · {o.target_type} targets · {o.dtype}"
         + (" · " + ", ".join(extras) if extras else "")
     )
     table = Table(title=title, caption=caption, show_lines=False)
@@ -187,30 +375,37 @@ def print_table(result: Any, meta: dict[str, Any], targets: np.ndarray, *, digit
     table.add_column("target")
     table.add_column("loss" + (" (elementwise)" if elementwise else ""), justify="right")
     table.add_column("sigmoid(z)" if binary else "p = softmax(z)")
-    grad_name = "∂L/∂z" + (" (of the sum)" if result.reduction == "none" else "")
+    grad_name = "∂L/∂z" + (" (of the sum)" if o.reduction == "none" else "")
     table.add_column(grad_name)
-    losses = result.losses.reshape(result.n, -1)
-    shown = min(result.n, MAX_ROWS)
-    for i in range(shown):
-        loss_cell = _vector(losses[i].tolist(), digits) if elementwise else _g(float(losses[i, 0]), digits)
-        table.add_row(
-            str(i),
-            _target_cell(targets, i, result, spec.ignore, digits),
-            loss_cell,
-            _vector(result.probs[i].tolist(), digits),
-            _vector(result.grad[i].tolist(), digits),
-        )
+    shown = 0
+    for k, part in enumerate(parts):
+        if k and part.start > parts[k - 1].start + parts[k - 1].grad.shape[0]:
+            table.add_row("…", "…", "…", "…", "…")
+        for i in range(part.grad.shape[0]):
+            losses = part.losses[i]
+            loss_cell = _vector(losses.tolist(), digits) if elementwise else _g(float(losses[0]), digits)
+            table.add_row(
+                str(part.start + i),
+                _target_cell(part.targets, i, o, spec.ignore, digits),
+                loss_cell,
+                _vector(part.probs[i].tolist(), digits),
+                _vector(part.grad[i].tolist(), digits),
+            )
+        shown += part.grad.shape[0]
     console.print(table)
-    if result.n > shown:
-        console.print(f"… {result.n - shown} more samples (use --format json or --output for all of them)")
-    if result.loss is None:
+    if o.n > shown:
+        left = o.n - shown
+        first = parts[0].grad.shape[0]
+        console.print(f"… {left} more samples not shown (rows {first} to {first + left - 1}; "
+                      "use --format json or csv, or --output, for all of them)")
+    if o.loss is None:
         console.print("loss: none (reduction='none'; per-sample losses above)")
     else:
-        if result.denominator is not None:
-            how = f"{result.reduction}: sum of the losses / {_g(result.denominator, 12, keep_zeros=False)}"
+        if o.denominator is not None:
+            how = f"{o.reduction}: sum of the losses / {_g(o.denominator, 12, keep_zeros=False)}"
         else:
             how = "sum of the losses"
-        console.print(f"loss = [bold]{_g(result.loss, max(digits, 10))}[/bold]   ({how})")
+        console.print(f"loss = [bold]{_g(o.loss, max(digits, 10))}[/bold]   ({how})")
     if meta.get("output"):
         console.print(f"gradient written to {meta['output']}")
 

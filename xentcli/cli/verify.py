@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from ..errors import XentInputError
+from ..limits import DEFAULT_TIMEOUT
 from . import CONTEXT_SETTINGS, EXIT_MATH, EXIT_OK
 from .options import LOSS_PARAMS, loss_options, loss_spec
 
@@ -18,6 +19,7 @@ Examples:
   xent verify mypkg/losses.py:cross_entropy
   xent verify mypkg.losses:cross_entropy --weight 1,2,1 --label-smoothing 0.1
   xent verify mypkg.losses:bce --binary --pos-weight 3 --format json
+  xent verify mypkg/kernels.py:ce --timeout 10 --max-memory 2G
   xent verify --export cases/      # inputs + manifest for a C++/CUDA/Rust implementation
   xent verify --results cases/     # check the outputs it wrote there
 
@@ -25,9 +27,13 @@ Examples:
 The function is called as f(logits, targets): logits float (N, C); targets
 int64 class indices (N,) or float rows (N, C) (--targets prob; --binary: the
 logits' shape). It returns the loss, or (loss, grad) with grad = d loss/d logits.
+The target runs in a process of its own: a case that crashes it, exceeds
+--timeout or --max-memory fails with the reason, and the other cases still run.
 Exit codes: 0 all cases pass, 1 a case fails, 2 bad usage or a target that
 cannot be run.
 """
+
+ISOLATION_PARAMS = ("timeout", "max_memory", "in_process")
 
 @click.command(context_settings=CONTEXT_SETTINGS, epilog=EPILOG)
 @click.argument("target", required=False, metavar="[TARGET]")
@@ -42,8 +48,9 @@ cannot be run.
 @click.option("--rtol", type=float, default=None,
               help="Replace the derived accuracy bound by a fixed relative tolerance ...")
 @click.option("--atol", type=float, default=None, help="... and absolute tolerance, times max(1, max|reference|).")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default=None,
-              help="[default: table on a terminal, json otherwise]")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "junit", "markdown"]), default=None,
+              help="junit: JUnit XML, one testcase per case; markdown: for a PR comment or job summary. "
+                   "[default: table on a terminal, json otherwise]")
 @click.option("--framework", type=click.Choice(["auto", "numpy", "torch", "jax"]), default="auto",
               show_default=True,
               help="How TARGET is called: with NumPy arrays, or natively with torch tensors / JAX arrays "
@@ -54,6 +61,12 @@ cannot be run.
               help="Write the battery's inputs and a manifest for an implementation in another language.")
 @click.option("--results", "results_dir", type=click.Path(path_type=Path), metavar="DIR",
               help="Check the outputs an implementation wrote next to an exported battery.")
+@click.option("--timeout", type=float, default=DEFAULT_TIMEOUT, show_default=True, metavar="SECONDS",
+              help="Time limit of each case (the first case's includes importing the target); 0: none.")
+@click.option("--max-memory", metavar="SIZE", default=None,
+              help="Memory the target may allocate, e.g. 512M or 2G (Linux). [default: no limit]")
+@click.option("--in-process", is_flag=True,
+              help="Run the target inside xent, to debug it: no time or memory limit, and a crash ends xent.")
 @click.pass_context
 def verify(
     ctx: click.Context,
@@ -69,6 +82,9 @@ def verify(
     device: str | None,
     export_dir: Path | None,
     results_dir: Path | None,
+    timeout: float,
+    max_memory: str | None,
+    in_process: bool,
     **loss: Any,
 ) -> int:
     """Check an implementation of cross-entropy (or BCE) against the reference and diagnose mistakes.
@@ -88,6 +104,11 @@ def verify(
     modes = [m for m in (target, export_dir, results_dir) if m is not None]
     if len(modes) != 1:
         raise click.UsageError("give exactly one of TARGET, --export DIR or --results DIR")
+    isolation = [f"--{n.replace('_', '-')}" for n in ISOLATION_PARAMS if _given(ctx, n)]
+    if target is None and isolation:
+        raise click.UsageError(f"{isolation[0]} applies to a TARGET, which runs; --export and --results run nothing")
+    if in_process and len(isolation) > 1:
+        raise click.UsageError(f"{isolation[0]} applies to a target in its own process; --in-process runs it in xent")
 
     bar = api.make_bar(accept_dtype, rtol, atol)
     if results_dir is not None:
@@ -121,13 +142,11 @@ def verify(
         )
         return EXIT_OK
 
-    from ..verify.loader import load
-
     assert target is not None
-    fn = load(target)
-    report = api.check(fn, options=opts, seed=seed, rtol=rtol, atol=atol, name=target, device=device,
-                       framework=framework, accept_dtype=accept_dtype, strict=strict)
-    errors = [r.error for r in report.results if r.error]
+    report = api.check(target, options=opts, seed=seed, rtol=rtol, atol=atol, name=target, device=device,
+                       framework=framework, accept_dtype=accept_dtype, strict=strict,
+                       isolate=not in_process, timeout=None if in_process else timeout, max_memory=max_memory)
+    errors = [r.error for r in report.results if r.error and not r.fault]  # crashes and timeouts are verdicts
     if errors and len(errors) == len(report.results):
         raise XentInputError(f"raised on every case; the first: {errors[0].removeprefix('raised ')}", source=target)
     return _show(report, fmt)
@@ -146,15 +165,23 @@ def _show(report: Any, fmt: str | None) -> int:
     chosen = fmt or ("table" if stdout_is_terminal() else "json")
     if chosen == "json":
         click.echo(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
+    elif chosen in ("junit", "markdown"):
+        from .. import reports
+
+        click.echo((reports.verify_junit if chosen == "junit" else reports.verify_markdown)(report), nl=False)
     else:
         _table(report)
     if not report.passed:
         from . import error_line
 
-        why = f": {report.diagnoses[0]}" if report.diagnoses else ""
+        faults = [r for r in report.failures if r.fault]
+        why = [f"{faults[0].error} in case {faults[0].case.name}" + (f" (and {len(faults) - 1} more)"
+                                                                      if len(faults) > 1 else "")] if faults else []
+        why += report.diagnoses[:1]
         if not why and report.strict and report.differing:
-            why = f" (--strict): differs where the frameworks differ: {report.divergences()[0]}"
-        error_line(f"verification failed on {len(report.failures)} of {len(report.results)} cases{why}")
+            why = [f"differs where the frameworks differ (--strict): {report.divergences()[0]}"]
+        error_line(f"verification failed on {len(report.failures)} of {len(report.results)} cases"
+                   + (f": {'; '.join(why)}" if why else ""))
         return EXIT_MATH
     return EXIT_OK
 
@@ -173,13 +200,14 @@ def _errors(comp: Any) -> str:
         return "shape"
     bad = comp.nonfinite
     if bad is not None:
-        return {"nan": "NaN", "inf": "+inf", "-inf": "−inf"}[bad]
+        return {"nan": "nan", "inf": "+inf", "-inf": "-inf"}[bad]
     return f"{_fmt(comp.max_abs)} {_fmt(comp.max_rel)}"
 
 
 def _table(report: Any) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     from ..verify.runner import describe
 
@@ -202,8 +230,12 @@ def _table(report: Any) -> None:
     for r in report.results:
         if r.verdict != "pass":
             console.print(f"[bold]{r.case.name}[/bold] ({r.case.description}): {describe(r)}")
+        if r.output and not r.passed:
+            console.print(Text("\n".join(f"  | {line}" for line in r.output.splitlines()), style="dim"))
     if report.tolerance_note:
         console.print(f"accuracy demanded: {report.tolerance_note}")
+    if report.isolation and report.isolation.get("note"):
+        console.print(f"note: the target {report.isolation['note']}")
     style = "bold green" if report.passed else "bold red"
     console.print(f"[{style}]{report.summary()}[/{style}]")
     for d in report.diagnoses:

@@ -42,8 +42,10 @@ def _workers() -> int:
 def for_blocks(work: Callable[[slice], T], n: int, c: int, elements: int | None = None) -> list[T]:
     """Run ``work(slice)`` over cache-sized row blocks, on all cores for large inputs.
 
-    Each worker thread takes an interleaved share of the blocks and walks them
-    in order. Returns the results of all blocks in row order.
+    Each worker thread takes the next block not yet taken, so a core slowed
+    down by another program holds up only the blocks it has in hand (a fixed
+    share per thread would make everyone wait for the slowest). Which thread
+    computes a block never changes a bit. Returns the results in row order.
     """
     global _POOL
     blocks = row_blocks(n, c, elements)
@@ -52,11 +54,20 @@ def for_blocks(work: Callable[[slice], T], n: int, c: int, elements: int | None 
         return [work(sl) for sl in blocks]
     if _POOL is None:
         _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="xent")
-    shares = [blocks[i::workers] for i in range(workers)]  # interleaved: equal work per thread
-    per_share = list(_POOL.map(lambda share: [work(sl) for sl in share], shares))
     out: list[Any] = [None] * len(blocks)
-    for i, results in enumerate(per_share):
-        out[i::workers] = results
+    todo = iter(range(len(blocks)))
+    lock = threading.Lock()
+
+    def worker() -> None:
+        while True:
+            with lock:
+                i = next(todo, None)
+            if i is None:
+                return
+            out[i] = work(blocks[i])
+
+    for future in [_POOL.submit(worker) for _ in range(workers)]:
+        future.result()
     return out
 
 

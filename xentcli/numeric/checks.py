@@ -9,6 +9,7 @@ column.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -70,8 +71,9 @@ def as_logits(logits: Any, dt: np.dtype, *, binary: bool) -> tuple[np.ndarray, b
     if z.dtype.kind == "f" and z.dtype.itemsize > dt.itemsize:
         with np.errstate(over="ignore"):
             zc = z.astype(dt)
-        overflow = np.isinf(zc) & np.isfinite(z)
-        if overflow.any():
+        # An overflow makes an infinity in the cast: look for one by two reductions before building a mask.
+        if not (np.isfinite(np.max(zc)) and np.isfinite(np.min(zc))) and (
+                overflow := np.isinf(zc) & np.isfinite(z)).any():
             idx = first(overflow)
             raise XentInputError(
                 f"{num(z[idx])} does not fit in {dt} (largest {np.finfo(dt).max:.4g})",
@@ -82,8 +84,9 @@ def as_logits(logits: Any, dt: np.dtype, *, binary: bool) -> tuple[np.ndarray, b
     z = np.ascontiguousarray(z, dtype=dt)
     if was_1d:
         z = z.reshape(1, -1)
-    finite = np.isfinite(z)
-    if not finite.all():
+    # Two reductions (no N x C temporary): NaN makes both NaN, and an infinity shows up in one of them.
+    if not (np.isfinite(np.max(z)) and np.isfinite(np.min(z))):
+        finite = np.isfinite(z)
         nan = np.isnan(z)
         if nan.any():
             raise XentInputError("NaN is not a valid logit", operand="logits", index=first_at(nan, was_1d))
@@ -203,21 +206,40 @@ def prob_targets(target: np.ndarray, shape: tuple[int, int], dt: np.dtype, was_1
 
 
 
+class CountedWarning(XentWarning):
+    """A warning about ``count`` rows or elements, the first of which is at ``index``.
+
+    Its text says how many (``text(count)``), so the warnings of the blocks of
+    a streamed batch add up to the warning of the whole batch: :meth:`plus`.
+    ``kind`` tells warnings of the same sort apart.
+    """
+
+    def __init__(self, kind: str, text: Callable[[int], str], count: int, *, operand: str | None = None,
+                 index: tuple[int, ...] | None = None) -> None:
+        self.kind = kind
+        self.text = text
+        self.count = count
+        super().__init__(text(count), operand=operand, index=index)
+
+    def plus(self, later: CountedWarning) -> CountedWarning:
+        """This warning (about earlier rows) and ``later`` as one: the count adds up, the first stays."""
+        return CountedWarning(self.kind, self.text, self.count + later.count, operand=self.operand, index=self.index)
+
+
 def warn_unnormalised(y: np.ndarray, was_1d: bool, notes: list[XentWarning]) -> None:
     sums = y.sum(axis=1, dtype=np.float64)
     off = np.abs(sums - 1.0) > PROB_SUM_TOL[y.dtype] * max(1, y.shape[1]) ** 0.5
     if off.any():
         i = int(np.argmax(off))
-        count = int(off.sum())
-        notes.append(
-            XentWarning(
-                f"{count} probability row{'s' if count > 1 else ''} do{'es' if count == 1 else ''} "
-                f"not sum to 1 (this one sums to {sums[i]:.6g}); used as given, not renormalised: "
-                "the gradient is p*sum(y) - y",
-                operand="target",
-                index=None if was_1d else (i,),
-            )
-        )
+        first_sum = float(sums[i])
+
+        def text(count: int) -> str:
+            return (f"{count} probability row{'s' if count > 1 else ''} do{'es' if count == 1 else ''} "
+                    f"not sum to 1 (this one sums to {first_sum:.6g}); used as given, not renormalised: "
+                    "the gradient is p*sum(y) - y")
+
+        notes.append(CountedWarning("unnormalised", text, int(off.sum()), operand="target",
+                                    index=None if was_1d else (i,)))
 
 
 def warn_nonfinite(losses: np.ndarray, z: np.ndarray, was_1d: bool, notes: list[XentWarning]) -> None:
@@ -225,19 +247,16 @@ def warn_nonfinite(losses: np.ndarray, z: np.ndarray, was_1d: bool, notes: list[
     if not bad.any():
         return
     i = int(np.argmax(bad))
-    count = int(bad.sum())
     masked_row = bool(np.isneginf(z[i]).any())
     if masked_row:
         why = "the target puts weight on a class masked with -inf, so -log p = inf"
     else:
         why = f"it exceeds the {z.dtype} range"
-    notes.append(
-        XentWarning(
-            f"the loss is infinite for {count} sample{'s' if count > 1 else ''}: {why}",
-            operand="logits",
-            index=None if was_1d else (i,),
-        )
-    )
+
+    def text(count: int) -> str:
+        return f"the loss is infinite for {count} sample{'s' if count > 1 else ''}: {why}"
+
+    notes.append(CountedWarning("infinite", text, int(bad.sum()), operand="logits", index=None if was_1d else (i,)))
 
 
 def emit(notes: tuple[XentWarning, ...]) -> None:

@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import XentInputError, XentWarning
 from ..spec import LossSpec
 from .blocks import BCE_BLOCK_ELEMENTS, for_blocks, row_sums, scratch, zeros
-from .checks import as_logits, first, numeric_array, output
+from .checks import CountedWarning, as_logits, first, numeric_array, output
 from .plan import ReductionPlan
 from .result import LossResult
 from .sums import GroupedSum
@@ -120,7 +120,7 @@ def sigmoid_loss(
     grad = output(out, (n, c), dt)
     probs = np.empty((n, c), dtype=dt) if with_probs else None
     losses = np.empty((n, c), dtype=dt) if with_losses or spec.reduction == "none" else None
-    masked = bool(np.isneginf(x).any())
+    masked = bool(np.min(x) == -np.inf)  # as_logits refused NaN and +inf
     sums = np.empty(n, dtype=np.float64)
 
     def work(sl: slice) -> None:
@@ -157,8 +157,9 @@ def _binary_targets(y: np.ndarray, n: int, c: int, dt: np.dtype, was_1d: bool) -
     y = y.reshape(n, c)
     if y.dtype.kind == "b":
         y = y.astype(dt)
-    inside = (y >= 0) & (y <= 1)  # False for NaN as well
-    if not inside.all():
+    # Two reductions (no N x C temporary); NaN fails both comparisons.
+    if y.size and not (np.min(y) >= 0 and np.max(y) <= 1):
+        inside = (y >= 0) & (y <= 1)  # False for NaN as well
         idx = first(~inside)
         raise XentInputError(
             f"binary target {float(y[idx]):g} is outside [0, 1]",
@@ -180,9 +181,11 @@ def _warn_infinite(loss: float | None, losses: np.ndarray | None, total: Grouped
     if bad.any():
         idx = first(bad)
         notes.append(
-            XentWarning(
-                f"the loss is infinite for {int(bad.sum())} element(s): a positive target "
+            CountedWarning(
+                "infinite",
+                lambda count: f"the loss is infinite for {count} element(s): a positive target "
                 "on a logit of -inf, so -log sigmoid = inf",
+                int(bad.sum()),
                 operand="logits",
                 index=idx[1:] if was_1d else idx,
             )

@@ -55,22 +55,39 @@ class ShiftedExp:
     def __init__(self, z: np.ndarray, work: np.ndarray) -> None:
         b, c = z.shape
         self.base = np.arange(0, b * c, c)
-        self.k = z.argmax(axis=1)
+        self.k, m = row_max(z)
         self.kf = self.base + self.k
-        m = z.reshape(-1)[self.kf]
         e = np.subtract(z, m[:, None], out=work)
         np.exp(e, out=e)
         ef = e.reshape(-1)
         ef[self.kf] = 0
         self.rest = row_sums(e)
         ef[self.kf] = 1
-        self.m = m.astype(np.float64)
+        self.m = m.astype(np.float64, copy=False)
         self.e = e
         self.S = 1.0 + self.rest
         self.logS = np.log1p(self.rest)
 
     def probs(self, out: np.ndarray) -> None:
-        np.divide(self.e, self.S.astype(out.dtype)[:, None], out=out)
+        np.divide(self.e, self.S.astype(out.dtype, copy=False)[:, None], out=out)
+
+
+NARROW = 8  # rows up to this long find their maximum column by column (argmax pays a call per row)
+
+
+def row_max(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The first arg-max of each row and the maximum (the logits hold no NaN)."""
+    b, c = z.shape
+    if c > NARROW:
+        k = z.argmax(axis=1)
+        return k, z.reshape(-1)[np.arange(0, b * c, c) + k]
+    k = np.zeros(b, dtype=np.intp)
+    best = z[:, 0].copy()
+    for j in range(1, c):
+        column = z[:, j]
+        k[column > best] = j  # strictly greater: the first of equal maxima stays, as with argmax
+        np.maximum(best, column, out=best)
+    return k, best
 
 
 def ce_index_block(
@@ -85,7 +102,7 @@ def ce_index_block(
     valid = t >= 0
     tt = np.where(valid, t, sm.k)
     tf = sm.base + tt
-    zt = z.reshape(-1)[tf].astype(np.float64)
+    zt = z.reshape(-1)[tf].astype(np.float64, copy=False)
     with np.errstate(invalid="ignore", over="ignore"):
         nll = (sm.m - zt) + sm.logS  # -log p_t, a sum of two non-negative terms
         losses = np.where(wy > 0, wy * nll, 0.0)
@@ -97,10 +114,10 @@ def ce_index_block(
     e = sm.e
     ef = e.reshape(-1)
     per_row = coef / sm.S
-    np.multiply(e, per_row.astype(e.dtype)[:, None], out=e)
-    ef[tf] -= coef.astype(e.dtype)  # p_t - 1 with p_t <= 1/2 when t is not the arg-max: no cancellation
+    np.multiply(e, per_row.astype(e.dtype, copy=False)[:, None], out=e)
+    ef[tf] -= coef.astype(e.dtype, copy=False)  # p_t - 1 with p_t <= 1/2 when t is not the arg-max: no cancellation
     # At the arg-max: p_k = 1/S, and when it is the target, p_k - 1 = -rest/S without cancellation.
-    ef[sm.kf] = np.where(tt == sm.k, 0.0 - coef * sm.rest / sm.S, per_row).astype(e.dtype)
+    ef[sm.kf] = np.where(tt == sm.k, 0.0 - coef * sm.rest / sm.S, per_row).astype(e.dtype, copy=False)
     return losses
 
 
@@ -113,9 +130,8 @@ def ce_dense_block(
     """
     b, c = z.shape
     base = np.arange(0, b * c, c)
-    k = z.argmax(axis=1)
+    k, m = row_max(z)
     kf = base + k
-    m = z.reshape(-1)[kf]
     zm = np.subtract(z, m[:, None], out=grad)  # z - m <= 0
     # sum_j a_j (m - z_j) = -sum_j a_j (z_j - m): every term has the same sign (no cancellation).
     with np.errstate(invalid="ignore"):
@@ -137,7 +153,7 @@ def ce_dense_block(
     S = 1.0 + rest
     logS = np.log1p(rest)
     af = a.reshape(-1)
-    ak = af[kf].astype(np.float64)
+    ak = af[kf].astype(np.float64, copy=False)
     af[kf] = 0
     s_rest = row_sums(a)
     af[kf] = ak
@@ -145,13 +161,13 @@ def ce_dense_block(
     with np.errstate(over="ignore", invalid="ignore"):
         losses: np.ndarray = cross + s * logS
     if probs is not None:
-        np.divide(e, S.astype(probs.dtype)[:, None], out=probs)
+        np.divide(e, S.astype(probs.dtype, copy=False)[:, None], out=probs)
     if denom is not None:
         s, s_rest, ak = s / denom, s_rest / denom, ak / denom
         np.divide(a, denom, out=a)
-    np.multiply(e, (s / S).astype(e.dtype)[:, None], out=e)
+    np.multiply(e, (s / S).astype(e.dtype, copy=False)[:, None], out=e)
     e -= a
-    ef[kf] = ((s_rest - ak * rest) / S).astype(e.dtype)
+    ef[kf] = ((s_rest - ak * rest) / S).astype(e.dtype, copy=False)
     return losses
 
 
@@ -163,7 +179,7 @@ def kl_block(z: np.ndarray, y: np.ndarray, elementwise: np.ndarray | None) -> np
     ``z_j = -inf``.
     """
     sm = ShiftedExp(z, scratch("kl_e", (z.shape[0], z.shape[1]), z.dtype))
-    logp = np.subtract(z, sm.m.astype(z.dtype)[:, None], dtype=np.float64)
+    logp = np.subtract(z, sm.m.astype(z.dtype, copy=False)[:, None], dtype=np.float64)
     logp -= sm.logS[:, None]
     y64 = y.astype(np.float64, copy=False)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):

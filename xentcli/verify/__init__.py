@@ -26,6 +26,7 @@ from ..spec import LossSpec
 from .accuracy import UNIT_ROUNDOFF, Bar
 from .battery import Case, battery, fixed_classes
 from .divergences import DIVERGENCES, Divergence
+from .isolation import DEFAULT_TIMEOUT, Executor
 from .runner import CaseResult, Report
 
 __all__ = [
@@ -81,7 +82,7 @@ def make_options(
 
 
 def check(
-    fn: Callable[..., Any],
+    fn: Callable[..., Any] | str,
     *,
     seed: int = 0,
     rtol: float | None = None,
@@ -92,30 +93,49 @@ def check(
     framework: str = "auto",
     accept_dtype: str | None = None,
     strict: bool = False,
+    isolate: bool | None = None,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    max_memory: int | str | None = None,
     **option_values: Any,
 ) -> Report:
     """Run the battery on ``fn(logits, targets) -> loss or (loss, grad)`` and return the :class:`Report`.
 
-    Keyword options are those of :func:`make_options` (the names of ``xent compute``). ``framework``
-    (``auto``, ``numpy``, ``torch``, ``jax``) and ``device`` say how ``fn`` is called (see
-    :mod:`xentcli.verify.native`); a target that cannot be called so raises :class:`XentInputError`.
+    ``fn`` is a callable, or a name as ``xent verify`` takes it (``"path/file.py:function"``,
+    ``"module:function"``, ``"torch.nn.functional:cross_entropy"``). Keyword options are those of
+    :func:`make_options` (the names of ``xent compute``). ``framework`` (``auto``, ``numpy``, ``torch``,
+    ``jax``) and ``device`` say how ``fn`` is called (see :mod:`xentcli.verify.native`); a target that
+    cannot be called so raises :class:`XentInputError`.
+
     The accuracy demanded is that of the inputs' dtype, or of ``accept_dtype`` (a lower bar, stated);
     ``rtol``/``atol`` replace it by a fixed rule. ``strict`` counts the documented framework
     divergences as failures.
+
+    The target runs in a worker process (see :mod:`xentcli.verify.isolation`): a case that crashes it,
+    takes longer than ``timeout`` seconds (None or 0: no limit; the first case's limit also covers
+    loading the target) or needs more than ``max_memory`` (bytes, or ``"512M"``; Linux) fails with the
+    reason, and the other cases still run. ``isolate=False`` calls it in this process (no limits);
+    ``isolate=None`` (the default) runs a callable that cannot be sent to another process (a lambda, a
+    function defined inside a function) in this process with a :class:`~xentcli.errors.XentWarning`,
+    ``isolate=True`` raises :class:`XentInputError` instead. A target that cannot be loaded raises
+    :class:`XentInputError`.
     """
     from .diagnose import diagnose
-    from .native import check_target
     from .runner import run_case
 
     opts = options or make_options(**option_values)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise XentInputError(f"seed must be a whole number >= 0, not {seed!r}")
     bar = make_bar(accept_dtype, rtol, atol)
-    check_target(fn, opts, device=device, framework=framework)
+    label = name or (fn if isinstance(fn, str) else None) or getattr(fn, "__qualname__", None) \
+        or f"{type(fn).__qualname__} instance"
+    executor = Executor(fn, isolate=isolate, timeout=timeout, max_memory=max_memory, label=label,
+                        options=opts, device=device, framework=framework)
     cases = battery(opts, seed)
-    results = [run_case(fn, case, opts, bar=bar, device=device, framework=framework) for case in cases]
-    label = name or getattr(fn, "__qualname__", None) or f"{type(fn).__qualname__} instance"
-    return finish(label, opts, seed, results, diagnose, strict=strict, bar=bar)
+    with executor:
+        results = [run_case(fn, case, opts, bar=bar, executor=executor) for case in cases]
+    report = finish(label, opts, seed, results, diagnose, strict=strict, bar=bar)
+    report.isolation = executor.describe()
+    return report
 
 
 def make_bar(accept_dtype: str | None = None, rtol: float | None = None, atol: float | None = None) -> Bar:
@@ -150,8 +170,9 @@ def finish(target: str, opts: LossSpec, seed: int, results: list[CaseResult],
     return Report(target, opts, seed, results, diagnoses, checked_grad, note, strict)
 
 
-def assert_conforms(fn: Callable[..., Any], **kwargs: Any) -> Report:
-    """Like :func:`check`, but raise :class:`VerificationError` with the report when any case fails."""
+def assert_conforms(fn: Callable[..., Any] | str, **kwargs: Any) -> Report:
+    """Like :func:`check` (the same keywords, also ``isolate``, ``timeout`` and ``max_memory``), but raise
+    :class:`VerificationError` with the report when any case fails."""
     report = check(fn, **kwargs)
     if not report.passed:
         raise VerificationError(report)

@@ -897,6 +897,8 @@ def diagnose(results: list[CaseResult], options: LossSpec) -> list[str]:
     for r in results:
         if r.passed:
             continue
+        if r.fault:  # the worker crashed, timed out or ran out of memory: the verdict says so already
+            continue
         if r.error:
             rule = _error_rule(r, options)
             if rule:

@@ -9,7 +9,7 @@ import importlib.util
 import os
 import sys
 import sysconfig
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +22,8 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
 
 
-def load(target: str) -> Callable[..., Any]:
-    """Return the callable named by ``target``; every failure is an :class:`XentInputError`.
-
-    Only that module is imported (and what it imports itself); a module path is
-    looked up from the current directory first.
-    """
+def _split(target: str) -> tuple[str, str, bool]:
+    """``(where, name, is_file)`` of ``where:name``."""
     if ":" not in target:
         raise XentInputError(
             "name a function as path/to/file.py:function or module.path:function", source=target
@@ -37,17 +33,48 @@ def load(target: str) -> Callable[..., Any]:
         raise XentInputError(
             "name a function as path/to/file.py:function or module.path:function", source=target
         )
-    if where.endswith(".py") or os.sep in where or "/" in where:
-        module = _load_file(Path(where), target)
-    else:
-        module = _load_module(where, target)
-    obj: Any = module
-    for part in name.split("."):
+    return where, name, where.endswith(".py") or os.sep in where or "/" in where
+
+
+def _check_name(name: str, target: str) -> list[str]:
+    parts = name.split(".")
+    for part in parts:
         if not part.isidentifier():
             raise XentInputError(f"{name!r} is not a Python name", source=target)
         if part.startswith("__") and part.endswith("__"):
             raise XentInputError(f"{name!r} reaches into Python internals ({part}); name the function itself",
                                  source=target)
+    return parts
+
+
+def precheck(target: str) -> None:
+    """Refuse a target that cannot name a function, without importing anything (raises what :func:`load`
+    would): the ``where:name`` form, the file, a top-level module that is nowhere to be found, the name."""
+    where, name, is_file = _split(target)
+    if is_file:
+        _check_file(Path(where), target)
+    elif where.split(".")[0].isidentifier():
+        try:
+            with _cwd_on_path():
+                missing = importlib.util.find_spec(where.split(".")[0]) is None
+        except (ImportError, ValueError):
+            missing = False  # let the import say what is wrong
+        if missing:
+            raise XentInputError(f"no module named {where.split('.')[0]!r} (looked in the current directory "
+                                 "and the installed packages)", source=target)
+    _check_name(name, target)
+
+
+def load(target: str) -> Callable[..., Any]:
+    """Return the callable named by ``target``; every failure is an :class:`XentInputError`.
+
+    Only that module is imported (and what it imports itself); a module path is
+    looked up from the current directory first.
+    """
+    where, name, is_file = _split(target)
+    module = _load_file(Path(where), target) if is_file else _load_module(where, target)
+    obj: Any = module
+    for part in _check_name(name, target):
         try:
             obj = getattr(obj, part)
         except AttributeError:
@@ -120,11 +147,15 @@ def refuse(obj: Any) -> str | None:
     return None
 
 
-def _load_file(path: Path, target: str) -> Any:
+def _check_file(path: Path, target: str) -> None:
     if not path.exists():
         raise XentInputError(f"no such file: {path}", source=target)
     if path.is_dir():
         raise XentInputError(f"{path} is a directory, not a Python file", source=target)
+
+
+def _load_file(path: Path, target: str) -> Any:
+    _check_file(path, target)
     mod_name = f"_xent_verify_target_{abs(hash(str(path.resolve())))}"
     spec = importlib.util.spec_from_file_location(mod_name, path)
     if spec is None or spec.loader is None:
@@ -149,13 +180,26 @@ def _load_file(path: Path, target: str) -> Any:
     return module
 
 
-def _load_module(name: str, target: str) -> Any:
+@contextlib.contextmanager
+def _cwd_on_path() -> Iterator[None]:
+    """The current directory first on ``sys.path`` (module targets are looked up there first)."""
     cwd = os.getcwd()
     added = cwd not in sys.path
     if added:
         sys.path.insert(0, cwd)
     try:
-        with contextlib.redirect_stdout(sys.stderr):
+        yield
+    finally:
+        if added:
+            try:
+                sys.path.remove(cwd)
+            except ValueError:
+                pass
+
+
+def _load_module(name: str, target: str) -> Any:
+    try:
+        with _cwd_on_path(), contextlib.redirect_stdout(sys.stderr):
             return importlib.import_module(name)
     except ModuleNotFoundError as exc:
         raise XentInputError(f"no module named {exc.name or name!r} (looked in the current directory "
@@ -164,9 +208,3 @@ def _load_module(name: str, target: str) -> Any:
         if isinstance(exc, KeyboardInterrupt):
             raise
         raise XentInputError(f"importing {name} failed: {_one_line(exc)}", source=target) from None
-    finally:
-        if added:
-            try:
-                sys.path.remove(cwd)
-            except ValueError:
-                pass

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
-import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,7 +15,7 @@ from ..spec import LossSpec
 from .accuracy import UNIT_ROUNDOFF, Bar, Bounds, bounds, dtype_rank
 from .battery import Case
 from .divergences import Divergence, Observed, explain
-from .native import call_target
+from .isolation import InProcess, TargetFailed
 
 
 @dataclass
@@ -89,6 +87,8 @@ class CaseResult:
     divergence: Divergence | None = None
     divergence_detail: str | None = None
     honesty: str | None = None  # why the returned dtype cannot carry the accuracy demanded
+    fault: str | None = None  # "crash", "timeout" or "memory": the process running the target failed
+    output: str | None = None  # what the target printed during this case (kept for a failing case)
 
     @property
     def verdict(self) -> str:
@@ -104,6 +104,7 @@ class CaseResult:
             "passed": self.passed,
             "verdict": self.verdict,
             "error": self.error,
+            "fault": self.fault,
             "returned_dtype": self.dtype,
             "accuracy_dtype": self.bar,
             "rtol": self.rtol,
@@ -113,6 +114,7 @@ class CaseResult:
             "divergence": None if self.divergence is None else {
                 **self.divergence.as_dict(), "detail": self.divergence_detail},
             "diagnosis": self.diagnosis,
+            "output": self.output,
         }
 
 
@@ -128,17 +130,19 @@ class Report:
     checked_grad: bool = True
     tolerance_note: str = ""
     strict: bool = False
+    isolation: dict[str, Any] | None = None  # how the target ran (Executor.describe())
 
-    def _fails(self, r: CaseResult) -> bool:
+    def fails(self, r: CaseResult) -> bool:
+        """Whether case ``r`` counts as failed in this report (a divergence does under ``strict``)."""
         return r.verdict == "fail" or (self.strict and r.verdict == "differs")
 
     @property
     def passed(self) -> bool:
-        return not any(self._fails(r) for r in self.results)
+        return not any(self.fails(r) for r in self.results)
 
     @property
     def failures(self) -> list[CaseResult]:
-        return [r for r in self.results if self._fails(r)]
+        return [r for r in self.results if self.fails(r)]
 
     @property
     def differing(self) -> list[CaseResult]:
@@ -185,6 +189,7 @@ class Report:
             "tolerance_note": self.tolerance_note or None,
             "diagnoses": self.diagnoses,
             "divergences": self.divergences(),
+            "isolation": self.isolation,
             "cases": [r.as_dict() for r in self.results],
         }
 
@@ -192,9 +197,13 @@ class Report:
         lines = [self.summary()]
         for r in self.results:
             status = {"pass": "pass", "differs": "DIFFERS" if self.strict else "differs", "fail": "FAIL"}[r.verdict]
-            lines.append(f"  {status:7} {r.case.name}: {describe(r)}")
+            lines.append(f"  {status:4} {r.case.name}: {describe(r)}")
+            if r.output and not r.passed:
+                lines += [f"       | {line}" for line in r.output.splitlines()]
         lines += [f"  diagnosis: {d}" for d in self.diagnoses]
         lines += [f"  differs where the frameworks differ: {d}" for d in self.divergences()]
+        if self.isolation and self.isolation.get("note"):
+            lines.append(f"  note: the target {self.isolation['note']}")
         return "\n".join(lines)
 
 
@@ -361,33 +370,40 @@ def _compare(what: str, got: np.ndarray, want: np.ndarray, bound: np.ndarray, ca
 
 
 def run_case(
-    fn: Callable[[np.ndarray, np.ndarray], Any],
+    fn: Callable[[np.ndarray, np.ndarray], Any] | str,
     case: Case,
     options: LossSpec,
     rtol: float | None = None,
     atol: float | None = None,
     *,
     bar: Bar | None = None,
+    executor: Callable[..., tuple[Any, Any, str | None]] | None = None,
     **call: Any,
 ) -> CaseResult:
-    """Call ``fn`` on ``case`` and judge its outputs; ``call`` is handed to :func:`.native.call_target`."""
+    """Run ``fn`` on one case and judge it; ``executor`` (an :class:`~.isolation.Executor`) calls the target,
+    in a worker process, when given, else ``fn`` is called in this process; ``call`` (``device``,
+    ``framework``) is handed to :func:`.native.call_target` then."""
     logits_in = case.logits.astype(options.dtype)
     targets_in = case.targets.copy()
     if targets_in.dtype.kind == "f":
         targets_in = targets_in.astype(options.dtype)
     # The implementation gets copies (call_target): code that works in place must not change what it is
     # judged on.
+    caller = InProcess(fn) if executor is None else executor
     try:
-        with warnings.catch_warnings(), np.errstate(all="ignore"), contextlib.redirect_stdout(sys.stderr):
-            warnings.simplefilter("ignore")
-            loss_out, grad_out = call_target(fn, logits_in, targets_in, options, **call)
+        loss_out, grad_out, output = caller(logits_in, targets_in, options, **(call if executor is None else {}))
     except KeyboardInterrupt:
         raise
+    except TargetFailed as failed:  # raised, crashed, timed out or out of memory in the worker
+        return CaseResult(case, False, error=failed.error, fault=failed.fault, output=failed.output)
     except BaseException as exc:  # noqa: BLE001 - the implementation's failure (even sys.exit) is a result
         text = _one_line(exc)
         return CaseResult(case, False, error=f"raised {type(exc).__name__}" + (f": {text}" if text else ""))
-    return judge(case, options, loss_out, grad_out, rtol=rtol, atol=atol, logits_in=logits_in, targets_in=targets_in,
-                 bar=bar)
+    result = judge(case, options, loss_out, grad_out, rtol=rtol, atol=atol, logits_in=logits_in,
+                   targets_in=targets_in, bar=bar)
+    if not result.passed:
+        result.output = output
+    return result
 
 
 def judge(

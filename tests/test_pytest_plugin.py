@@ -1,0 +1,192 @@
+"""The pytest plugin (xentcli/pytest_plugin.py, entry point ``pytest11``), run by pytest inside pytest (pytester).
+
+Each test runs a fresh pytest in a subprocess on a throwaway project, so the
+plugin is loaded as any project would load it: through the installed entry
+point. References: the committed text of the derivation documents (made by
+``xent derive`` before the run), and ``xent verify``'s own report of the same
+implementation.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from zoo_loader import load_zoo
+
+from xentcli import reports
+from xentcli.cli import cli
+from xentcli.verify import check
+
+ZOO = Path(__file__).resolve().parent / "zoo"
+DL = "\\frac{\\partial L}{\\partial z_j}"
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory) -> Path:
+    """Derivation documents made by the xent under test (C = 2): Markdown, text, JSON, and a refuted claim."""
+    d = tmp_path_factory.mktemp("made")
+    runner = CliRunner()
+    for name, args in (("ce-c2.md", []), ("ce-c2.txt", []), ("nll-c2.json", ["--loss", "nll"]),
+                       ("refuted.md", ["--claim", "p - 2*y"])):
+        runner.invoke(cli, ["derive", "--classes", "2", *args, "-o", str(d / name)])
+        assert (d / name).is_file(), name
+    return d
+
+
+def docs(pytester: pytest.Pytester, made: Path, *names: str, folder: str = "docs") -> Path:
+    target = pytester.path / folder
+    target.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        shutil.copy(made / name, target / name)
+    return target
+
+
+def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
+
+
+def test_the_plugin_is_registered_through_pytest11():
+    eps = [ep for ep in importlib.metadata.entry_points(group="pytest11") if ep.value == "xentcli.pytest_plugin"]
+    assert [ep.name for ep in eps] == ["xent"]
+
+
+def test_every_derivation_document_in_the_folder_is_a_test_and_good_ones_pass(pytester, made):
+    d = docs(pytester, made, "ce-c2.md", "ce-c2.txt", "nll-c2.json")
+    (d / "diagram.pdf").write_bytes(b"%PDF-1.4")  # not a derivation document's extension: not collected
+    (d / "older").mkdir()
+    shutil.copy(made / "refuted.md", d / "older" / "refuted.md")  # not in the folder itself (as derive --check)
+    pytester.makepyfile(test_other="def test_other():\n    pass\n")
+    collected = run(pytester, "--xent-derivations", "docs", "--collect-only", "-q")
+    assert collected.ret == 0, collected.stdout.str()
+    collected.stdout.fnmatch_lines(["docs/ce-c2.md::derivation", "docs/ce-c2.txt::derivation",
+                                    "docs/nll-c2.json::derivation", "test_other.py::test_other",
+                                    "4 tests collected*"], consecutive=False)
+    assert "refuted" not in collected.stdout.str() and "diagram" not in collected.stdout.str()
+    result = run(pytester, "--xent-derivations", "docs", "-v")
+    result.assert_outcomes(passed=4)
+    result.stdout.fnmatch_lines(["docs/ce-c2.md::derivation PASSED*"])
+    without = run(pytester)  # the plugin does nothing unless asked
+    without.assert_outcomes(passed=1)
+
+
+def test_a_drifted_document_fails_with_the_diff(pytester, made):
+    d = docs(pytester, made, "ce-c2.md", "ce-c2.txt")
+    doc = d / "ce-c2.md"
+    doc.write_text(doc.read_text(encoding="utf-8").replace("p_j - y_j", "p_j + y_j"), encoding="utf-8")
+    result = run(pytester, "--xent-derivations", "docs")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines([
+        "*_ xent derive --check docs/ce-c2.md _*",
+        "differs docs/ce-c2.md",
+        "--- docs/ce-c2.md (committed)",
+        "+++ docs/ce-c2.md (regenerated: xent derive --classes 2 --format markdown)",
+        f"-{DL} = p_j + y_j",
+        f"+{DL} = p_j - y_j",
+    ])
+    result.stdout.fnmatch_lines(["FAILED docs/ce-c2.md::derivation - differs docs/ce-c2.md"])
+    assert "Traceback" not in result.stdout.str() and "pytest_plugin.py" not in result.stdout.str()
+
+
+def test_a_document_whose_proof_fails_fails_with_the_failing_checks(pytester, made):
+    docs(pytester, made, "refuted.md")
+    result = run(pytester, "--xent-derivations", "docs/refuted.md")  # a single file
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["fails docs/refuted.md", "        not proved: claim",
+                                 "        claim: at z = (log(5/2), log(3)), y = (1, 0): the claim gives*"])
+
+
+def test_a_document_that_cannot_be_regenerated_fails_with_the_reason(pytester, made):
+    d = docs(pytester, made, "ce-c2.md")
+    (d / "notes.md").write_text("# Notes on the derivations\n", encoding="utf-8")
+    result = run(pytester, "--xent-derivations", "docs")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["cannot be regenerated: *notes.md: has no 'Generated by: xent derive ...' header*"])
+
+
+@pytest.mark.parametrize("config", ["pytest.ini", "pyproject.toml"])
+def test_the_folders_can_be_configured_once(pytester, made, config):
+    docs(pytester, made, "ce-c2.md", folder="a")
+    docs(pytester, made, "ce-c2.txt", folder="b")
+    if config == "pytest.ini":
+        pytester.makeini("[pytest]\nxent_derivations =\n    a\n    b/ce-c2.txt\n")
+    else:
+        pytester.makepyprojecttoml('[tool.pytest.ini_options]\nxent_derivations = ["a", "b/ce-c2.txt"]\n')
+    result = run(pytester, "-v")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["a/ce-c2.md::derivation PASSED*", "b/ce-c2.txt::derivation PASSED*"])
+    both = run(pytester, "--xent-derivations", "a", "-v")  # the same folder twice: collected once
+    both.assert_outcomes(passed=2)
+
+
+@pytest.mark.parametrize(("path", "message"), [("nowhere", "no such file or directory"),
+                                               ("empty", "holds no derivation files")])
+def test_a_folder_that_is_not_there_is_a_usage_error(pytester, path, message):
+    (pytester.path / "empty").mkdir()
+    result = run(pytester, "--xent-derivations", path)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*--xent-derivations: {path}: {message}*"])
+
+
+# ----------------------------------------------------------------------------
+# The xent_verify fixture
+# ----------------------------------------------------------------------------
+
+
+def _zoo_import(pytester: pytest.Pytester) -> None:
+    for name in ("wrong.py", "correct.py"):
+        shutil.copy(ZOO / name, pytester.path / f"zoo_{name}")
+
+
+def test_the_fixture_fails_a_wrong_loss_with_verify_s_report(pytester, xent):
+    _zoo_import(pytester)
+    pytester.makepyfile(test_losses="""
+        from zoo_correct import ce_log_softmax, ce_smoothing
+        from zoo_wrong import grad_of_sum
+
+        def test_right(xent_verify): xent_verify(ce_log_softmax)
+        def test_wrong(xent_verify): xent_verify(grad_of_sum)
+        def test_options(xent_verify): xent_verify(ce_smoothing, label_smoothing=0.1)
+    """)
+    result = run(pytester)
+    result.assert_outcomes(passed=2, failed=1)
+    out = result.stdout.str()
+
+    # verify's report of the same function, made here independently of the plugin
+    expected = reports.verify_text(check(load_zoo("wrong.py", "grad_of_sum"), name="grad_of_sum"))
+    assert expected.startswith("FAIL: grad_of_sum differs from the reference on 13 of 14 cases")
+    body = out.split("___ test_wrong ___")[1].split("=== short test summary info ===")[0]
+    assert body.strip("_= \n").splitlines() == expected.rstrip("\n").splitlines()
+    cli_json = xent("verify", f"{ZOO / 'wrong.py'}:grad_of_sum", "--format", "json").json()
+    assert f"diagnosis: {cli_json['diagnoses'][0]}" in body  # the diagnosis `xent verify` gives
+    assert "off by the batch size" in cli_json["diagnoses"][0]
+    assert "FAILED test_losses.py::test_wrong - Failed: FAIL: grad_of_sum differs from the reference" in out
+    assert "Traceback" not in out and "pytest_plugin.py" not in out  # the report, not xent's internals
+
+
+def test_the_fixture_takes_verify_s_targets_and_refuses_bad_options_in_one_line(pytester):
+    _zoo_import(pytester)
+    pytester.makepyfile(test_losses="""
+        def test_target(xent_verify):
+            report = xent_verify("zoo_correct.py:ce_weighted", weight=[1, 2, 0.5, 1, 3])
+            assert report.passed and report.target == "zoo_correct.py:ce_weighted"
+
+        def test_wrong_target(xent_verify): xent_verify("zoo_wrong.py:sign_flipped")
+        def test_bad_option(xent_verify): xent_verify("zoo_correct.py:ce_log_softmax", label_smoothing=2)
+        def test_no_such(xent_verify): xent_verify("zoo_correct.py:nothing")
+    """)
+    result = run(pytester)
+    result.assert_outcomes(passed=1, failed=3)
+    result.stdout.fnmatch_lines([
+        "*_ test_wrong_target _*",
+        "FAIL: zoo_wrong.py:sign_flipped differs from the reference on 14 of 14 cases (loss and gradient)",
+        "diagnosis: the gradient has the wrong sign (y − p instead of p − y) (cases *",
+        "*_ test_bad_option _*",
+        "xent verify: label_smoothing: must be between 0 and 1, got 2",
+        "*_ test_no_such _*",
+        "xent verify: zoo_correct.py:nothing: zoo_correct.py has no attribute 'nothing'",
+    ])
+    assert "During handling" not in result.stdout.str()

@@ -1,0 +1,360 @@
+"""Numbers as text, fast: every value with its shortest round-trip digits, byte for byte as Python prints it.
+
+The text of a float64 value is ``repr(float(x))`` and that of a float32
+value ``str(numpy.float32(x))`` (NumPy's shortest float32 digits); NaN and
+the infinities are ``nan``, ``inf`` and ``-inf`` (``"nan"`` ... where JSON
+needs strings). :func:`token` is that definition, one value at a time.
+
+:func:`lines` writes a whole block of rows at once. With the optional
+``orjson`` (or ``polars``) installed, their shortest-digit (Ryu) writer
+produces the digits and the few layout rules where they differ from
+Python's are applied to the whole buffer with NumPy:
+
+* a decimal exponent of -5 (and -6 for float32) is written positionally by
+  them (``0.000012``) and in scientific notation by Python (``1.2e-05``);
+* a one-digit exponent is padded by Python (``1e-07``, not ``1e-7``);
+* float32 values from 1e6 up, and the float32 value nearest 1e-4 (which is
+  below it), are scientific in NumPy: their rows, like rows holding a
+  non-finite value, are written by :func:`token`.
+
+Without either library every value goes through :func:`token` (the same
+bytes, slower). Nothing here keeps more than the block in hand.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import numpy as np
+
+__all__ = ["engine", "lines", "token"]
+
+_ORJSON: Any = None
+_F32_SCI_FROM = 1e6  # NumPy writes float32 values from here up in scientific notation
+_F32_NEAR_1E4 = float(np.float32(1e-4))  # shortest digits 0.0001, but below 1e-4: NumPy writes 1e-04
+
+COMMA, NEWLINE, DOT, ZERO, MINUS, PLUS, E = (ord(c) for c in ",\n.0-+e")
+
+
+def token(x: float, dtype: Any = np.float64, *, quote: bool = False) -> str:
+    """The text of one value in ``dtype`` (float64 or float32): the definition :func:`lines` follows."""
+    x = float(x)
+    if math.isnan(x) or math.isinf(x):
+        word = "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
+        return f'"{word}"' if quote else word
+    if np.dtype(dtype) == np.float32:
+        return str(np.float32(x))
+    return repr(x)
+
+
+def _orjson() -> Any:
+    global _ORJSON
+    if _ORJSON is None:
+        if os.environ.get("XENT_NO_ORJSON"):
+            _ORJSON = False
+        else:
+            try:
+                import orjson
+
+                _ORJSON = orjson
+            except ImportError:
+                _ORJSON = False
+    return _ORJSON or None
+
+
+def engine() -> str:
+    """Which writer produces the digits: ``"orjson"``, ``"polars"`` or ``"python"``."""
+    if _orjson() is not None:
+        return "orjson"
+    from .sources import polars
+
+    return "polars" if polars() is not None else "python"
+
+
+def lines(block: np.ndarray, *, quote: bool = False, numbered_from: int | None = None) -> bytes:
+    """The rows of a 2-D float32/float64 block as text: values joined by ``,``, each row ended by a newline.
+
+    Every value is written as :func:`token` writes it (``quote``: non-finite
+    values as JSON strings). ``numbered_from``: each row starts with its
+    number (counted from there) and a comma.
+    """
+    return _text(block, "csv", quote, numbered_from)
+
+
+def json_rows(block: np.ndarray) -> bytes:
+    """The rows of a 2-D block as JSON arrays ``[a, b]``, joined by ``,\n    `` (no separator before or after)."""
+    return _text(block, "rows", True, None)
+
+
+def json_values(block: np.ndarray) -> bytes:
+    """All values of a block (row after row) joined by ``, `` for a JSON array (no brackets)."""
+    return _text(block, "values", True, None)
+
+
+def round_trip_lines(block: np.ndarray, delimiter: bytes = b",") -> bytes | None:
+    """Rows of a finite 2-D block with shortest round-trip digits in the libraries' own layout (``1e-7``,
+    ``0.00001``: what a file needs, not Python's layout), or ``None`` without orjson and polars."""
+    how = engine()
+    if how == "python" or block.shape[0] == 0:
+        return None
+    c = block.shape[1]
+    step = max(1, PIECE_VALUES // c)
+    parts = []
+    for start in range(0, block.shape[0], step):
+        buf, ends = _digits(np.ascontiguousarray(block[start : start + step]), how)
+        if delimiter != b",":
+            buf[ends] = ord(delimiter)
+        buf[ends[c - 1 :: c]] = NEWLINE
+        parts.append(buf.tobytes())
+    return b"".join(parts)
+
+
+_JOIN = {"csv": b"", "rows": b",\n    ", "values": b", "}  # between two parts of a block
+
+
+def _text(block: np.ndarray, style: str, quote: bool, numbered_from: int | None) -> bytes:
+    block = np.asarray(block)
+    if block.dtype not in (np.float32, np.float64):
+        block = block.astype(np.float64)
+    if block.ndim == 1:
+        block = block.reshape(-1, 1)
+    n = block.shape[0]
+    if n == 0 or block.shape[1] == 0:
+        return b"\n" * n if style == "csv" and numbered_from is None else _python_text(block, style, quote,
+                                                                                        numbered_from)
+    how = engine()
+    if how == "python":
+        return _python_text(block, style, quote, numbered_from)
+    special = _special_rows(block)
+    if special is None:
+        return _fast_text(block, how, style, numbered_from)
+
+    def number(i: int) -> int | None:
+        return None if numbered_from is None else numbered_from + i
+
+    parts = []
+    start = 0
+    for i in special.tolist():
+        if i > start:
+            parts.append(_fast_text(block[start:i], how, style, number(start)))
+        parts.append(_python_text(block[i : i + 1], style, quote, number(i)))
+        start = i + 1
+    if start < n:
+        parts.append(_fast_text(block[start:], how, style, number(start)))
+    return _JOIN[style].join(parts)
+
+
+def _python_text(block: np.ndarray, style: str, quote: bool, numbered_from: int | None = None) -> bytes:
+    """The definition, value by value (also the writer when neither library is installed)."""
+    dt = block.dtype
+    rows = [[token(v, dt, quote=quote) for v in row] for row in block.tolist()]
+    if style == "rows":
+        return ",\n    ".join("[" + ", ".join(row) + "]" for row in rows).encode()
+    if style == "values":
+        return ", ".join(v for row in rows for v in row).encode()
+    text = [",".join(row) + "\n" for row in rows]
+    if numbered_from is not None:
+        text = [f"{numbered_from + i},{line}" for i, line in enumerate(text)]
+    return "".join(text).encode()
+
+
+def _special_rows(block: np.ndarray) -> np.ndarray | None:
+    """Rows the fast writers do not write as :func:`token` does (``None`` when there are none)."""
+    with np.errstate(invalid="ignore"):
+        if block.dtype == np.float32:
+            mag = np.abs(block)
+            odd = ~(mag < _F32_SCI_FROM) | (mag == np.float32(_F32_NEAR_1E4))  # also NaN and inf
+        else:
+            odd = ~np.isfinite(block)
+    if not odd.any():
+        return None
+    rows: np.ndarray = np.flatnonzero(odd.any(axis=1))
+    return rows
+
+
+PIECE_VALUES = 1 << 15  # values written at a time: the text and its scratch arrays stay in the CPU's cache
+
+
+def _fast_text(block: np.ndarray, how: str, style: str, numbered_from: int | None = None) -> bytes:
+    c = block.shape[1]
+    step = max(1, PIECE_VALUES // c)
+    parts = []
+    for start in range(0, block.shape[0], step):
+        piece = np.ascontiguousarray(block[start : start + step])
+        rows = piece.shape[0]
+        buf, ends = _digits(piece, how)
+        row_ends = ends[c - 1 :: c]
+        before: list[np.ndarray] = []
+        before_what: list[np.ndarray] = []
+        if style == "values":
+            buf[ends] = COMMA
+        else:
+            buf[row_ends] = NEWLINE
+        if numbered_from is not None:  # "i," at the start of every row
+            row_starts = np.empty(rows, dtype=np.int64)
+            row_starts[0] = 0
+            row_starts[1:] = row_ends[:-1] + 1
+            widths, digits = _row_numbers(numbered_from + start, rows)
+            before.append(np.repeat(row_starts, widths))
+            before_what.append(digits)
+        text = _python_layout(buf, ends, before, before_what).tobytes()
+        # The separators that every value gets are put in by bytes.replace (a memchr-speed pass).
+        if style == "values":
+            text = text[:-1].replace(b",", b", ")
+        elif style == "rows":
+            text = b"[" + text[:-1].replace(b",", b", ").replace(b"\n", b"],\n    [") + b"]"
+        parts.append(text)
+    return _JOIN[style].join(parts)
+
+
+def _row_numbers(first: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """The text ``"i,"`` of the numbers first .. first + count - 1: each one's length, and all their bytes."""
+    numbers = np.arange(first, first + count, dtype=np.int64)
+    places = len(str(first + count - 1))
+    scale = 10 ** np.arange(places - 1, -1, -1, dtype=np.int64)
+    table = np.empty((count, places + 1), dtype=np.uint8)
+    table[:, :places] = (numbers[:, None] // scale) % 10 + ZERO
+    table[:, places] = COMMA
+    width = np.ones(count, dtype=np.int64)  # the comma
+    for k in range(places):  # digits: at least one, and one more for each power of ten reached
+        width += (numbers >= 10**k) | (k == 0)
+    shown = np.arange(places + 1) >= (places + 1 - width)[:, None]
+    return width, table[shown]
+
+
+def _digits(block: np.ndarray, how: str) -> tuple[np.ndarray, np.ndarray]:
+    """Shortest digits in the libraries' layout, and the position of the separator after each value.
+
+    The text (uint8, writable) holds the values one after the other, each
+    followed by one separator byte (which the caller sets).
+    """
+    n, c = block.shape
+    if how == "orjson":
+        flat = _orjson().dumps(block.reshape(-1), option=_orjson().OPT_SERIALIZE_NUMPY)
+        buf = np.frombuffer(flat, dtype=np.uint8)[1:].copy()  # "a,b,c,...]": the "]" ends the last value
+        ends = np.flatnonzero(buf == COMMA)
+        ends = np.append(ends, buf.size - 1)
+        return buf, ends
+    from .sources import polars
+
+    pl = polars()
+    frame = pl.from_numpy(block, schema=[f"c{i}" for i in range(c)], orient="row")
+    text: str = frame.write_csv(None, include_header=False, separator=",", line_terminator="\n")
+    buf = np.frombuffer(text.encode(), dtype=np.uint8).copy()
+    return buf, np.flatnonzero((buf == COMMA) | (buf == NEWLINE))
+
+
+def _python_layout(buf: np.ndarray, ends: np.ndarray, before: list[np.ndarray],
+                   before_what: list[np.ndarray]) -> np.ndarray:
+    """Rewrite Ryu-layout values (``0.00001``, ``1e-7``) into Python's (``1e-05``, ``1e-07``).
+
+    ``ends`` holds the position of the separator after each value; ``before``
+    are more positions to insert ``before_what`` bytes at (ahead of the
+    rewrite's own insertions at the same position). The work is done per
+    value (gathers at known offsets) and in one splice of the whole text.
+    """
+    starts = np.empty_like(ends)
+    starts[0] = 0
+    starts[1:] = ends[:-1] + 1
+    length = ends - starts
+    # A one-digit exponent: the value ends "e-D" or "e+D".
+    sign = buf[ends - 2]
+    pad = (buf[np.maximum(ends - 3, 0)] == E) & ((sign == MINUS) | (sign == PLUS)) & (length >= 4)
+    insert_at = [*before, ends[pad] - 1]
+    insert_what = [*before_what, np.full(int(np.count_nonzero(pad)), ZERO, dtype=np.uint8)]
+    # A decimal exponent of -5 or -6 written positionally: [-]0.0000[0]d... becomes [-]d[.d...]e-0N.
+    s0 = starts + (buf[starts] == MINUS)
+    room = ends - s0 >= 7  # "0.0000" and a digit
+    tiny = np.flatnonzero(room & (buf[np.minimum(s0 + 5, buf.size - 1)] == ZERO))
+    drop_at = drop_len = np.empty(0, dtype=np.int64)
+    if tiny.size:
+        s1 = s0[tiny]
+        tiny = tiny[(buf[s1] == ZERO) & (buf[s1 + 1] == DOT) & (buf[s1 + 2] == ZERO) & (buf[s1 + 3] == ZERO)
+                    & (buf[s1 + 4] == ZERO)]
+    if tiny.size:
+        s1 = s0[tiny]
+        end = ends[tiny]
+        zeros = np.full(tiny.size, 4, dtype=np.int64)
+        more = buf[s1 + 2 + zeros] == ZERO
+        while more.any():  # float32 writes 1e-06 as 0.000001
+            zeros += more
+            more = buf[s1 + 2 + zeros] == ZERO
+        first = s1 + 2 + zeros  # the first significant digit
+        many = end - first > 1
+        drop_at, drop_len = s1, zeros + 2  # "0." and the zeros go
+        exponent = np.empty((tiny.size, 4), dtype=np.uint8)
+        exponent[:, 0], exponent[:, 1], exponent[:, 2] = E, MINUS, ZERO
+        exponent[:, 3] = ZERO + zeros + 1
+        insert_at += [first[many] + 1, np.repeat(end, 4)]  # "." after the first digit, "e-0N" at the end
+        insert_what += [np.full(int(np.count_nonzero(many)), DOT, dtype=np.uint8), exponent.reshape(-1)]
+    insert_at = [a for a in insert_at if a.size]
+    insert_what = [w for w in insert_what if w.size]
+    if not insert_at:
+        return buf
+    positions = insert_at[0] if len(insert_at) == 1 else np.concatenate(insert_at)
+    if not positions.size:
+        return buf
+    return _splice(buf, positions, insert_what[0] if len(insert_what) == 1 else np.concatenate(insert_what),
+                   drop_at, drop_len, presorted=len(insert_at) == 1)
+
+
+_SPARSE = 64  # up to this many insertions, the text is copied in pieces instead of through a mask
+
+
+def _splice(buf: np.ndarray, at: np.ndarray, what: np.ndarray, drop_at: np.ndarray, drop_len: np.ndarray, *,
+            presorted: bool = False) -> np.ndarray:
+    """``buf`` with the runs ``[drop_at, drop_at + drop_len)`` removed and ``what[i]`` inserted before ``at[i]``.
+
+    Runs are in order, do not overlap and hold no insertion point; equal
+    insertion points keep the order of ``what`` (``presorted``: ``at`` is in
+    order already).
+    """
+    if not presorted:
+        order = np.argsort(at, kind="stable")
+        at, what = at[order], what[order]
+    size = buf.size - int(drop_len.sum()) + at.size
+    if at.size + drop_at.size <= _SPARSE:
+        return _splice_sparse(buf, at, what, drop_at, drop_len)
+    if drop_at.size:
+        cumulative = np.concatenate([[0], np.cumsum(drop_len)])
+        at = at - cumulative[np.searchsorted(drop_at, at, side="left")]  # in the text after the removal
+        keep = np.ones(buf.size, dtype=bool)
+        keep[np.repeat(drop_at, drop_len) + _ramp(drop_len)] = False
+        buf = buf[keep]
+    slots = at + np.arange(at.size)  # where the inserted bytes land
+    out = np.empty(size, dtype=np.uint8)
+    old = np.ones(size, dtype=bool)
+    old[slots] = False
+    out[old] = buf
+    out[slots] = what
+    return out
+
+
+def _splice_sparse(buf: np.ndarray, at: np.ndarray, what: np.ndarray, drop_at: np.ndarray,
+                   drop_len: np.ndarray) -> np.ndarray:
+    """:func:`_splice` for a few edits: the text between them is copied as it is."""
+    # At one position: the insertions (in their order), then the run that starts there.
+    edits = sorted([(int(p), 0, i) for i, p in enumerate(at)] + [(int(p), 1, i) for i, p in enumerate(drop_at)])
+    parts = []
+    done = 0
+    for p, kind, i in edits:
+        parts.append(buf[done:p])
+        if kind == 0:
+            parts.append(what[i : i + 1])
+            done = p
+        else:
+            done = p + int(drop_len[i])
+    parts.append(buf[done:])
+    return np.concatenate(parts)
+
+
+def _ramp(lengths: np.ndarray) -> np.ndarray:
+    """0, 1, ..., k-1 for each k in ``lengths``, one after the other."""
+    total = int(lengths.sum())
+    if not total:
+        return np.empty(0, dtype=np.int64)
+    starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
+    ramp: np.ndarray = np.arange(total, dtype=np.int64) - starts
+    return ramp
