@@ -481,8 +481,9 @@ def _bounds(bar: Bar, options: LossSpec, z: np.ndarray, t: np.ndarray, ref: nume
             return out
 
         grad = np.asarray(ref.grad, dtype=np.float64)
-        return Bounds(demanded, rule(want_loss), rule(grad), derived.loss_cancel, derived.grad_cancel,
-                      derived.loss_factor, derived.grad_factor)
+        # the explicit rule replaces the derived bounds altogether: no cancellation allowance either
+        return Bounds(demanded, rule(want_loss), rule(grad), np.zeros_like(derived.loss_cancel),
+                      np.zeros_like(derived.grad_cancel), derived.loss_factor, derived.grad_factor)
 
 
 def _one_line(exc: BaseException) -> str:
