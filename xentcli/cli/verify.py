@@ -148,7 +148,9 @@ def verify(
                        isolate=not in_process, timeout=None if in_process else timeout, max_memory=max_memory)
     errors = [r.error for r in report.results if r.error and not r.fault]  # crashes and timeouts are verdicts
     if errors and len(errors) == len(report.results):
-        raise XentInputError(f"raised on every case; the first: {errors[0].removeprefix('raised ')}", source=target)
+        why = f"; diagnosis: {report.diagnoses[0]}" if report.diagnoses else ""
+        raise XentInputError(f"raised on every case; the first: {errors[0].removeprefix('raised ')}{why}",
+                             source=target)
     return _show(report, fmt)
 
 

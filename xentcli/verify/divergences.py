@@ -121,6 +121,44 @@ def _tiny(obs: Observed) -> str | None:
     return "; ".join(parts) or None
 
 
+def _float16_smoothing_overflow(obs: Observed) -> str | None:
+    """+inf losses in float16 where label smoothing's Σ_c w_c·(−log p_c) exceeds float16's largest number."""
+    o = obs.options
+    if o.dtype != "float16" or o.family != "softmax" or not o.smoothing:
+        return None
+    if obs.bad.get("grad") is not None and obs.bad["grad"].any():
+        return None
+    bad, loss = obs.bad["loss"], obs.got["loss"]
+    if not bad.any() or not np.isposinf(loss[bad]).all():
+        return None
+    with np.errstate(all="ignore"):
+        z = obs.logits
+        top_z = np.max(np.where(np.isneginf(z), -np.inf, z), axis=1, keepdims=True)
+        logp = z - top_z - np.log(np.sum(np.exp(z - top_z), axis=1, keepdims=True))
+        w = np.ones(logp.shape[1]) if o.weight is None else np.asarray([float(v) for v in o.weight])
+        total = -np.sum(np.where(np.isfinite(logp), w * logp, 0.0), axis=1)
+    top = float(np.finfo(np.float16).max)
+    over = total > top
+    if o.reduction == "none":
+        if not over[bad].all():
+            return None
+        rows = sorted(int(i) for i in np.argwhere(bad).reshape(-1))
+        where = f"sample{'s' if len(rows) > 1 else ''} {', '.join(map(str, rows[:8]))}"
+        return (f"+inf loss ({where}): Σ_c w_c·(−log p_c) reaches {float(total.max()):.4g}, beyond float16's "
+                f"largest number {top:g}")
+    ref_loss = float(np.asarray(obs.want["loss"]).reshape(-1)[0])
+    summed = ref_loss * (obs.ref.denominator or 1.0) if o.reduction == "mean" else ref_loss
+    if over.any():
+        return (f"+inf loss: Σ_c w_c·(−log p_c) reaches {float(total.max()):.4g}, beyond float16's largest "
+                f"number {top:g}")
+    if float(total.sum()) > top:
+        return (f"+inf loss: Σ_n Σ_c w_c·(−log p_c) over the batch reaches {float(total.sum()):.4g}, beyond "
+                f"float16's largest number {top:g}")
+    if abs(summed) > top:
+        return f"+inf loss: the sum over the samples, {summed:.4g}, is beyond float16's largest number {top:g}"
+    return None
+
+
 DIVERGENCES: tuple[Divergence, ...] = (
     Divergence(
         "zero-weight-mean",
@@ -137,6 +175,15 @@ DIVERGENCES: tuple[Divergence, ...] = (
         "0·(−inf)",
         "the loss's limit is finite: a zero target contributes 0·log 0 = 0 (the gradients agree)",
         _masked_zero_target,
+    ),
+    Divergence(
+        "float16-smoothing-overflow",
+        "label smoothing in float16: a sum overflows",
+        "torch.nn.functional.cross_entropy accumulates label smoothing's Σ_c w_c·(−log p_c) in float16 and "
+        "returns +inf once it passes 65504 (many classes, or large logits), and so the sum over the samples, "
+        "though the loss is finite",
+        "the loss is a finite float16 number; xent accumulates in float32 or more and rounds the result",
+        _float16_smoothing_overflow,
     ),
     Divergence(
         "confident-cancellation",

@@ -282,7 +282,7 @@ def _denominator(options: LossSpec, targets: np.ndarray, shape: tuple[int, int])
 
 def _reduce(loss: Any, options: LossSpec, denominator: float | None) -> Any:
     """The spec's reduction of per-sample (or elementwise) losses, in the framework's arithmetic."""
-    if options.reduction == "none":
+    if options.reduction == "none" or getattr(loss, "ndim", 1) == 0:  # a scalar is reduced already
         return loss
     total = loss.sum()
     if options.reduction == "sum":
