@@ -135,7 +135,7 @@ def _float16_smoothing_overflow(obs: Observed) -> str | None:
         z = obs.logits
         top_z = np.max(np.where(np.isneginf(z), -np.inf, z), axis=1, keepdims=True)
         logp = z - top_z - np.log(np.sum(np.exp(z - top_z), axis=1, keepdims=True))
-        w = np.ones(logp.shape[1]) if o.weight is None else np.asarray([float(v) for v in o.weight])
+        w = np.ones(logp.shape[1]) if o.weight is None else np.asarray([float(v) for v in o.weight])  # type: ignore[union-attr]
         total = -np.sum(np.where(np.isfinite(logp), w * logp, 0.0), axis=1)
     top = float(np.finfo(np.float16).max)
     over = total > top
