@@ -296,6 +296,8 @@ def _problem_from_header(command: Any, source: str) -> tuple[Any, str, list[str]
         sub = derive.make_context("derive", argv[2:], resilient_parsing=False)
     except click.ClickException as exc:
         raise XentInputError(f"header command is not valid: {exc.format_message()}", source=source) from None
+    except ValueError as exc:  # a value click's own types cannot even look at (a path with a NUL byte)
+        raise XentInputError(f"header command is not valid: {exc}", source=source) from None
     except click.exceptions.Exit:  # an eager option that exits (help); refused above, kept as a guard
         raise XentInputError("header command does not describe a derivation", source=source) from None
     p = sub.params
