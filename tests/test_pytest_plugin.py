@@ -157,7 +157,7 @@ def test_the_fixture_fails_a_wrong_loss_with_verify_s_report(pytester, xent):
 
     # verify's report of the same function, made here independently of the plugin
     expected = reports.verify_text(check(load_zoo("wrong.py", "grad_of_sum"), name="grad_of_sum"))
-    assert expected.startswith("FAIL: grad_of_sum differs from the reference on 11 of 13 cases")
+    assert expected.startswith("FAIL: grad_of_sum differs from the reference on 13 of 14 cases")
     body = out.split("___ test_wrong ___")[1].split("=== short test summary info ===")[0]
     assert body.strip("_= \n").splitlines() == expected.rstrip("\n").splitlines()
     cli_json = xent("verify", f"{ZOO / 'wrong.py'}:grad_of_sum", "--format", "json").json()
@@ -182,8 +182,8 @@ def test_the_fixture_takes_verify_s_targets_and_refuses_bad_options_in_one_line(
     result.assert_outcomes(passed=1, failed=3)
     result.stdout.fnmatch_lines([
         "*_ test_wrong_target _*",
-        "FAIL: zoo_wrong.py:sign_flipped differs from the reference on 12 of 13 cases (loss and gradient)",
-        "diagnosis: the gradient has the wrong sign (y − p instead of p − y)",
+        "FAIL: zoo_wrong.py:sign_flipped differs from the reference on 14 of 14 cases (loss and gradient)",
+        "diagnosis: the gradient has the wrong sign (y − p instead of p − y) (cases *",
         "*_ test_bad_option _*",
         "xent verify: label_smoothing: must be between 0 and 1, got 2",
         "*_ test_no_such _*",

@@ -161,7 +161,7 @@ def the_failure(report: dict) -> dict:
     """The one failing case, which must be one-sample; every other case ran and passed."""
     failures = [c for c in report["cases"] if not c["passed"]]
     assert [c["name"] for c in failures] == ["one-sample"], [(c["name"], c["error"]) for c in failures]
-    assert len(report["cases"]) == 13
+    assert len(report["cases"]) == 14
     return failures[0]
 
 
@@ -177,7 +177,7 @@ def test_segfault_fails_its_case_and_the_other_cases_still_run(targets):
     assert bad["error"] == "crashed: SIGSEGV (signal 11)"
     assert bad["fault"] == "crash"
     assert "Segmentation fault" in bad["output"] and "in segfault" in bad["output"]  # where it crashed
-    assert line == "xent: error: verification failed on 1 of 13 cases: crashed: SIGSEGV (signal 11) in case one-sample"
+    assert line == "xent: error: verification failed on 1 of 14 cases: crashed: SIGSEGV (signal 11) in case one-sample"
     assert report["isolation"]["mode"] == "process"
     assert report["isolation"]["workers"] == 2  # a new worker took the cases after the crash
 
@@ -221,7 +221,8 @@ def test_megabytes_of_output_stay_out_of_the_report(targets):
         assert "printed by C for N = 1" in out  # C's stdio buffer is flushed into the capture
     assert len(out) < 5000
     assert all(c["output"] is None for c in report["cases"] if c["passed"])  # shown for failing cases only
-    assert line == "xent: error: verification failed on 1 of 13 cases"
+    assert line.startswith("xent: error: verification failed on 1 of 14 cases: not recognised: gradient: a constant "
+                           "factor 2 on every element")  # the evidence: no model doubles the gradient
 
 
 def test_a_cuda_error_gets_the_next_case_a_new_worker(targets, tmp_path, monkeypatch):
@@ -236,7 +237,7 @@ def test_a_cuda_error_gets_the_next_case_a_new_worker(targets, tmp_path, monkeyp
         ("one-sample", "raised RuntimeError: CUDA error: device-side assert triggered", None)]
     names = [r.case.name for r in report.results]
     seen = pids.read_text().split()
-    assert len(seen) == 13
+    assert len(seen) == 14
     where = names.index("one-sample")
     assert len(set(seen[:where + 1])) == 1 and len(set(seen[where + 1:])) == 1 and seen[where] != seen[where + 1]
     assert report.isolation["workers"] == 2
@@ -248,8 +249,8 @@ def test_a_crash_on_every_case_is_a_verdict(targets):
     assert proc.returncode == 1, proc.stderr
     report = json.loads(proc.stdout)
     assert {c["error"] for c in report["cases"]} == {"crashed: exited with code 5"}
-    assert proc.stderr == ("xent: error: verification failed on 13 of 13 cases: crashed: exited with code 5 "
-                           "in case random (and 12 more)\n")
+    assert proc.stderr == ("xent: error: verification failed on 14 of 14 cases: crashed: exited with code 5 "
+                           "in case random (and 13 more)\n")
 
 
 def test_table_shows_a_failing_case_with_its_output(targets):

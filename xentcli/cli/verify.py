@@ -39,11 +39,24 @@ ISOLATION_PARAMS = ("timeout", "max_memory", "in_process")
 @click.argument("target", required=False, metavar="[TARGET]")
 @loss_options("verify")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the battery.")
-@click.option("--rtol", type=float, default=None, help="Relative tolerance (default by returned dtype).")
-@click.option("--atol", type=float, default=None, help="Absolute tolerance, times max(1, max|reference|).")
+@click.option("--accept-dtype", type=click.Choice(["float64", "float32", "float16"]), default=None,
+              help="Demand only this dtype's accuracy (a lower bar, stated), e.g. float32 work on float64 inputs. "
+                   "[default: the accuracy of --dtype]")
+@click.option("--strict", is_flag=True,
+              help="Fail also where the implementation differs from xent only as the frameworks do (documented "
+                   "divergences, README).")
+@click.option("--rtol", type=float, default=None,
+              help="Replace the derived accuracy bound by a fixed relative tolerance ...")
+@click.option("--atol", type=float, default=None, help="... and absolute tolerance, times max(1, max|reference|).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "junit", "markdown"]), default=None,
               help="junit: JUnit XML, one testcase per case; markdown: for a PR comment or job summary. "
                    "[default: table on a terminal, json otherwise]")
+@click.option("--framework", type=click.Choice(["auto", "numpy", "torch", "jax"]), default="auto",
+              show_default=True,
+              help="How TARGET is called: with NumPy arrays, or natively with torch tensors / JAX arrays "
+                   "(auto: by the package TARGET comes from).")
+@click.option("--device", metavar="DEVICE", default=None,
+              help="torch or JAX device for a framework target (cpu, cuda, cuda:1, mps). [default: cpu]")
 @click.option("--export", "export_dir", type=click.Path(path_type=Path), metavar="DIR",
               help="Write the battery's inputs and a manifest for an implementation in another language.")
 @click.option("--results", "results_dir", type=click.Path(path_type=Path), metavar="DIR",
@@ -60,9 +73,13 @@ def verify(
     /,
     target: str | None,
     seed: int,
+    accept_dtype: str | None,
+    strict: bool,
     rtol: float | None,
     atol: float | None,
     fmt: str | None,
+    framework: str,
+    device: str | None,
     export_dir: Path | None,
     results_dir: Path | None,
     timeout: float,
@@ -93,16 +110,18 @@ def verify(
     if in_process and len(isolation) > 1:
         raise click.UsageError(f"{isolation[0]} applies to a target in its own process; --in-process runs it in xent")
 
+    bar = api.make_bar(accept_dtype, rtol, atol)
     if results_dir is not None:
-        given = [n for n in (*LOSS_PARAMS, "seed") if _given(ctx, n)]
+        given = [n for n in (*LOSS_PARAMS, "seed", "framework", "device") if _given(ctx, n)]
         if given:
-            raise click.UsageError("--results reads the options from the manifest; only --rtol, --atol and "
-                                   "--format apply")
+            raise click.UsageError("--results reads the options from the manifest; only --accept-dtype, --strict, "
+                                   "--rtol, --atol and --format apply")
         from ..verify.diagnose import diagnose
         from ..verify.exchange import results
 
-        opts, seed_used, case_results, _ = results(results_dir, rtol, atol)
-        report = api.finish(f"outputs in {results_dir}", opts, seed_used, case_results, diagnose)
+        opts, seed_used, case_results, _ = results(results_dir, None, None, bar)
+        report = api.finish(f"outputs in {results_dir}", opts, seed_used, case_results, diagnose, strict=strict,
+                            bar=bar)
         return _show(report, fmt)
 
     from ..verify.battery import fixed_classes
@@ -124,11 +143,14 @@ def verify(
         return EXIT_OK
 
     assert target is not None
-    report = api.check(target, options=opts, seed=seed, rtol=rtol, atol=atol, name=target,
+    report = api.check(target, options=opts, seed=seed, rtol=rtol, atol=atol, name=target, device=device,
+                       framework=framework, accept_dtype=accept_dtype, strict=strict,
                        isolate=not in_process, timeout=None if in_process else timeout, max_memory=max_memory)
     errors = [r.error for r in report.results if r.error and not r.fault]  # crashes and timeouts are verdicts
     if errors and len(errors) == len(report.results):
-        raise XentInputError(f"raised on every case; the first: {errors[0].removeprefix('raised ')}", source=target)
+        why = f"; diagnosis: {report.diagnoses[0]}" if report.diagnoses else ""
+        raise XentInputError(f"raised on every case; the first: {errors[0].removeprefix('raised ')}{why}",
+                             source=target)
     return _show(report, fmt)
 
 
@@ -158,6 +180,8 @@ def _show(report: Any, fmt: str | None) -> int:
         why = [f"{faults[0].error} in case {faults[0].case.name}" + (f" (and {len(faults) - 1} more)"
                                                                       if len(faults) > 1 else "")] if faults else []
         why += report.diagnoses[:1]
+        if not why and report.strict and report.differing:
+            why = [f"differs where the frameworks differ (--strict): {report.divergences()[0]}"]
         error_line(f"verification failed on {len(report.failures)} of {len(report.results)} cases"
                    + (f": {'; '.join(why)}" if why else ""))
         return EXIT_MATH
@@ -168,6 +192,18 @@ def _fmt(x: float | None) -> str:
     if x is None:
         return "—"
     return f"{x:.2e}"
+
+
+def _errors(comp: Any) -> str:
+    """The table cell of one comparison: abs and rel error, or the non-finite value returned."""
+    if comp is None:
+        return "—"
+    if comp.note.startswith("shape"):
+        return "shape"
+    bad = comp.nonfinite
+    if bad is not None:
+        return {"nan": "nan", "inf": "+inf", "-inf": "-inf"}[bad]
+    return f"{_fmt(comp.max_abs)} {_fmt(comp.max_rel)}"
 
 
 def _table(report: Any) -> None:
@@ -184,24 +220,27 @@ def _table(report: Any) -> None:
     table.add_column("result", no_wrap=True)
     table.add_column("loss err (abs/rel)", justify="right", no_wrap=True)
     table.add_column("grad err (abs/rel)", justify="right", no_wrap=True)
+    styles = {"pass": "[green]pass[/green]", "differs": "[yellow]differs[/yellow]", "fail": "[bold red]FAIL[/bold red]"}
     for r in report.results:
-        status = "[green]pass[/green]" if r.passed else "[bold red]FAIL[/bold red]"
+        status = styles[r.verdict]
+        if r.verdict == "differs" and report.strict:
+            status = "[bold red]differs[/bold red]"
         if r.error:
             status = "[bold red]error[/bold red]"
-        loss = "—" if r.loss is None else f"{_fmt(r.loss.max_abs)} {_fmt(r.loss.max_rel)}"
-        grad = "—" if r.grad is None else f"{_fmt(r.grad.max_abs)} {_fmt(r.grad.max_rel)}"
-        table.add_row(r.case.name, "×".join(map(str, r.case.shape)), status, loss, grad)
+        table.add_row(r.case.name, "×".join(map(str, r.case.shape)), status, _errors(r.loss), _errors(r.grad))
     console.print(table)
-    for r in report.failures:
-        console.print(f"[bold]{r.case.name}[/bold] ({r.case.description}): {describe(r)}")
-        if r.output:
+    for r in report.results:
+        if r.verdict != "pass":
+            console.print(f"[bold]{r.case.name}[/bold] ({r.case.description}): {describe(r)}")
+        if r.output and not r.passed:
             console.print(Text("\n".join(f"  | {line}" for line in r.output.splitlines()), style="dim"))
     if report.tolerance_note:
-        console.print(f"tolerances by returned dtype: {report.tolerance_note} "
-                      "(|got − ref| ≤ atol·max(1, max|ref|) + rtol·|ref|)")
+        console.print(f"accuracy demanded: {report.tolerance_note}")
     if report.isolation and report.isolation.get("note"):
         console.print(f"note: the target {report.isolation['note']}")
     style = "bold green" if report.passed else "bold red"
     console.print(f"[{style}]{report.summary()}[/{style}]")
     for d in report.diagnoses:
         console.print(f"[bold]diagnosis:[/bold] {d}")
+    for d in report.divergences():
+        console.print(f"[bold]differs where the frameworks differ:[/bold] {d}")

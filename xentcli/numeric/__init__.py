@@ -22,7 +22,7 @@ from .checks import KERNEL_DTYPES, emit, numeric_array, resolve_dtype
 from .plan import ReductionPlan
 from .result import LossResult
 from .sigmoid import sigmoid_loss
-from .softmax import softmax_loss
+from .softmax import effective_targets, softmax_loss
 from .stable import log_softmax, logsumexp, softmax
 from .sums import ExactSum, GroupedSum, exact_sum
 
@@ -35,6 +35,7 @@ __all__ = [
     "binary_cross_entropy",
     "binary_cross_entropy_with_logits",
     "cross_entropy",
+    "effective_targets",
     "evaluate",
     "exact_sum",
     "kl_div",

@@ -102,6 +102,27 @@ def softmax_loss(
     )
 
 
+def effective_targets(spec: LossSpec, logits: Any, target: Any) -> np.ndarray:
+    """The effective target rows ``a`` (N, C) of a softmax kind, in float64, exactly as the kernel forms them.
+
+    ``a = w ((1 - eps) y + eps / C)`` with ``y`` the one-hot row of a class index (all zero for an ignored
+    sample) or the given probability row (see :mod:`xentcli.spec`); for ``kl``, ``a = y``.
+    """
+    dt = np.dtype(np.float64)
+    z, was_1d = as_logits(logits, dt, binary=False)
+    n, c = z.shape
+    y_raw = numeric_array(target, "target")
+    w = option_vector(spec.weight, c, "weight", dt)
+    rows: Any
+    if spec.targets == "index":
+        t = index_targets(y_raw, n, c, spec.ignore, was_1d)
+        rows = _IndexRows(spec, t, t >= 0, w, c, dt)
+    else:
+        rows = _ProbRows(spec, prob_targets(y_raw, (n, c), dt, was_1d), w, c, dt)
+    a: np.ndarray = np.array(rows.dense(slice(None)), dtype=np.float64)
+    return a
+
+
 class _IndexRows:
     """Class-index targets of a batch: the effective target rows, block by block."""
 

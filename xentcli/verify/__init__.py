@@ -14,6 +14,7 @@ In a test suite, ``assert_conforms(my_loss, reduction="mean")`` raises
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -22,16 +23,21 @@ import numpy as np
 
 from ..errors import XentInputError, XentMathError
 from ..spec import LossSpec
+from .accuracy import UNIT_ROUNDOFF, Bar
 from .battery import Case, battery, fixed_classes
+from .divergences import DIVERGENCES, Divergence
 from .isolation import DEFAULT_TIMEOUT, Executor
-from .runner import TOLERANCES, CaseResult, Report
+from .runner import CaseResult, Report
 
 __all__ = [
+    "Bar",
     "Case",
     "CaseResult",
+    "DIVERGENCES",
+    "Divergence",
     "LossSpec",
     "Report",
-    "TOLERANCES",
+    "UNIT_ROUNDOFF",
     "VerificationError",
     "assert_conforms",
     "battery",
@@ -83,6 +89,10 @@ def check(
     atol: float | None = None,
     name: str | None = None,
     options: LossSpec | None = None,
+    device: str | None = None,
+    framework: str = "auto",
+    accept_dtype: str | None = None,
+    strict: bool = False,
     isolate: bool | None = None,
     timeout: float | None = DEFAULT_TIMEOUT,
     max_memory: int | str | None = None,
@@ -91,8 +101,14 @@ def check(
     """Run the battery on ``fn(logits, targets) -> loss or (loss, grad)`` and return the :class:`Report`.
 
     ``fn`` is a callable, or a name as ``xent verify`` takes it (``"path/file.py:function"``,
-    ``"module:function"``). Keyword options are those of :func:`make_options` (the names of
-    ``xent compute``).
+    ``"module:function"``, ``"torch.nn.functional:cross_entropy"``). Keyword options are those of
+    :func:`make_options` (the names of ``xent compute``). ``framework`` (``auto``, ``numpy``, ``torch``,
+    ``jax``) and ``device`` say how ``fn`` is called (see :mod:`xentcli.verify.native`); a target that
+    cannot be called so raises :class:`XentInputError`.
+
+    The accuracy demanded is that of the inputs' dtype, or of ``accept_dtype`` (a lower bar, stated);
+    ``rtol``/``atol`` replace it by a fixed rule. ``strict`` counts the documented framework
+    divergences as failures.
 
     The target runs in a worker process (see :mod:`xentcli.verify.isolation`): a case that crashes it,
     takes longer than ``timeout`` seconds (None or 0: no limit; the first case's limit also covers
@@ -109,38 +125,49 @@ def check(
     opts = options or make_options(**option_values)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise XentInputError(f"seed must be a whole number >= 0, not {seed!r}")
+    bar = make_bar(accept_dtype, rtol, atol)
     label = name or (fn if isinstance(fn, str) else None) or getattr(fn, "__qualname__", None) \
         or f"{type(fn).__qualname__} instance"
-    executor = Executor(fn, isolate=isolate, timeout=timeout, max_memory=max_memory, label=label)
+    executor = Executor(fn, isolate=isolate, timeout=timeout, max_memory=max_memory, label=label,
+                        options=opts, device=device, framework=framework)
     cases = battery(opts, seed)
     with executor:
-        results = [run_case(fn, case, opts, rtol, atol, executor=executor) for case in cases]
-    report = finish(label, opts, seed, results, diagnose)
+        results = [run_case(fn, case, opts, bar=bar, executor=executor) for case in cases]
+    report = finish(label, opts, seed, results, diagnose, strict=strict, bar=bar)
     report.isolation = executor.describe()
     return report
 
 
+def make_bar(accept_dtype: str | None = None, rtol: float | None = None, atol: float | None = None) -> Bar:
+    """The accuracy demanded (raises :class:`XentInputError` for an unknown dtype or a bad tolerance)."""
+    if accept_dtype is not None and accept_dtype not in UNIT_ROUNDOFF:
+        raise XentInputError(f"must be one of {', '.join(UNIT_ROUNDOFF)}, not {accept_dtype!r}",
+                             option="accept_dtype")
+    for value, opt in ((rtol, "rtol"), (atol, "atol")):
+        if value is not None and not (0.0 <= value < float("inf")):
+            raise XentInputError(f"{value!r} must be a finite number >= 0", option=opt)
+    return Bar(accept_dtype, rtol, atol)
+
+
 def finish(target: str, opts: LossSpec, seed: int, results: list[CaseResult],
-           diagnose: Callable[[CaseResult, LossSpec], str | None]) -> Report:
-    diagnoses: list[str] = []
-    for r in results:
-        if not r.passed and not r.error:
-            with np.errstate(all="ignore"), warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                r.diagnosis = diagnose(r, opts)
-            if r.diagnosis and r.diagnosis not in diagnoses:
-                diagnoses.append(r.diagnosis)
+           diagnose: Callable[[list[CaseResult], LossSpec], list[str]], *, strict: bool = False,
+           bar: Bar | None = None) -> Report:
+    """The report on judged cases: diagnoses of the failures (see :func:`.diagnose.diagnose`)."""
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        diagnoses = diagnose(results, opts)
     checked_grad = any(r.grad is not None for r in results)
-    dts = sorted({r.dtype for r in results if not r.error})
-    note = "; ".join(f"{d}: rtol {results_tol(results, d)[0]:g}, atol {results_tol(results, d)[1]:g}" for d in dts)
-    return Report(target, opts, seed, results, diagnoses, checked_grad, note)
-
-
-def results_tol(results: list[CaseResult], dtype: str) -> tuple[float, float]:
-    for r in results:
-        if r.dtype == dtype and not r.error:
-            return r.rtol, r.atol
-    return TOLERANCES[dtype]
+    bar = bar or Bar()
+    demanded = bar.dtype_for(opts)
+    if bar.explicit:
+        note = (f"explicit: rtol {bar.rtol or 0:g}, atol {bar.atol or 0:g} "
+                "(|got − ref| ≤ atol·max(1, max|ref|) + rtol·|ref|)")
+    else:
+        stated = " (--accept-dtype)" if bar.dtype else " (the inputs' dtype)"
+        exponent = round(math.log2(UNIT_ROUNDOFF[demanded]))
+        note = (f"{demanded}{stated}: |got − ref| ≤ 8u(κ + L)·|ref| with u = 2^{exponent}, "
+                "κ = 1 + |z_j| + max|z|, L = ⌈log2 C⌉ + ⌈log2 N⌉ + 2 (README: Accuracy bounds)")
+    return Report(target, opts, seed, results, diagnoses, checked_grad, note, strict)
 
 
 def assert_conforms(fn: Callable[..., Any] | str, **kwargs: Any) -> Report:

@@ -79,7 +79,8 @@ def battery(options: LossSpec, seed: int = 0) -> list[Case]:
 
     add("random", f"8 samples x {C} classes, logits ~ N(0, 1)", rng.normal(size=(8, C)))
     add("scale-10", "logits ~ N(0, 10^2)", rng.normal(scale=10.0, size=(8, C)))
-    add("scale-100", "logits ~ N(0, 100^2): exp(z) overflows float32 and float64 unless shifted",
+    add("scale-100", "logits ~ N(0, 100^2), |z| up to ~300: exp(z) overflows float32 and float16 unless shifted "
+        "(float64 only beyond 709: see extreme and offset)",
         rng.normal(scale=100.0, size=(8, C)), tags=("large",))
     if fixed in (None, 2):
         add("two-classes", "C = 2", rng.normal(size=(7, 2)))
@@ -133,6 +134,8 @@ def battery(options: LossSpec, seed: int = 0) -> list[Case]:
         targets=onehot_or_index(t), tags=("confident-right",))
     add("masked", "-inf logits (masked classes) that are never the target", masked,
         targets=onehot_or_index(t), tags=("masked",))
+    add("offset", "logits 1000 + N(0, 1): exp(z) overflows unless shifted, every probability is moderate",
+        1000.0 + rng.normal(size=(8, C)), tags=("large",))
     if options.targets == "prob":
         add("one-hot", "one-hot probability rows", rng.normal(size=(8, C)), kind="onehot")
         add("soft", "soft probability rows (Dirichlet)", rng.normal(size=(8, C)), kind="soft")
@@ -143,4 +146,6 @@ def battery(options: LossSpec, seed: int = 0) -> list[Case]:
         tt = _with_ignored(rng, rng.integers(0, C, size=9), options)
         add("ignored", f"a third of the samples have target {options.ignore_index} (ignored)", z,
             targets=tt.astype(np.int64), tags=("ignored",))
+        add("all-ignored", f"every sample has target {options.ignore_index}: a mean over zero weight is 0/0",
+            rng.normal(size=(4, C)), targets=np.full(4, options.ignore_index, dtype=np.int64), tags=("ignored",))
     return cases

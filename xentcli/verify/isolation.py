@@ -51,7 +51,7 @@ import numpy as np
 from ..errors import XentInputError, XentWarning
 from ..limits import DEFAULT_TIMEOUT, check_timeout, format_size, memory_limit_unsupported, parse_size
 from ..spec import LossSpec
-from .native import call_target
+from .native import call_target, check_target
 from .wire import WireError, decode_reply, read_frame, write_frame
 
 __all__ = ["DEFAULT_TIMEOUT", "Executor", "InProcess", "TargetFailed", "describe_exit"]
@@ -123,11 +123,13 @@ class InProcess:
 
     mode = "in-process"
 
-    def __init__(self, fn: Any) -> None:
+    def __init__(self, fn: Any, check: dict[str, Any] | None = None) -> None:
         if isinstance(fn, str):
             from .loader import load
 
             fn = load(fn)
+        if check is not None:
+            check_target(fn, check["options"], device=check["device"], framework=check["framework"])
         self.fn = fn
 
     def __call__(self, logits: np.ndarray, targets: np.ndarray, options: LossSpec, **kwargs: Any
@@ -316,7 +318,7 @@ def _exited(pid: int, wait: float) -> bool:
 class _Worker:
     """One worker process: started, fed cases, and ended (by xent, or by the target)."""
 
-    def __init__(self, spec: dict[str, Any], max_memory: int | None) -> None:
+    def __init__(self, spec: dict[str, Any], max_memory: int | None, check: dict[str, Any] | None = None) -> None:
         from .worker import BOOT, SYS_PATH_VARIABLE
 
         self.marker = b"\x1exent-case-end-" + os.urandom(8).hex().encode("ascii") + b"-"
@@ -339,7 +341,7 @@ class _Worker:
         self.import_seconds = 0.0
         self.cases = 0
         self.killed = False
-        self._send({"marker": self.marker, "target": spec, "max_memory": max_memory})
+        self._send({"marker": self.marker, "target": spec, "max_memory": max_memory, "check": check})
 
     def _read_replies(self) -> None:
         assert self.proc.stdout is not None
@@ -485,8 +487,10 @@ class Isolated:
 
     mode = "process"
 
-    def __init__(self, spec: dict[str, Any], label: str, timeout: float | None, max_memory: int | None) -> None:
+    def __init__(self, spec: dict[str, Any], label: str, timeout: float | None, max_memory: int | None,
+                 check: dict[str, Any] | None = None) -> None:
         self.spec = spec
+        self.check = check
         self.label = label
         self.timeout = timeout
         self.max_memory = max_memory
@@ -495,7 +499,7 @@ class Isolated:
 
     def _start(self) -> _Worker:
         self.workers += 1
-        return _Worker(self.spec, self.max_memory)
+        return _Worker(self.spec, self.max_memory, self.check)
 
     def load(self) -> dict[str, Any] | None:
         """Start the first worker and wait for the target to load; None, or the worker's reason it cannot.
@@ -608,8 +612,14 @@ class Executor:
     """
 
     def __init__(self, fn: Any, *, isolate: bool | None = None, timeout: Any = DEFAULT_TIMEOUT,
-                 max_memory: Any = None, label: str | None = None) -> None:
+                 max_memory: Any = None, label: str | None = None, options: LossSpec | None = None,
+                 device: str | None = None, framework: str = "auto") -> None:
         self.fn = fn
+        # How each case calls the target (:func:`.native.call_target`'s keywords); with ``options`` the target
+        # is first checked (:func:`.native.check_target`) where it is loaded, so that one that cannot be called
+        # as asked is refused before any case runs.
+        self.call = {"device": device, "framework": framework}
+        self.check = None if options is None else {"options": options, **self.call}
         self.label = label or (fn if isinstance(fn, str) else getattr(fn, "__qualname__", None) or repr(fn)[:80])
         self.isolate = isolate
         self.timeout = check_timeout(timeout)
@@ -639,7 +649,7 @@ class Executor:
 
     def open(self) -> None:
         if self.isolate is False:
-            self.impl = InProcess(self.fn)
+            self.impl = InProcess(self.fn, self.check)
             return
         from . import worker
 
@@ -655,7 +665,7 @@ class Executor:
         if not sys.executable:
             spec, reason = None, "the Python executable to start a worker with is unknown"
         if spec is not None:
-            isolated = Isolated(spec, self.label, self.timeout, self.max_memory)
+            isolated = Isolated(spec, self.label, self.timeout, self.max_memory, self.check)
             try:
                 failure = isolated.load()
             except BaseException:
@@ -664,21 +674,23 @@ class Executor:
             if failure is None:
                 self.impl = isolated
                 return
-            if spec["kind"] == "name":
+            if failure.get("refused") and failure.get("option"):
+                raise XentInputError(str(failure.get("message")), option=failure["option"])
+            if spec["kind"] == "name" or failure.get("refused"):
                 raise XentInputError(str(failure.get("message")), source=failure.get("source") or self.label)
             reason = f"a new process cannot load it ({failure.get('message')})"
         if self.isolate is True or self.max_memory is not None:
             raise XentInputError(f"cannot run in a separate process: {reason}", source=self.label)
         self.note = f"ran in this process, without isolation or time and memory limits: {reason}"
         warnings.warn(XentWarning(f"{self.label} {self.note}"), stacklevel=4)
-        self.impl = InProcess(self.fn)
+        self.impl = InProcess(self.fn, self.check)
 
     def __call__(self, logits: np.ndarray, targets: np.ndarray, options: LossSpec, **kwargs: Any
                  ) -> tuple[Any, Any, str | None]:
         if self.impl is None:
             self.open()
         assert self.impl is not None
-        return self.impl(logits, targets, options, **kwargs)
+        return self.impl(logits, targets, options, **{**self.call, **kwargs})
 
     def close(self, grace: float = 1.0) -> None:
         """End the worker; it has ``grace`` s to leave by itself before it is killed."""

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import XentInputError
+from .native import is_module_class
 
 
 def _one_line(exc: BaseException) -> str:
@@ -126,7 +127,8 @@ def refuse(obj: Any) -> str | None:
     """Why ``obj`` is not run as an implementation, or None.
 
     Refused: classes (calling one constructs an object, it does not compute a
-    loss) and callables of Python's standard library or built-ins (``os:system``,
+    loss), except PyTorch ``nn.Module`` classes (verify constructs them with the
+    loss options and calls the module), and callables of Python's standard library or built-ins (``os:system``,
     ``shutil:rmtree``, ``builtins:len``: never a loss, and not to be called with
     arbitrary arrays). Anything else callable is run: a ``def``, a lambda, a
     ``functools.partial``, a callable object such as a ``torch.nn.Module``, or a
@@ -135,7 +137,7 @@ def refuse(obj: Any) -> str | None:
     seen = 0
     while isinstance(obj, functools.partial) and seen < 100:
         obj, seen = obj.func, seen + 1
-    if isinstance(obj, type):
+    if isinstance(obj, type) and not is_module_class(obj):
         return "is a class: calling it would construct an object, not compute a loss; name a function or an instance"
     module = _module_of(obj)
     if _is_standard_library(module):

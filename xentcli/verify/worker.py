@@ -189,7 +189,8 @@ def load(spec: dict[str, Any]) -> Any:
 def _load_error(exc: BaseException, limited: bool) -> dict[str, Any]:
     memory = limited and (isinstance(exc, MemoryError) or isinstance(exc.__context__, MemoryError))
     if isinstance(exc, XentInputError):
-        return {"kind": "load-error", "message": exc.message, "source": exc.source, "memory": memory}
+        return {"kind": "load-error", "message": exc.message, "source": exc.source, "memory": memory,
+                "option": exc.option}
     text = one_line(exc)
     return {"kind": "load-error", "message": f"{type(exc).__name__}: {text}" if text else type(exc).__name__,
             "source": None, "memory": memory}
@@ -265,6 +266,16 @@ def main() -> None:
             _flush_output()
             reply(_load_error(exc, limited))
             os._exit(0)
+        check = config.get("check")
+        if check is not None:  # a target that cannot be called as asked is refused before any case
+            from .native import check_target
+
+            try:
+                check_target(fn, check["options"], device=check["device"], framework=check["framework"])
+            except XentInputError as exc:
+                _flush_output()
+                reply({**_load_error(exc, limited), "refused": True})
+                os._exit(0)
         reply({"kind": "ready", "import_seconds": time.monotonic() - start})
         number = 0
         while True:
