@@ -341,7 +341,8 @@ def _streamed_to_stdout(chosen: str, logits_path: str, labels_path: str, header:
         if flow.classes == 1 and spec.family == "softmax":
             notes.append(SINGLE_CLASS)
         outcome = render.Outcome(spec, RESULT_KINDS[spec.kind], spec.reduction, str(spec.targets), loss,
-                                 plan.reported_denominator, first.n, flow.classes, np.dtype(spec.dtype))
+                                 plan.reported_denominator, first.n, flow.classes, np.dtype(spec.dtype),
+                                 flow.z_loss(plan, first))
         meta.update(logits=flow.logits_name, labels=flow.labels_name, warnings=notes, streamed=True)
         index = spec.targets == "index"
 

@@ -49,12 +49,29 @@ class Outcome:
     n: int
     classes: int
     dtype: np.dtype
+    z_loss: float | None = None  # the z-loss term included in ``loss`` (with a z-loss and a reduction)
 
     @classmethod
     def of(cls, result: Any) -> Outcome:
         """The outcome of an in-memory :class:`~xentcli.numeric.LossResult`."""
         return cls(result.spec, result.kind, result.reduction, result.target_type, result.loss,
-                   result.denominator, result.n, result.classes, result.grad.dtype)
+                   result.denominator, result.n, result.classes, result.grad.dtype, result.z_loss)
+
+
+def _z_loss_fields(spec: Any, z_loss: float | None, dtype: np.dtype) -> list[tuple[str, str]]:
+    """The ``z_loss`` field of the JSON document (the term included in ``loss``), when the spec has a z-loss."""
+    if not spec.has_z_loss:
+        return []
+    if z_loss is None:
+        return [("z_loss", "null")]
+    return [("z_loss", json_number(z_loss, dtype))]
+
+
+def _z_loss_line(spec: Any, z_loss: float | None, digits: int) -> str | None:
+    """The table's line about the z-loss term, when there is one."""
+    if not spec.has_z_loss or z_loss is None:
+        return None
+    return f"of which z-loss = {_g(z_loss, max(digits, 10))}   (lambda * lse^2, reduced as the loss)"
 
 
 Sink = Callable[[np.ndarray], None]
@@ -198,6 +215,7 @@ def json_head(o: Outcome, meta: dict[str, Any]) -> list[tuple[str, str]]:
         ("kind", json.dumps(o.kind)),
         ("reduction", json.dumps(o.reduction)),
         ("loss", "null" if o.loss is None else json_number(o.loss, o.dtype)),
+        *_z_loss_fields(o.spec, o.z_loss, o.dtype),
         ("denominator", "null" if o.denominator is None else json_number(o.denominator)),
         ("n", json.dumps(o.n)),
         ("classes", json.dumps(o.classes)),
@@ -406,6 +424,9 @@ def print_table(o: Outcome, parts: list[TableRows], meta: dict[str, Any], *, dig
         else:
             how = "sum of the losses"
         console.print(f"loss = [bold]{_g(o.loss, max(digits, 10))}[/bold]   ({how})")
+        z_line = _z_loss_line(o.spec, o.z_loss, digits)
+        if z_line:
+            console.print(z_line)
     if meta.get("output"):
         console.print(f"gradient written to {meta['output']}")
 
@@ -429,6 +450,7 @@ def summary_of(result: Any, targets: np.ndarray) -> Any:
         n=result.n,
         classes=result.classes,
         denominator=result.denominator,
+        z_loss=result.z_loss,
         dtype=str(result.grad.dtype),
         head_losses=losses,
         head_grad=result.grad[:HEAD_ROWS],
@@ -446,6 +468,7 @@ def print_summary(fmt: str, s: Any, meta: dict[str, Any]) -> None:
             ("kind", json.dumps(s.kind)),
             ("reduction", json.dumps(s.reduction)),
             ("loss", "null" if s.loss is None else json_number(s.loss, dt)),
+            *_z_loss_fields(s.spec, s.z_loss, dt),
             ("denominator", "null" if s.denominator is None else json_number(s.denominator)),
             ("n", str(s.n)),
             ("classes", str(s.classes)),
@@ -495,4 +518,7 @@ def print_summary(fmt: str, s: Any, meta: dict[str, Any]) -> None:
     else:
         how = f"{s.reduction}: sum / {_g(s.denominator, 12, keep_zeros=False)}" if s.denominator is not None else "sum"
         console.print(f"loss = [bold]{_g(s.loss, 10)}[/bold]   ({how})")
+        z_line = _z_loss_line(s.spec, s.z_loss, 10)
+        if z_line:
+            console.print(z_line)
     console.print(f"gradient of {s.rows_written} rows written to {meta.get('output')}")

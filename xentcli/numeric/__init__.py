@@ -87,9 +87,6 @@ def evaluate(
                              option="weight" if spec.weight is not None else "label_smoothing")
     if spec.dtype not in KERNEL_DTYPES:
         raise XentInputError(f"xent computes in float64 or float32, not {spec.dtype}", option="dtype")
-    if spec.language_model:  # in progress: the kernels do not apply them yet, so they refuse them
-        option = "z_loss" if spec.has_z_loss else "softcap" if spec.softcap is not None else "temperature"
-        raise XentInputError("is not computed by this version yet", option=option)
     run = sigmoid_loss if spec.family == "sigmoid" else softmax_loss
     result = run(spec, logits, target, with_probs=with_probs, with_losses=with_losses, out=out, plan=plan)
     if warn:
