@@ -155,7 +155,7 @@ def test_zero_total_weight_keeps_the_z_loss():
 
 def test_masked_logits_are_capped():
     """c tanh(-inf / c) = -c: soft-capping turns a -inf mask into the cap, as the formula (and Liger) does."""
-    torch = _torch()
+    _torch()
     z = np.array([[2.0, -np.inf, 0.5]])
     spec = LossSpec("ce", "sum", softcap=3.0)
     r = evaluate(spec, z, [1])
