@@ -31,6 +31,7 @@ import os
 
 import numpy as np
 import pytest
+from frameworks import require_torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mpmath import mp, mpf
@@ -44,17 +45,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::xentcli.errors.XentWarning")
 
 EPS64 = 2.0**-52
 U32 = 2.0**-24
-REQUIRE = bool(os.environ.get("CI") or os.environ.get("XENT_REQUIRE_TOOLS"))
-
-
-def _torch():
-    try:
-        import torch
-    except ImportError:
-        if REQUIRE:
-            pytest.fail("torch is not installed (CI or XENT_REQUIRE_TOOLS is set: .ci/run installs it)")
-        pytest.skip("torch is not installed")
-    return torch
+_torch = require_torch
 
 
 # --------------------------------------------------------------------------

@@ -108,6 +108,13 @@ def _compute(
     meta: dict[str, Any] = {"output": None if output is None else str(output)}
     chosen = fmt or ("table" if render.stdout_is_terminal() else "json")
     files_only = logits_text is None and labels_text is None and "-" not in (logits_path, labels_path)
+    if files_only and spec.family == "softmax":
+        from ..sources import npy_shape
+
+        shape = npy_shape(logits_path)  # type: ignore[arg-type]
+        if shape is not None and len(shape) > 2:
+            _compute_k(spec, logits_path, labels_path, chosen, output, out_fmt, meta)  # type: ignore[arg-type]
+            return
     if files_only and output is not None and out_fmt is not None:
         summary = _streamed(logits_path, labels_path, output, out_fmt, header, spec)  # type: ignore[arg-type]
         if summary is not None:
@@ -158,6 +165,47 @@ def _compute(
                               render.in_blocks(result.grad), elementwise=losses.ndim == 2)
         else:
             render.write_csv_result(out, result)
+
+
+def _compute_k(spec: Any, logits_path: str, labels_path: str, chosen: str, output: Path | None,
+               out_fmt: str | None, meta: dict[str, Any]) -> None:
+    """K-dimensional .npy logits (N, C, d1, ..., dk), as PyTorch takes them, in memory."""
+
+    from .. import files
+    from ..numeric import evaluate
+    from ..sources import load_npy_array, npy_shape
+    from . import render
+
+    if npy_shape(labels_path) is None:
+        raise XentInputError("K-dimensional logits need .npy labels: (N, d1, ..., dk) class indices or "
+                             "probabilities of the logits' shape", source=labels_path)
+    if output is not None and out_fmt != "npy":
+        raise XentInputError("a K-dimensional gradient is written as .npy (it has the logits' shape)",
+                             source=str(output))
+    z = load_npy_array(logits_path, logits_path)
+    y = load_npy_array(labels_path, labels_path)
+    from ..spec import KINDS
+
+    if "targets" not in spec.given and len(KINDS[spec.kind].targets) > 1:
+        spec = spec.with_(targets="prob" if y.shape == z.shape else "index")
+    try:
+        result = evaluate(spec, z, y, warn=False)
+    except XentInputError as exc:
+        if exc.operand is None:
+            raise
+        where = "" if exc.index is None else f"at [{', '.join(map(str, exc.index))}]: "
+        source = logits_path if exc.operand == "logits" else labels_path
+        raise XentInputError(where + exc.message, source=source) from None
+    if output is not None:
+        files.write_array(output, result.grad, "npy")
+    notes = [str(note) for note in result.warnings]
+    for note in notes:
+        warning_line(note)
+    meta.update(logits=logits_path, labels=labels_path, warnings=notes, streamed=False)
+    if chosen == "json":
+        render.print_k_json(result, meta)
+    else:
+        render.print_k_summary(chosen, result, meta)
 
 
 SINGLE_CLASS = "the logits have a single class: softmax is 1 and the loss is 0 (did you mean --binary?)"

@@ -278,6 +278,9 @@ def options_json(spec: Any) -> dict[str, Any]:
         "ignore_index": spec.ignore if spec.kind in ("ce", "nll") else None,
         "label_smoothing": float(spec.label_smoothing) if spec.kind == "ce" else None,
         "pos_weight": vec(spec.pos_weight),
+        "z_loss": float(spec.z_loss) if spec.kind == "ce" else None,
+        "softcap": None if spec.softcap is None else float(spec.softcap),
+        "temperature": float(spec.temperature) if spec.kind == "ce" else None,
     }
 
 
@@ -457,6 +460,59 @@ def summary_of(result: Any, targets: np.ndarray) -> Any:
         head_targets=np.asarray(targets)[:HEAD_ROWS],
         rows_written=result.n,
     )
+
+
+def _json_nested(a: np.ndarray, dtype: np.dtype) -> str:
+    """An array of any number of dimensions as nested JSON lists (each value's shortest digits)."""
+    if a.ndim == 0:
+        return json_number(float(a), dtype)
+    if a.ndim == 1:
+        return "[" + ", ".join(json_number(float(v), dtype) for v in a) + "]"
+    return "[" + ", ".join(_json_nested(part, dtype) for part in a) + "]"
+
+
+def print_k_json(result: Any, meta: dict[str, Any]) -> None:
+    """The JSON document of a K-dimensional computation: the arrays nested in the inputs' layout."""
+    import click
+
+    dt = result.grad.dtype
+    o = Outcome.of(result)
+    head = [(k, v) for k, v in json_head(o, meta) if k not in ("n", "classes")]
+    head[3:3] = [("shape", json.dumps(list(result.grad.shape))), ("n", json.dumps(int(result.grad.shape[0]))),
+                 ("classes", json.dumps(int(result.grad.shape[1])))]
+    arrays = [("losses", result.losses), ("probs", result.probs), ("grad", result.grad)]
+    if result.z_losses is not None and result.loss is None:
+        arrays.insert(1, ("z_losses", result.z_losses))
+    body = [(k, "null" if a is None else _json_nested(np.asarray(a), dt)) for k, a in arrays]
+    click.echo("{\n" + ",\n".join(f'  "{k}": {v}' for k, v in head + body) + "\n}")
+
+
+def print_k_summary(fmt: str, result: Any, meta: dict[str, Any]) -> None:
+    """A K-dimensional computation as a table or CSV: the loss and the shapes (the arrays are in JSON or
+    the --output file)."""
+    import click
+
+    dt = result.grad.dtype
+    shape = " x ".join(map(str, result.grad.shape))
+    loss = "" if result.loss is None else json_number(result.loss, dt).strip('"')
+    if fmt == "csv":
+        click.echo("reduction,loss,shape,output")
+        click.echo(f"{result.reduction},{loss},{shape},{meta.get('output') or ''}")
+        return
+    click.echo(f"{result.spec.title}: logits {shape} (N, C, d1, ..., dk) · {result.target_type} targets · {dt}")
+    if result.loss is None:
+        click.echo("loss: none (reduction='none'; per-position losses in --format json)")
+    else:
+        how = f"{result.reduction}: sum / {_g(result.denominator, 12, keep_zeros=False)}" \
+            if result.denominator is not None else "sum"
+        click.echo(f"loss = {_g(result.loss, 10)}   ({how})")
+        z_line = _z_loss_line(result.spec, result.z_loss, 10)
+        if z_line:
+            click.echo(z_line)
+    if meta.get("output"):
+        click.echo(f"gradient ({shape}) written to {meta['output']}")
+    else:
+        click.echo("the per-position losses, probabilities and gradient: --format json, or --output grad.npy")
 
 
 def print_summary(fmt: str, s: Any, meta: dict[str, Any]) -> None:
