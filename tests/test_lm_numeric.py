@@ -26,6 +26,7 @@ Two independent references:
 
 from __future__ import annotations
 
+import json
 import math
 import os
 
@@ -312,3 +313,43 @@ def test_float32_within_the_bound():
         want_g = np.vectorize(_f)(ref["grad"])
         mag = np.vectorize(_f)(ref["g_mag"])
         assert (np.abs(r.grad - want_g) <= 8 * U32 * (c + 4 + big_m) * mag + 1e-38).all()
+
+
+# --------------------------------------------------------------------------
+# bfloat16: inputs rounded to it, computed in float32
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("targets", ["index", "prob"])
+def test_bfloat16_is_torch_on_the_rounded_inputs(targets):
+    """PyTorch's CPU cross-entropy of a bfloat16 tensor accumulates in float32: xent gives the float32 loss
+    of the rounded inputs (torch's own float32 computation of them, to float32 accuracy)."""
+    torch = _torch()
+    rng = np.random.default_rng(11)
+    z = rng.normal(size=(16, 7)) * 6
+    t = rng.integers(0, 7, 16) if targets == "index" else rng.dirichlet(np.ones(7), 16)
+    w = rng.uniform(0.3, 3.0, 7)
+    spec = LossSpec("ce", "mean", targets=targets, weight=tuple(w), label_smoothing=0.05, dtype="bfloat16")
+    r = evaluate(spec, z, t)
+    zt = torch.tensor(z).bfloat16().float().requires_grad_()
+    tt = torch.tensor(t) if targets == "index" else torch.tensor(t).bfloat16().float()
+    loss = torch.nn.functional.cross_entropy(zt, tt, weight=torch.tensor(w).bfloat16().float(),
+                                             label_smoothing=0.05)
+    loss.backward()
+    assert r.grad.dtype == np.float32 and r.spec.dtype == "bfloat16"
+    assert r.loss == pytest.approx(loss.item(), rel=2e-6)
+    np.testing.assert_allclose(r.grad, zt.grad.numpy(), rtol=2e-5, atol=1e-7)
+    # and the rounding really happened: bfloat16 keeps 8 significant bits
+    assert not np.allclose(evaluate(spec.with_(dtype="float64"), z, t).loss, r.loss, rtol=1e-4)
+
+
+def test_bfloat16_on_the_command_line(xent, tmp_path):
+    (tmp_path / "z.csv").write_text("2,1,0.1\n0.1,2,1.9\n")
+    (tmp_path / "y.csv").write_text("1\n0\n")
+    for extra in ([], ["-o", str(tmp_path / "g.npy")]):
+        run = xent("compute", tmp_path / "z.csv", tmp_path / "y.csv", "--dtype", "bfloat16", "--format", "json",
+                   *extra)
+        assert run.code == 0, run
+        doc = json.loads(run.stdout)
+        assert doc["inputs_rounded_to"] == "bfloat16" and doc["dtype"] == "float32"
+        assert doc["loss"] == pytest.approx(2.0181241035461426, rel=1e-7)  # torch on the rounded inputs

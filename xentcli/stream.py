@@ -300,6 +300,8 @@ class Stream:
 
     def __init__(self, open_logits: Callable[[], Source], open_labels: Callable[[], Source], spec: LossSpec,
                  progress: Callable[[int, int | None], None] | None = None, *, rereadable: bool = True) -> None:
+        if spec.dtype == "bfloat16":
+            raise Unstreamable("bfloat16")  # its inputs are rounded as whole arrays, in memory
         self._open_logits = open_logits
         self._open_labels = open_labels
         self.rereadable = rereadable

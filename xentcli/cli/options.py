@@ -34,7 +34,8 @@ def loss_options(command: str) -> Callable[[F], F]:
     derive = command == "derive"
     number = "sym, or " if derive else ""
     reduction_default = DERIVE_REDUCTION if derive else DEFAULT_REDUCTION
-    dtypes = {"compute": ("float64", "float32"), "verify": ("float64", "float32", "float16")}.get(command)
+    dtypes = {"compute": ("float64", "float32", "bfloat16"),
+              "verify": ("float64", "float32", "float16")}.get(command)
     targets_help = {
         "compute": "How to read the labels: class indices or probability rows. [default: by their shape]",
         "derive": "Class indices (y one-hot) or probability rows: sets the mean's denominator. "
@@ -73,7 +74,8 @@ def loss_options(command: str) -> Callable[[F], F]:
         ]
         if dtypes is not None:
             opts.append(click.option("--dtype", type=click.Choice(dtypes), default="float64", show_default=True,
-                                     help="dtype computed in" if command == "compute"
+                                     help="dtype computed in (bfloat16: the inputs rounded to it, computed in "
+                                          "float32, as PyTorch's CPU kernels do)" if command == "compute"
                                      else "dtype of the logits handed to the implementation."))
         if derive:
             opts.append(click.option("--weights", is_flag=True, hidden=True, help="Deprecated: --weight sym."))

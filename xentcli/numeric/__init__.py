@@ -89,6 +89,9 @@ def evaluate(
     if spec.symbolic:
         raise XentInputError("sym is for xent derive; a computation needs numbers",
                              option="weight" if spec.weight is not None else "label_smoothing")
+    if spec.dtype == "bfloat16":
+        return _bfloat16(spec, logits, target, with_probs=with_probs, with_losses=with_losses, out=out, plan=plan,
+                         warn=warn)
     if spec.dtype not in KERNEL_DTYPES:
         raise XentInputError(f"xent computes in float64 or float32, not {spec.dtype}", option="dtype")
     run = sigmoid_loss if spec.family == "sigmoid" else softmax_loss
@@ -110,6 +113,27 @@ def evaluate(
     if warn:
         emit(result.warnings)
     return result
+
+
+def bfloat16_round(values: Any, operand: str) -> np.ndarray:
+    """Values rounded to bfloat16 (to nearest, ties to even) and widened to float32 exactly."""
+    import ml_dtypes
+
+    a = numeric_array(values, operand)
+    with np.errstate(over="ignore"):
+        return a.astype(np.float32).astype(ml_dtypes.bfloat16).astype(np.float32)
+
+
+def _bfloat16(spec: LossSpec, logits: Any, target: Any, **kwargs: Any) -> LossResult:
+    """bfloat16: the logits, probability targets and class weights rounded to bfloat16, the loss computed in
+    float32 from them (PyTorch's CPU kernels accumulate a bfloat16 tensor's loss in float32)."""
+    given: Any = spec.weight
+    weight = None if given is None else tuple(bfloat16_round([float(w) for w in given], "weight").tolist())
+    inner = spec.with_(dtype="float32", weight=weight)
+    z = bfloat16_round(logits, "logits")
+    y = bfloat16_round(target, "target") if spec.targets == "prob" else target
+    result = evaluate(inner, z, y, **kwargs)
+    return dataclasses.replace(result, spec=spec)
 
 
 def _dtype_name(dtype: Any, logits: Any) -> str:
