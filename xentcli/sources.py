@@ -15,6 +15,7 @@ import io
 import math
 import os
 import re
+import stat
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -599,8 +600,13 @@ def _npy_header(fp: BinaryIO) -> tuple[tuple[int, ...], bool, np.dtype]:
 
 
 def npy_shape(path: str) -> tuple[int, ...] | None:
-    """The shape a .npy file's header declares, or ``None`` for anything else (text, a pipe, a bad header)."""
+    """The shape a .npy file's header declares, or ``None`` for anything else (text, a pipe, a bad header).
+
+    Only a regular file is looked at: reading the start of a pipe would take it from its reader.
+    """
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None
         with open(path, "rb") as fp:
             if fp.read(len(NPY_MAGIC)) != NPY_MAGIC:
                 return None

@@ -177,8 +177,10 @@ def _compute_k(spec: Any, logits_path: str, labels_path: str, chosen: str, outpu
     from . import render
 
     if npy_shape(labels_path) is None:
-        raise XentInputError("K-dimensional logits need .npy labels: (N, d1, ..., dk) class indices or "
-                             "probabilities of the logits' shape", source=labels_path)
+        shape = npy_shape(logits_path)
+        raise XentInputError(f"holds K-dimensional logits {shape}, which need .npy labels ((N, d1, ..., dk) class "
+                             f"indices or probabilities of the logits' shape), not {labels_path}",
+                             source=logits_path)
     if output is not None and out_fmt != "npy":
         raise XentInputError("a K-dimensional gradient is written as .npy (it has the logits' shape)",
                              source=str(output))
