@@ -145,7 +145,7 @@ CASES = [
     ("string npy", {"z.npy": npy_bytes(np.array([["a", "b"]])), "y.csv": Y}, ["{z.npy}", "{y.csv}"],
      ["z.npy", "real numbers"]),
     ("3-d npy with csv labels", {"z.npy": npy_bytes(np.ones((2, 3, 1))), "y.csv": Y}, ["{z.npy}", "{y.csv}"],
-     ["z.npy", "K-dimensional logits (2, 3, 1)", "need .npy labels", "y.csv"]),
+     ["z.npy", "3 dimensions (2, 3, 1)", "need .npy labels"]),
     ("3-d npy labels of 2-d logits", {"z.npy": npy_bytes(np.ones((2, 3))), "y.npy": npy_bytes(np.ones((2, 3, 1)))},
      ["{z.npy}", "{y.npy}"], ["y.npy", "3 dimensions"]),
     ("empty npy", {"z.npy": npy_bytes(np.ones((0, 3))), "y.csv": Y}, ["{z.npy}", "{y.csv}"], ["z.npy", "empty"]),

@@ -658,7 +658,7 @@ def load_npy(data_or_path: bytes | str, name: str, *, max_ndim: int | None = 2) 
     ndim = len(shape)
     if max_ndim is not None and ndim > max_ndim:
         raise XentInputError(f"has {ndim} dimensions {shape}; expected 1 or 2 (K-dimensional logits "
-                             "(N, C, d1, ..., dk) are read from .npy with .npy labels)", source=name)
+                             "(N, C, d1, ..., dk) need .npy labels)", source=name)
     if any(d < 0 for d in shape):
         raise XentInputError(f"is not a valid .npy file (bad header: negative shape {shape})", source=name)
     count = math.prod(shape)

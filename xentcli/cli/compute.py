@@ -177,13 +177,9 @@ def _compute_k(spec: Any, logits_path: str, labels_path: str, chosen: str, outpu
     from . import render
 
     if npy_shape(labels_path) is None:
-        shape = npy_shape(logits_path)
-        raise XentInputError(f"holds K-dimensional logits {shape}, which need .npy labels ((N, d1, ..., dk) class "
-                             f"indices or probabilities of the logits' shape), not {labels_path}",
-                             source=logits_path)
-    if output is not None and out_fmt != "npy":
-        raise XentInputError("a K-dimensional gradient is written as .npy (it has the logits' shape)",
-                             source=str(output))
+        from ..sources import load_npy
+
+        load_npy(logits_path, logits_path)  # its own errors first; then: "has 3 dimensions ... .npy labels"
     z = load_npy_array(logits_path, logits_path)
     y = load_npy_array(labels_path, labels_path)
     from ..spec import KINDS
@@ -199,6 +195,9 @@ def _compute_k(spec: Any, logits_path: str, labels_path: str, chosen: str, outpu
         source = logits_path if exc.operand == "logits" else labels_path
         raise XentInputError(where + exc.message, source=source) from None
     if output is not None:
+        if out_fmt != "npy":  # after the inputs' own errors, as for every other input
+            raise XentInputError("a K-dimensional gradient is written as .npy (it has the logits' shape)",
+                                 source=str(output))
         files.write_array(output, result.grad, "npy")
     notes = [str(note) for note in result.warnings]
     for note in notes:
