@@ -361,7 +361,7 @@ class LossSpec:
                 return [out(x) for x in v]
             return float(v)
 
-        return {
+        d = {
             "loss": self.kind,
             "reduction": self.reduction,
             "targets": self.targets,
@@ -369,11 +369,11 @@ class LossSpec:
             "ignore_index": self.ignore_index,
             "label_smoothing": out(self.label_smoothing),
             "pos_weight": out(self.pos_weight),
-            "z_loss": out(self.z_loss),
-            "softcap": out(self.softcap),
-            "temperature": out(self.temperature),
-            "dtype": self.dtype,
         }
+        if "z_loss" in KINDS[self.kind].options:  # the language-model options, where they apply
+            d.update(z_loss=out(self.z_loss), softcap=out(self.softcap), temperature=out(self.temperature))
+        d["dtype"] = self.dtype
+        return d
 
     def to_args(self, command: str) -> list[str]:
         """The command-line options of ``command`` (compute, derive, verify) that give this spec back.
