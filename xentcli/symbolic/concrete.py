@@ -225,7 +225,9 @@ class RingAlgebra(Algebra):
 
     def x(self, m: int) -> LogSum:
         """The softmax input x_m = log u_m (the capped and scaled logit)."""
-        return LogSum(self.ring_space).add_log(self.ring_space.const(1), Frac(self.U[m]))
+        out: LogSum = self.memo(("x", m), lambda: LogSum(self.ring_space).add_log(self.ring_space.const(1),
+                                                                                  Frac(self.U[m])))
+        return out
 
     def log_sigma(self, m: int) -> LogSum:
         return LogSum(self.ring_space).add_log(self.ring_space.const(1), self.sigma(m))

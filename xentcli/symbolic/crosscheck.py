@@ -151,29 +151,37 @@ def _reference(spec: LossSpec, z: np.ndarray, targets: np.ndarray) -> tuple[np.n
         elif spec.denominator is not None:  # (weights: refused for the z-loss by the derivation)
             den = mp.fsum(weight[int(targets[n])] for n in range(N) if rows[n][1])
 
+        def softmax_input(v: Any) -> Any:
+            return (cap * mp.tanh(v / cap) if cap is not None else v) / temp
+
         def sample_loss(logits: list[Any], y: list[Any], m: int) -> Any:
             if not m:
                 return mp.mpf(0)
-            x = [cap * mp.tanh(v / cap) if cap is not None else v for v in logits]
-            x = [v / temp for v in x]
+            x = [softmax_input(v) for v in logits]
             lse = mp.log(mp.fsum(mp.exp(v) for v in x))
             a = [weight[k] * ((1 - eps) * y[k] + eps / K) for k in range(K)]
             return -mp.fsum(a[k] * (x[k] - lse) for k in range(K)) + lam * lse**2
 
-        rest_ce = mp.fsum(sample_loss([mp.mpf(float(v)) for v in z[n]], *rows[n]) for n in range(1, N))
-
-        def total(*first: Any) -> Any:
-            ell = sample_loss(list(first), *rows[0])
-            if spec.reduction == "mean":
-                return (ell + rest_ce) / den
-            return ell + rest_ce
-
+        rest = mp.fsum(sample_loss([mp.mpf(float(v)) for v in z[n]], *rows[n]) for n in range(1, N))
+        y0, m0 = rows[0]
         point = [mp.mpf(float(v)) for v in z[0]]
-        grad = []
-        for k in range(K):
-            order = [0] * K
-            order[k] = 1
-            grad.append(float(mp.diff(total, point, tuple(order))))
+        x0 = [softmax_input(v) for v in point]
+        a0 = [weight[k] * ((1 - eps) * y0[k] + eps / K) for k in range(K)]
+        exps, sum_a = mp.fsum(mp.exp(v) for v in x0), mp.fsum(a0)
+        linear = mp.fsum(a * v for a, v in zip(a0, x0))
+
+        def total_at(k: int, v: Any) -> Any:
+            """The batch loss with the first sample's logit k at v (the same terms as sample_loss, the others
+            summed once)."""
+            if not m0:
+                ell = mp.mpf(0)
+            else:
+                xk = softmax_input(v)
+                lse = mp.log(exps - mp.exp(x0[k]) + mp.exp(xk))
+                ell = -(linear - a0[k] * x0[k] + a0[k] * xk) + sum_a * lse + lam * lse**2
+            return (ell + rest) / den if spec.reduction == "mean" else ell + rest
+
+        grad = [float(mp.diff(lambda v, k=k: total_at(k, v), point[k])) for k in range(K)]
     return np.array(grad), (None if den is None else float(den))
 
 
