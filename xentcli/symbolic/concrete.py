@@ -522,6 +522,8 @@ class ConcreteBackend(Backend):
 
     # -- what the documents show ------------------------------------------------
     def method_parts(self) -> tuple[str | Tex, ...]:
+        if self.problem.spec.language_model:
+            return self._language_model_method()
         return (
             "Method: with ", Tex(r"u_k = e^{z_k} > 0", "u_k = exp(z_k) > 0"),
             " every quantity below is a rational function of u, y and the parameters, and ",
@@ -530,6 +532,23 @@ class ConcreteBackend(Backend):
             "rule). Derivatives and comparisons are exact polynomial arithmetic over the rationals (FLINT): an "
             "equality holds only when the numerators are the same polynomial, with 1/S free or once S · (1/S) = 1 "
             "is used to clear it (no simplify). Every identity is checked for every class index.",
+        )
+
+    def _language_model_method(self) -> tuple[str | Tex, ...]:
+        spec = self.problem.spec
+        x = "x" if spec.softcap is not None or spec.has_temperature else "z"
+        t = (", t_k = tanh(z_k / c)" if spec.softcap is not None else "")
+        return (
+            "Method: with ", Tex(rf"u_k = e^{{{x}_k}} > 0", f"u_k = exp({x}_k) > 0"),
+            f", 1/S (S = Σ_k u_k){t} and lse as variables of their own, every quantity below is a polynomial in "
+            "them, y and the parameters. Each derivative is exact by the chain rule over these variables: "
+            f"d u_k/d{x}_j = δ_jk u_k, d(1/S)/d{x}_j = −u_j/S², d lse/d{x}_j = u_j/S"
+            + (" and by z_j each times dx_j/dz_j" if x == "x" else "")
+            + (", with dt_j/dz_j = (1 − t_j²)/c" if spec.softcap is not None else "")
+            + ". Comparisons are exact polynomial arithmetic over the rationals (FLINT): an equality holds only "
+            "when the numerators are the same polynomial, with the variables free (which covers their actual "
+            "values) or once S · (1/S) = 1 is used to clear 1/S (no simplify). Every identity is checked for "
+            "every class index.",
         )
 
     def examples(self, name: str, nt: Notation) -> list[Block]:

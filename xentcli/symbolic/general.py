@@ -279,7 +279,10 @@ class GeneralBackend(Backend):
             f"on j ≤ {n}, whose branch is taken only after the condition is proved for every class j (with "
             f"{n} = j + s for an integer s ≥ 0, SymPy must evaluate it to True). An equality holds only when the "
             "difference reduces to the literal 0: factors free of the summation index are pulled out of each Sum, "
-            "sums are split over +, then together + expand (no simplify).",
+            "sums are split over +, then together + expand (no simplify)."
+            + (" With soft-capping or a temperature, each z_m is written through the softmax input x_m "
+               "(z_m = c atanh(T x_m / c), SymPy evaluates tanh(atanh(v)) = v) before the zero test, which then "
+               "runs in free x." if self.chained else ""),
         )
 
     def _resolved(self, expr: sp.Expr, bounds: Sequence[sp.Symbol]) -> sp.Expr:

@@ -159,20 +159,20 @@ def _language_model_definitions(ctx: Context, st: Step) -> None:
     cap, temp = spec.softcap is not None, spec.has_temperature
     if cap:
         st.say("Soft-capping (Gemma 2) with ", _scalar_value(spec.softcap, "c", "c", "> 0"),
-               " bounds each logit to (−c, c); ", Tex(r"t_i = 	anh(z_i / c)", "t_i = tanh(z_i / c)"), ".")
+               " bounds each logit to (−c, c); ", Tex(r"t_i = \tanh(z_i / c)", "t_i = tanh(z_i / c)"), ".")
     if temp:
         st.say(("Then the" if cap else "The") + " temperature ", _scalar_value(spec.temperature, "T", "T", "> 0"),
                " divides the logits.")
     if cap or temp:
-        body_t = r"c 	anh(z_i / c)" if cap else "z_i"
+        body_t = r"c \tanh(z_i / c)" if cap else "z_i"
         body_p = "c tanh(z_i / c)" if cap else "z_i"
         if temp:
-            body_t, body_p = rf"rac{{{body_t}}}{{T}}", f"{body_p} / T"
+            body_t, body_p = rf"\frac{{{body_t}}}{{T}}", f"{body_p} / T"
         st.say("The softmax sees the capped and scaled logits x:")
         st.eq(Tex("x_i", "x_i"), Tex(body_t, body_p), note="for every class i")
     x = nt.x
     st.eq(Tex(r"\mathrm{lse}", "lse"), Tex(rf"\log \sum_{{k=1}}^{{{nt.n}}} e^{{{x}_k}}", f"log Σ_k exp({x}_k)"),
-          note="the log-sum-exp of what the softmax sees")
+          note="the log of the softmax's normaliser")
     if spec.has_z_loss:
         ignored = "; an ignored sample (m = 0) adds nothing" if p.masked else ""
         st.say("The z-loss (PaLM; Liger-Kernel's lse_square_scale) with ",
@@ -448,7 +448,7 @@ def capped_logits(ctx: Context) -> Step:
     assert f is not None
     if spec.softcap is not None:
         st.say("Each x_i depends on its own logit z_i alone, and ",
-               Tex(r"rac{d}{dz} 	anh(z/c) = rac{1 - 	anh^2(z/c)}{c}", "d tanh(z/c)/dz = (1 − tanh²(z/c))/c"),
+               Tex(r"\frac{d}{dz} \tanh(z/c) = \frac{1 - \tanh^2(z/c)}{c}", "d tanh(z/c)/dz = (1 − tanh²(z/c))/c"),
                ", so the factor c cancels:")
     else:
         st.say("Each x_i depends on its own logit z_i alone:")
