@@ -100,6 +100,9 @@ class RingAlgebra(Algebra):
     mask: Frac
     den: Frac
     rest: Frac
+    lam: Frac
+    cap: Frac
+    temp: Frac
 
     def __init__(self, problem: Problem, names: Names, space: str, opaque_normaliser: bool = False):
         self.problem = problem
@@ -117,7 +120,7 @@ class RingAlgebra(Algebra):
         self.lm = spec.language_model and space in ("z", "x")
         logit_symbols: list[sp.Symbol] = []
         if self.lm:
-            logit_symbols = [*(names.t if space == "z" else []), names.lse]  # type: ignore[list-item]
+            logit_symbols = [*(names.t if space == "z" else []), names.lse]
         # "zv" holds the logits, v and the scalar options only: it decides properties of the softmax
         # Jacobian, and C generators per target vector would only make its C*C-term polynomials larger.
         if space == "zv":
@@ -218,7 +221,7 @@ class RingAlgebra(Algebra):
         return self._sigma[m] if self.in_z else Frac(self.U[m])
 
     def lse(self) -> Frac:
-        return self.ring_space.sym(self.names.lse)  # type: ignore[arg-type]
+        return self.ring_space.sym(self.names.lse)
 
     def tanh(self, m: int) -> Frac:
         return self.ring_space.sym(self.names.t[m])

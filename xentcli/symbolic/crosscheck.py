@@ -138,8 +138,8 @@ def _reference(spec: LossSpec, z: np.ndarray, targets: np.ndarray) -> tuple[np.n
         rows: list[tuple[list[Any], Any]] = []  # (target row y, mask) per sample
         for n in range(N):
             if spec.targets == "index":
-                counted = int(targets[n]) != spec.ignore
-                rows.append(([mp.mpf(1 if k == int(targets[n]) else 0) for k in range(K)], 1 if counted else 0))
+                kept = int(targets[n]) != spec.ignore
+                rows.append(([mp.mpf(1 if k == int(targets[n]) else 0) for k in range(K)], 1 if kept else 0))
             else:
                 rows.append(([mp.mpf(float(v)) for v in targets[n]], 1))
         counted = sum(m for _y, m in rows)
