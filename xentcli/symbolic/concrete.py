@@ -260,6 +260,8 @@ class RingAlgebra(Algebra):
         """The derivative by z_j (u_j = e^{z_j}); in the p or sigma space, by the variable itself."""
         if isinstance(v, (int, sp.Rational)):
             return self.ring_space.const(0)
+        if self.lm and self.ring_space.ring.rules is None:  # (lse and tanh have derivative rules in the prover only)
+            raise TypeError("the options of a language model are differentiated in the prover's ring (1/S a variable)")
         out: Frac = v.dz(j) if self.in_z else v.du(j)
         return out
 

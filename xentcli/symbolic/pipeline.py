@@ -387,18 +387,21 @@ def chain_rule(ctx: Context) -> list[Step]:
     canc = Step("Cancellation")
     canc.say("Every Jacobian entry carries the factor p_i, which cancels the 1/p_i of the logarithm's derivative:")
     g = nt.grad(part="ce")
+    # the closed form it is compared with: the gradient itself (the derivative by x of the cross-entropy part
+    # with the options of a language model)
+    closed = Q.ce_grad if nt.lm else Q.grad
     canc.eq(products, nt.sum(rf"\left(-{at}\right) \left(\delta_{{ij}} - p_j\right)", f"(−{ap})(δ_ij − p_j)"),
             g)
     if not nt.lm:
         canc.blocks += ctx.backend_examples("cancellation")
     ctx.prove(canc, "cancellation", f"Σ_i (−{ap}/p_i)(δ_ij p_i − p_i p_j) = {g.plain} "
                                     f"{b.forall(('j',))} (an identity in any p)",
-              lambda A, j: A.sum(lambda i: Q.dloss_dp(A, i) * Q.softmax_jacobian(A, i, j)), Q.ce_grad, space="p")
+              lambda A, j: A.sum(lambda i: Q.dloss_dp(A, i) * Q.softmax_jacobian(A, i, j)), closed, space="p")
     if b.affordable("chain-rule"):
         J = ctx.derived["jacobian"]
         ctx.prove(canc, "chain-rule", f"Σ_i ∂{ell.plain}/∂p_i · ∂p_i/∂{x}_j, with the Jacobian derived above, = "
                                       f"{g.plain} {b.forall(('j',))}",
-                  lambda A, j: A.sum(lambda i: Q.dloss_dp(A, i) * J.at(i, j)), Q.ce_grad, space=X)
+                  lambda A, j: A.sum(lambda i: Q.dloss_dp(A, i) * J.at(i, j)), closed, space=X)
     else:
         canc.say("The chain-rule sum is the cancellation identity evaluated at p = softmax(z), with the Jacobian "
                  "proved entry by entry above, so it equals the same closed form.")

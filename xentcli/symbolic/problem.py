@@ -133,6 +133,10 @@ class Problem:
     def title(self) -> str:
         kind = KINDS[self.spec.kind]
         extras = []
+        for on, what in ((self.spec.softcap is not None, "soft-capping"), (self.spec.has_temperature, "temperature"),
+                         (self.spec.has_z_loss, "z-loss")):
+            if on:
+                extras.append(what)
         if self.smoothing:
             extras.append("label smoothing")
         if self.weighted:

@@ -16,6 +16,11 @@ For the softmax kinds (see :mod:`xentcli.spec`), with the effective target
 and :math:`\partial\ell/\partial z_j = p_j \sum_c a_c - a_j`. For bce,
 :math:`\ell = \sum_c w_c [-q_c y_c \log\sigma_c - (1 - y_c)\log(1 - \sigma_c)]` and
 :math:`\partial\ell/\partial z_j = w_j [(1 - y_j)\sigma_j - q_j y_j (1 - \sigma_j)]`.
+With the options of a language model (ce), the softmax sees
+:math:`x_c = \mathrm{cap}\,\tanh(z_c/\mathrm{cap})/T` instead of z, the loss adds the z-loss
+:math:`m\,\lambda\,\mathrm{lse}^2` (:math:`\mathrm{lse} = \log\sum_k e^{x_k}`), and
+:math:`\partial\ell/\partial z_j = (p_j \sum_c a_c - a_j + 2 m \lambda\,\mathrm{lse}\,p_j)
+(1 - \tanh^2(z_j/\mathrm{cap}))/T`.
 A reduction turns the per-sample :math:`\ell` into :math:`L = \ell` (none),
 :math:`\ell + R` (sum) or :math:`(\ell + R)/D` (mean, batchmean), where R,
 the other samples' losses, and D do not depend on z.
