@@ -10,7 +10,6 @@ and compared with :func:`xentcli.numeric.evaluate` for the same
 from __future__ import annotations
 
 from dataclasses import replace
-from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -68,26 +67,15 @@ def numeric_step(backend: Backend) -> Step:
     problem = backend.problem
     K = problem.classes if problem.concrete else NUMERIC_CLASSES
     where = "" if problem.concrete else f" at {problem.classes} = {K}"
-    kernel = _kernel_computes(problem.spec)
-    if kernel:
-        statement = (f"lambdify(gradient{where}) agrees with xent compute's kernel at {NUMERIC_POINTS} random points "
-                     f"(relative difference below {NUMERIC_RTOL:g})")
-        method = "sympy.lambdify vs xentcli.numeric.evaluate on the same loss specification, float64"
-    else:
-        statement = (f"lambdify(gradient{where}) agrees with the loss written directly from the specification and "
-                     f"differentiated numerically with mpmath at {NUMERIC_POINTS} random points (relative difference "
-                     f"below {NUMERIC_RTOL:g})")
-        method = (f"sympy.lambdify vs mpmath.diff of the batch loss at {REFERENCE_DPS} digits (this version's kernel "
-                  "does not compute these options)")
+    statement = (f"lambdify(gradient{where}) agrees with xent compute's kernel at {NUMERIC_POINTS} random points "
+                 f"(relative difference below {NUMERIC_RTOL:g})")
+    method = "sympy.lambdify vs xentcli.numeric.evaluate on the same loss specification, float64"
     st = Step("Numeric cross-check")
-    reference = "the NumPy kernel of xent compute" if kernel else (
-        "the batch loss written directly from the loss specification (soft-capping, temperature, z-loss) and "
-        f"differentiated numerically with mpmath at {REFERENCE_DPS} digits")
     st.say(f"The proved gradient{where}, turned into a NumPy function with sympy.lambdify, is compared with "
-           f"{reference} at {NUMERIC_POINTS} random points (seeded; the options that are symbols take random "
-           "values).")
+           f"the NumPy kernel of xent compute at {NUMERIC_POINTS} random points (seeded; the options that are "
+           "symbols take random values).")
     try:
-        worst, detail = _compare(backend, kernel)
+        worst, detail = _compare(backend)
         passed = worst <= NUMERIC_RTOL
         if not passed and not detail:
             detail = f"largest relative difference {worst:.3g}"
@@ -99,93 +87,7 @@ def numeric_step(backend: Backend) -> Step:
     return st
 
 
-def _kernel_computes(spec: LossSpec) -> bool:
-    """Whether xent compute's kernel takes this specification (this version's does not take the options of a
-    language model: the cross-check then uses a direct high-precision evaluation instead)."""
-    from .. import numeric
-    from ..errors import XentInputError
-
-    if not spec.language_model:
-        return True
-    probe, _values = _draw(spec, 2, np.random.default_rng(0))
-    try:
-        targets = np.array([0]) if probe.targets == "index" else np.array([[0.5, 0.5]])
-        numeric.evaluate(probe, np.zeros((1, 2)), targets, with_probs=False, warn=False)
-    except XentInputError:
-        return False
-    return True
-
-
-REFERENCE_DPS = 40
-
-
-def _reference(spec: LossSpec, z: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, float | None]:
-    """The gradient of the first sample's logits and the mean's denominator, from the batch loss written directly
-    from the specification (:mod:`xentcli.spec`) and differentiated with ``mpmath.diff`` at REFERENCE_DPS digits."""
-    import mpmath
-
-    N, K = z.shape
-    mp = mpmath.mp
-    with mpmath.workdps(REFERENCE_DPS):
-        def f(v: Any) -> Any:
-            return mp.mpf(Fraction(v).numerator) / Fraction(v).denominator
-
-        eps = f(spec.label_smoothing) if spec.smoothing else mp.mpf(0)
-        lam = f(spec.z_loss) if spec.has_z_loss else mp.mpf(0)
-        cap = None if spec.softcap is None else f(spec.softcap)
-        temp = f(spec.temperature)
-        weight = [f(w) for w in spec.weight] if isinstance(spec.weight, tuple) else [mp.mpf(1)] * K
-        rows: list[tuple[list[Any], Any]] = []  # (target row y, mask) per sample
-        for n in range(N):
-            if spec.targets == "index":
-                kept = int(targets[n]) != spec.ignore
-                rows.append(([mp.mpf(1 if k == int(targets[n]) else 0) for k in range(K)], 1 if kept else 0))
-            else:
-                rows.append(([mp.mpf(float(v)) for v in targets[n]], 1))
-        counted = sum(m for _y, m in rows)
-        den: Any = None
-        if spec.denominator == "samples":
-            den = mp.mpf(counted)
-        elif spec.denominator == "rows":
-            den = mp.mpf(N)
-        elif spec.denominator is not None:  # (weights: refused for the z-loss by the derivation)
-            den = mp.fsum(weight[int(targets[n])] for n in range(N) if rows[n][1])
-
-        def softmax_input(v: Any) -> Any:
-            return (cap * mp.tanh(v / cap) if cap is not None else v) / temp
-
-        def sample_loss(logits: list[Any], y: list[Any], m: int) -> Any:
-            if not m:
-                return mp.mpf(0)
-            x = [softmax_input(v) for v in logits]
-            lse = mp.log(mp.fsum(mp.exp(v) for v in x))
-            a = [weight[k] * ((1 - eps) * y[k] + eps / K) for k in range(K)]
-            return -mp.fsum(a[k] * (x[k] - lse) for k in range(K)) + lam * lse**2
-
-        rest = mp.fsum(sample_loss([mp.mpf(float(v)) for v in z[n]], *rows[n]) for n in range(1, N))
-        y0, m0 = rows[0]
-        point = [mp.mpf(float(v)) for v in z[0]]
-        x0 = [softmax_input(v) for v in point]
-        a0 = [weight[k] * ((1 - eps) * y0[k] + eps / K) for k in range(K)]
-        exps, sum_a = mp.fsum(mp.exp(v) for v in x0), mp.fsum(a0)
-        linear = mp.fsum(a * v for a, v in zip(a0, x0))
-
-        def total_at(k: int, v: Any) -> Any:
-            """The batch loss with the first sample's logit k at v (the same terms as sample_loss, the others
-            summed once)."""
-            if not m0:
-                ell = mp.mpf(0)
-            else:
-                xk = softmax_input(v)
-                lse = mp.log(exps - mp.exp(x0[k]) + mp.exp(xk))
-                ell = -(linear - a0[k] * x0[k] + a0[k] * xk) + sum_a * lse + lam * lse**2
-            return (ell + rest) / den if spec.reduction == "mean" else ell + rest
-
-        grad = [float(mp.diff(lambda v, k=k: total_at(k, v), point[k])) for k in range(K)]
-    return np.array(grad), (None if den is None else float(den))
-
-
-def _compare(backend: Backend, kernel: bool = True) -> tuple[float, str]:
+def _compare(backend: Backend) -> tuple[float, str]:
     from .. import numeric
 
     problem = backend.problem
@@ -210,11 +112,8 @@ def _compare(backend: Backend, kernel: bool = True) -> tuple[float, str]:
         spec, values = _draw(problem.spec, K, rng)
         z = rng.normal(0.0, 2.0, size=(BATCH, K))
         targets, y0, mask = _targets(spec, K, rng, ignored=problem.masked and k % 2 == 1, normalized=k % 2 == 0)
-        if kernel:
-            ref = numeric.evaluate(spec, z, targets, with_probs=False, warn=False)
-            want, denominator = np.asarray(ref.grad[0], dtype=np.float64), ref.denominator
-        else:
-            want, denominator = _reference(spec, z, targets)
+        ref = numeric.evaluate(spec, z, targets, with_probs=False, warn=False)
+        want, denominator = np.asarray(ref.grad[0], dtype=np.float64), ref.denominator
         point = [*z[0], *y0, *values.get("w", []), *values.get("q", [])]
         if names.eps is not None:
             point.append(values["eps"])
@@ -275,4 +174,3 @@ def _targets(spec: LossSpec, K: int, rng: np.random.Generator, *, ignored: bool,
     return y, y[0], 1.0
 
 
-_ = Fraction  # exact option values reach the kernel as the spec holds them
