@@ -46,6 +46,9 @@ def options_json(spec):
         "ignore_index": spec.ignore if spec.kind in ("ce", "nll") else None,
         "label_smoothing": float(spec.label_smoothing) if spec.kind == "ce" else None,
         "pos_weight": vec(spec.pos_weight),
+        "z_loss": float(spec.z_loss) if spec.kind == "ce" else None,
+        "softcap": None if spec.softcap is None else float(spec.softcap),
+        "temperature": float(spec.temperature) if spec.kind == "ce" else None,
     }
 
 
@@ -66,7 +69,11 @@ def to_json(result, meta):
     }
     items = [(k, json.dumps(v)) for k, v in head.items()]
     items.insert(2, ("loss", "null" if result.loss is None else json_number(result.loss, dt)))
-    items.insert(3, ("denominator", "null" if result.denominator is None else json_number(result.denominator)))
+    at = 3
+    if result.spec.has_z_loss:
+        items.insert(3, ("z_loss", "null" if result.z_loss is None else json_number(result.z_loss, dt)))
+        at = 4
+    items.insert(at, ("denominator", "null" if result.denominator is None else json_number(result.denominator)))
     losses = result.losses
     if losses.ndim == 2:
         items.append(("losses", _json_matrix(losses, dt, "  ")))

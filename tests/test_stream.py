@@ -54,7 +54,7 @@ def reference(z, y, opts):
         return numeric.cross_entropy(
             z, y, weight=opts.get("weight"), ignore_index=opts.get("ignore_index", -100),
             reduction=opts["reduction"], label_smoothing=opts.get("eps", 0.0), dtype=opts["dtype"],
-            target_type="prob" if y.ndim == 2 else "index",
+            target_type="prob" if y.ndim == 2 else "index", **opts.get("lm", {}),
         )
 
 
@@ -70,6 +70,8 @@ def cli_args(opts):
         args += ["--ignore-index", str(opts["ignore_index"])]
     if opts.get("eps"):
         args += ["--label-smoothing", repr(opts["eps"])]
+    for key, value in opts.get("lm", {}).items():
+        args += ["--" + key.replace("_", "-"), repr(value)]
     return args
 
 
@@ -81,6 +83,9 @@ VARIANTS = {
     "index-tiny-weights": dict(weight=np.array([1e-310, 2e-310, 1e-309, 3e-310, 5e-310])),
     "prob": dict(prob=True),
     "prob-smoothing-weights": dict(prob=True, eps=0.2, weight=np.array([1.0, 2.0, 3.0, 4.0, 5.0])),
+    "index-language-model": dict(weight=np.array([0.5, 2.0, 1.0, 3.0, 0.25]), ignore_index=2, eps=0.1,
+                                 lm=dict(z_loss=1e-3, softcap=30.0, temperature=0.7)),
+    "prob-z-loss": dict(prob=True, lm=dict(z_loss=0.25)),
     "binary": dict(binary=True),
     "binary-weights": dict(binary=True, weight=np.array([1.0, 0.5, 2.0, 1.0, 3.0]),
                            pos_weight=np.array([2.0, 1.0, 0.5, 4.0, 1.0])),
@@ -239,6 +244,8 @@ STDOUT_CASES = {
     "ce-index-npy-2d": (2, "npy2", []),
     "ce-prob": (5, "prob", []),
     "ce-prob-narrow-unnormalised": (2, "prob-off", ["--label-smoothing", "0.2", "--weight", "1,3"]),
+    "ce-index-language-model": (5, "index", ["--ignore-index", "2", "--z-loss", "0.001", "--softcap", "30",
+                                             "--temperature", "0.7"]),
     "nll": (4, "index", ["--loss", "nll"]),
     "kl": (4, "prob", ["--loss", "kl"]),
     "bce": (3, "binary", ["--binary"]),
@@ -300,7 +307,9 @@ def library_result(name, z, y, extra, reduction, dtype):
         return numeric.cross_entropy(
             z, y, weight=weight, ignore_index=int(opts.get("--ignore-index", -100)), reduction=reduction,
             label_smoothing=float(opts.get("--label-smoothing", 0.0)), dtype=dtype,
-            target_type="prob" if y.ndim == 2 else "index")
+            target_type="prob" if y.ndim == 2 else "index", z_loss=float(opts.get("--z-loss", 0.0)),
+            softcap=float(opts["--softcap"]) if "--softcap" in opts else None,
+            temperature=float(opts.get("--temperature", 1.0)))
 
 
 @pytest.mark.parametrize("name", list(STDOUT_CASES))

@@ -668,7 +668,7 @@ def test_json_report_fields(xent):
     assert report["target"] == target("wrong.py:grad_of_sum")
     assert report["options"] == {"loss": "ce", "reduction": "mean", "weight": None, "ignore_index": None,
                                  "label_smoothing": 0.0, "pos_weight": None, "targets": "index",
-                                 "dtype": "float64"}
+                                 "z_loss": 0.0, "softcap": None, "temperature": 1.0, "dtype": "float64"}
     assert report["tolerances"]["float64"] == {"unit_roundoff": 2.0**-53}
     assert set(report["tolerances"]) == {"float64", "float32", "float16"}
     assert report["seed"] == 0 and report["checked"] == "loss and gradient"

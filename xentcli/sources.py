@@ -15,6 +15,7 @@ import io
 import math
 import os
 import re
+import stat
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -598,7 +599,30 @@ def _npy_header(fp: BinaryIO) -> tuple[tuple[int, ...], bool, np.dtype]:
     raise ValueError(f"unsupported .npy format version {version[0]}.{version[1]}")
 
 
-def load_npy(data_or_path: bytes | str, name: str) -> NpySource:
+def npy_shape(path: str) -> tuple[int, ...] | None:
+    """The shape a .npy file's header declares, or ``None`` for anything else (text, a pipe, a bad header).
+
+    Only a regular file is looked at: reading the start of a pipe would take it from its reader.
+    """
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None
+        with open(path, "rb") as fp:
+            if fp.read(len(NPY_MAGIC)) != NPY_MAGIC:
+                return None
+            fp.seek(0)
+            return tuple(_npy_header(fp)[0])
+    except Exception:  # noqa: BLE001 - not a readable .npy: the usual reader reports it
+        return None
+
+
+def load_npy_array(path: str, name: str) -> np.ndarray:
+    """A whole .npy array of any number of dimensions, checked as :func:`load_npy` checks (never unpickled)."""
+    src = load_npy(path, name, max_ndim=None)
+    return np.asarray(src._raw)  # the values are checked by the computation, which names K-dimensional positions
+
+
+def load_npy(data_or_path: bytes | str, name: str, *, max_ndim: int | None = 2) -> NpySource:
     """Validate and open a .npy (never unpickling); 1-D arrays become one column.
 
     The header is read and checked first: an object dtype (pickled data) is refused
@@ -632,8 +656,9 @@ def load_npy(data_or_path: bytes | str, name: str) -> NpySource:
     if dtype.kind not in "biuf" or dtype.subdtype is not None:
         raise XentInputError(f"holds {dtype} data; only real numbers can be read", source=name)
     ndim = len(shape)
-    if ndim > 2:
-        raise XentInputError(f"has {ndim} dimensions {shape}; expected 1 or 2", source=name)
+    if max_ndim is not None and ndim > max_ndim:
+        raise XentInputError(f"has {ndim} dimensions {shape}; expected 1 or 2 (K-dimensional logits "
+                             "(N, C, d1, ..., dk) need .npy labels)", source=name)
     if any(d < 0 for d in shape):
         raise XentInputError(f"is not a valid .npy file (bad header: negative shape {shape})", source=name)
     count = math.prod(shape)

@@ -32,6 +32,17 @@ where :math:`y_n` is the one-hot row of a class index or the given probability
 row, :math:`m_n` is 0 for a sample whose class index is ``ignore_index`` and 1
 otherwise, :math:`w_c = 1` without weights. ``reduction="mean"`` divides the
 summed loss by :meth:`LossSpec.denominator` (see :data:`DENOMINATORS`).
+
+Language-model training adds three options to ``ce`` (in this order):
+
+* ``softcap`` c (Gemma 2, Liger-Kernel, Cut Cross-Entropy): the logits become
+  :math:`c \tanh(z/c)` before the softmax;
+* ``temperature`` T (distillation): then they are divided by T;
+* ``z_loss`` λ (PaLM; Liger-Kernel's ``lse_square_scale``, flash-attn's): each
+  counted sample adds :math:`\lambda\, \mathrm{lse}^2`, with lse the
+  log-sum-exp of the capped and scaled logits. Ignored samples add nothing;
+  ``mean`` divides the summed z-loss by the number of counted samples (N for
+  probability rows) -- also with class weights, as Liger-Kernel does.
 """
 
 from __future__ import annotations
@@ -97,13 +108,13 @@ class Kind:
     family: Literal["softmax", "sigmoid"]
     targets: tuple[str, ...]  # the target kinds it takes; the first is the default
     reductions: tuple[str, ...]
-    options: frozenset[str]  # which of weight, ignore_index, label_smoothing, pos_weight apply
+    options: frozenset[str]  # which of weight, ignore_index, label_smoothing, pos_weight, z_loss, ... apply
 
 
 KINDS: Final[dict[str, Kind]] = {
     "ce": Kind("ce", "softmax cross-entropy", "torch.nn.functional.cross_entropy", "softmax",
                ("index", "prob"), ("none", "sum", "mean"),
-               frozenset({"weight", "ignore_index", "label_smoothing"})),
+               frozenset({"weight", "ignore_index", "label_smoothing", "z_loss", "softcap", "temperature"})),
     "nll": Kind("nll", "LogSoftmax + NLL", "torch.nn.functional.nll_loss of log_softmax", "softmax",
                 ("index",), ("none", "sum", "mean"), frozenset({"weight", "ignore_index"})),
     "kl": Kind("kl", "KL divergence", "torch.nn.functional.kl_div of log_softmax", "softmax",
@@ -113,7 +124,7 @@ KINDS: Final[dict[str, Kind]] = {
 }
 REDUCTIONS: Final = ("none", "sum", "mean", "batchmean")
 TARGETS: Final = ("index", "prob", "binary")
-DTYPES: Final = ("float64", "float32", "float16")
+DTYPES: Final = ("float64", "float32", "float16", "bfloat16")
 IGNORE_INDEX: Final = -100  # PyTorch's default ignore_index
 DEFAULT_REDUCTION: Final = "mean"  # PyTorch's default
 DERIVE_REDUCTION: Final = "none"  # xent derive's: the gradient of one sample's loss
@@ -131,6 +142,12 @@ _OPTION_NAMES = {
     "ignore_index": "ignore index",
     "label_smoothing": "label smoothing",
     "pos_weight": "positive-class weight",
+}
+# The language-model options are not PyTorch's: where they apply, and who defines them.
+_LM_OPTIONS = {
+    "z_loss": "the z-loss (Liger-Kernel's lse_square_scale)",
+    "softcap": "logit soft-capping (Gemma 2)",
+    "temperature": "the temperature",
 }
 
 
@@ -151,10 +168,14 @@ class LossSpec:
             PyTorch's default (-100) was not changed.
         label_smoothing: epsilon in [0, 1] (ce); ``SYM`` in a derivation.
         pos_weight: weight of the positive term (bce); one value or one per column.
+        z_loss: lambda >= 0 of the z-loss lambda * lse^2 (ce); 0 is off; ``SYM`` in a derivation.
+        softcap: c > 0: the logits become c tanh(z / c) (ce); ``None`` is off; ``SYM``.
+        temperature: T > 0: the (capped) logits are divided by T (ce); 1 is off; ``SYM``.
         targets: ``"index"`` or ``"prob"`` (ce), ``"index"`` (nll), ``"prob"``
             (kl), ``"binary"`` (bce); ``None`` picks the kind's default.
-        dtype: ``"float64"``, ``"float32"`` (or ``"float16"`` for the inputs
-            verify hands to an implementation).
+        dtype: ``"float64"``, ``"float32"``, ``"bfloat16"`` (inputs rounded to bfloat16,
+            computed in float32, as PyTorch's CPU path) or ``"float16"`` (for the
+            inputs verify hands to an implementation).
     """
 
     kind: str = "ce"
@@ -165,6 +186,9 @@ class LossSpec:
     pos_weight: Vector | None = None
     targets: str | None = None
     dtype: str = "float64"
+    z_loss: Number | Symbolic = 0
+    softcap: Number | Symbolic | None = None
+    temperature: Number | Symbolic = 1
     # Which options the caller set explicitly (for messages that should name them); not part of equality.
     given: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
 
@@ -184,14 +208,23 @@ class LossSpec:
         set_(self, "pos_weight", _vector(self.pos_weight, "pos_weight"))
         set_(self, "label_smoothing", _smoothing(self.label_smoothing))
         set_(self, "ignore_index", _ignore(self.ignore_index))
+        set_(self, "z_loss", _scalar(self.z_loss, "z_loss", allow_zero=True))
+        set_(self, "softcap", None if self.softcap is None else _scalar(self.softcap, "softcap"))
+        set_(self, "temperature", _scalar(self.temperature, "temperature"))
         used = {
             "weight": self.weight is not None,
             "ignore_index": self.ignore_index is not None,
             "label_smoothing": self.label_smoothing is SYM or self.label_smoothing != 0,
             "pos_weight": self.pos_weight is not None,
+            "z_loss": self.has_z_loss,
+            "softcap": self.softcap is not None,
+            "temperature": self.has_temperature,
         }
         for option, on in used.items():
             if on and option not in kind.options:
+                if option in _LM_OPTIONS:
+                    raise _fail(option, f"{_LM_OPTIONS[option]} applies to the softmax cross-entropy (--loss ce) "
+                                        f"only, not to the {kind.title}")
                 raise _fail(option, f"does not apply to the {kind.title} (PyTorch's {kind.torch} has no "
                                     f"{_OPTION_NAMES[option]})")
         if self.ignore_index is not None and self.targets != "index":
@@ -229,9 +262,23 @@ class LossSpec:
         return self.label_smoothing is SYM or self.label_smoothing != 0
 
     @property
+    def has_z_loss(self) -> bool:
+        return self.z_loss is SYM or self.z_loss != 0
+
+    @property
+    def has_temperature(self) -> bool:
+        return self.temperature is SYM or self.temperature != 1
+
+    @property
+    def language_model(self) -> bool:
+        """Whether any of the language-model options (z-loss, soft-capping, temperature) is on."""
+        return self.has_z_loss or self.softcap is not None or self.has_temperature
+
+    @property
     def symbolic(self) -> bool:
         """Whether any option is ``SYM`` (only a derivation can use such a spec)."""
-        return SYM in (self.weight, self.pos_weight, self.label_smoothing)
+        return any(v is SYM for v in (self.weight, self.pos_weight, self.label_smoothing, self.z_loss, self.softcap,
+                                      self.temperature))
 
     @property
     def denominator(self) -> str | None:
@@ -282,6 +329,10 @@ class LossSpec:
         smoothing = d.get("label_smoothing")
         if isinstance(smoothing, str):
             smoothing = parse_value(smoothing, "label_smoothing")
+        lm: dict[str, Any] = {}
+        for key, default in (("z_loss", 0), ("softcap", None), ("temperature", 1)):
+            value = d.get(key, default)
+            lm[key] = parse_value(value, key) if isinstance(value, str) else (default if value is None else value)
         return cls(
             kind,
             d["reduction"],
@@ -291,6 +342,7 @@ class LossSpec:
             pos_weight=d.get("pos_weight"),
             targets=targets,
             dtype=d.get("dtype") or "float64",
+            **lm,
         )
 
     def with_(self, **changes: Any) -> LossSpec:
@@ -309,7 +361,7 @@ class LossSpec:
                 return [out(x) for x in v]
             return float(v)
 
-        return {
+        d = {
             "loss": self.kind,
             "reduction": self.reduction,
             "targets": self.targets,
@@ -317,8 +369,11 @@ class LossSpec:
             "ignore_index": self.ignore_index,
             "label_smoothing": out(self.label_smoothing),
             "pos_weight": out(self.pos_weight),
-            "dtype": self.dtype,
         }
+        if "z_loss" in KINDS[self.kind].options:  # the language-model options, where they apply
+            d.update(z_loss=out(self.z_loss), softcap=out(self.softcap), temperature=out(self.temperature))
+        d["dtype"] = self.dtype
+        return d
 
     def to_args(self, command: str) -> list[str]:
         """The command-line options of ``command`` (compute, derive, verify) that give this spec back.
@@ -334,9 +389,9 @@ class LossSpec:
             args += ["--reduction", self.reduction]
         if len(kind.targets) > 1 and (self.targets != kind.targets[0] or "targets" in self.given):
             args += ["--targets", str(self.targets)]
-        for option in ("weight", "ignore_index", "label_smoothing", "pos_weight"):
+        for option in OPTION_ORDER:
             value = getattr(self, option)
-            if value is None or (option == "label_smoothing" and not self.smoothing):
+            if not self._shown(option):
                 continue
             args += [option_flag(option), format_value(value)]
         if command != "derive" and self.dtype != "float64":
@@ -346,12 +401,25 @@ class LossSpec:
     def describe(self) -> str:
         """One line: ``ce, reduction=mean, targets=index, weight=1,2,3, ...``."""
         parts = [self.kind, f"reduction={self.reduction}", f"targets={self.targets}"]
-        for option in ("weight", "ignore_index", "label_smoothing", "pos_weight"):
-            v = getattr(self, option)
-            if v is None or (option == "label_smoothing" and not self.smoothing):
-                continue
-            parts.append(f"{option}={format_value(v)}")
+        for option in OPTION_ORDER:
+            if self._shown(option):
+                parts.append(f"{option}={format_value(getattr(self, option))}")
         return ", ".join(parts)
+
+    def _shown(self, option: str) -> bool:
+        """Whether ``option`` differs from its default (what a command line or a title names)."""
+        value = getattr(self, option)
+        if option == "label_smoothing":
+            return self.smoothing
+        if option == "z_loss":
+            return self.has_z_loss
+        if option == "temperature":
+            return self.has_temperature
+        return value is not None
+
+
+# The order in which options are written (command lines, titles).
+OPTION_ORDER: Final = ("weight", "ignore_index", "label_smoothing", "pos_weight", "softcap", "temperature", "z_loss")
 
 
 def format_value(v: Any) -> str:
@@ -407,6 +475,23 @@ def _smoothing(v: Any) -> Number | Symbolic:
         raise _fail("label_smoothing", f"must be a number, not {v!r}")
     if not 0 <= v <= 1:
         raise _fail("label_smoothing", f"must be between 0 and 1, got {format_value(v)}")
+    value: Number = v
+    return value
+
+
+def _scalar(v: Any, option: str, allow_zero: bool = False) -> Number | Symbolic:
+    """A finite number > 0 (>= 0 with ``allow_zero``), ``SYM``, or its text (``1/10``, ``sym``)."""
+    if v is SYM:
+        return v
+    if isinstance(v, str):
+        return _scalar(parse_value(v, option), option, allow_zero)
+    if hasattr(v, "item") and not _is_number(v):
+        v = v.item()
+    if not _is_number(v):
+        raise _fail(option, f"must be a number, not {v!r}")
+    if not (v >= 0 if allow_zero else v > 0) or v == float("inf"):
+        bound = "not negative" if allow_zero else "greater than 0"
+        raise _fail(option, f"must be finite and {bound}, got {format_value(v)}")
     value: Number = v
     return value
 

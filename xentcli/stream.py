@@ -244,6 +244,7 @@ class StreamResult:
     denominator: float | None
     dtype: str
     warnings: list[str] = field(default_factory=list)
+    z_loss: float | None = None
     head_losses: np.ndarray | None = None
     head_grad: np.ndarray | None = None
     head_probs: np.ndarray | None = None
@@ -279,6 +280,7 @@ class Pass:
 
     n: int = 0
     total: GroupedSum = field(default_factory=GroupedSum)
+    z_total: GroupedSum = field(default_factory=GroupedSum)  # the per-sample z-losses, with a z-loss
     notes: dict[str, tuple[str, XentWarning]] = field(default_factory=dict)  # placed prefix and warning, by kind
     head: list[tuple[Chunk, Chunk]] = field(default_factory=list)
     tail: list[tuple[Chunk, Chunk]] = field(default_factory=list)
@@ -298,6 +300,8 @@ class Stream:
 
     def __init__(self, open_logits: Callable[[], Source], open_labels: Callable[[], Source], spec: LossSpec,
                  progress: Callable[[int, int | None], None] | None = None, *, rereadable: bool = True) -> None:
+        if spec.dtype == "bfloat16":
+            raise Unstreamable("bfloat16")  # its inputs are rounded as whole arrays, in memory
         self._open_logits = open_logits
         self._open_labels = open_labels
         self.rereadable = rereadable
@@ -460,6 +464,8 @@ class Stream:
                 if each is not None:
                     each(Block(done.n, chunk, lab, r))
                 done.total.add(r.exact_total)
+                if r.exact_z is not None and spec.reduction != "none":
+                    done.z_total.add(r.exact_z)
                 self._note(done, r, chunk, lab)
                 if keep:
                     _keep_rows(done, chunk, lab, keep)
@@ -500,11 +506,18 @@ class Stream:
     def finish(self, plan: ReductionPlan, done: Pass) -> tuple[float | None, list[str]]:
         """The reduced loss, exactly as the in-memory computation gives it, and the warnings in its order."""
         loss, reduce_notes = plan.finish(done.total)
+        z_loss = self.z_loss(plan, done)
+        if loss is not None and z_loss is not None:
+            loss += z_loss
         placed = {kind: prefix + note.message for kind, (prefix, note) in done.notes.items()}
         ordered = [placed.pop("unnormalised")] if "unnormalised" in placed else []
         ordered += [note.message for note in reduce_notes]
         ordered += list(placed.values())
         return loss, ordered
+
+    def z_loss(self, plan: ReductionPlan, done: Pass) -> float | None:
+        """The reduced z-loss term of a whole pass (``None`` without a z-loss or a reduction)."""
+        return plan.finish_z(done.z_total) if self.spec.has_z_loss else None
 
     def where(self, operand: str | None, index: tuple[int, ...] | None, chunk: Chunk, lab: Chunk) -> str:
         """``"file: row R, column C: "`` for a value of a block, as the in-memory path names it."""
@@ -589,6 +602,7 @@ def stream_compute(
         done = stream.run(plan, with_losses=spec.kind == "bce", each=each)
         result.n = done.n
         result.loss, result.warnings = stream.finish(plan, done)
+        result.z_loss = stream.z_loss(plan, done)
         writers[0].commit()
     except BaseException:
         for w in writers:

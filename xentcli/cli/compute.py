@@ -108,6 +108,13 @@ def _compute(
     meta: dict[str, Any] = {"output": None if output is None else str(output)}
     chosen = fmt or ("table" if render.stdout_is_terminal() else "json")
     files_only = logits_text is None and labels_text is None and "-" not in (logits_path, labels_path)
+    if files_only and spec.family == "softmax":
+        from ..sources import npy_shape
+
+        shape = npy_shape(logits_path)  # type: ignore[arg-type]
+        if shape is not None and len(shape) > 2:
+            _compute_k(spec, logits_path, labels_path, chosen, output, out_fmt, meta)  # type: ignore[arg-type]
+            return
     if files_only and output is not None and out_fmt is not None:
         summary = _streamed(logits_path, labels_path, output, out_fmt, header, spec)  # type: ignore[arg-type]
         if summary is not None:
@@ -158,6 +165,48 @@ def _compute(
                               render.in_blocks(result.grad), elementwise=losses.ndim == 2)
         else:
             render.write_csv_result(out, result)
+
+
+def _compute_k(spec: Any, logits_path: str, labels_path: str, chosen: str, output: Path | None,
+               out_fmt: str | None, meta: dict[str, Any]) -> None:
+    """K-dimensional .npy logits (N, C, d1, ..., dk), as PyTorch takes them, in memory."""
+
+    from .. import files
+    from ..numeric import evaluate
+    from ..sources import load_npy_array, npy_shape
+    from . import render
+
+    if npy_shape(labels_path) is None:
+        from ..sources import load_npy
+
+        load_npy(logits_path, logits_path)  # its own errors first; then: "has 3 dimensions ... .npy labels"
+    z = load_npy_array(logits_path, logits_path)
+    y = load_npy_array(labels_path, labels_path)
+    from ..spec import KINDS
+
+    if "targets" not in spec.given and len(KINDS[spec.kind].targets) > 1:
+        spec = spec.with_(targets="prob" if y.shape == z.shape else "index")
+    try:
+        result = evaluate(spec, z, y, warn=False)
+    except XentInputError as exc:
+        if exc.operand is None:
+            raise
+        where = "" if exc.index is None else f"at [{', '.join(map(str, exc.index))}]: "
+        source = logits_path if exc.operand == "logits" else labels_path
+        raise XentInputError(where + exc.message, source=source) from None
+    if output is not None:
+        if out_fmt != "npy":  # after the inputs' own errors, as for every other input
+            raise XentInputError("a K-dimensional gradient is written as .npy (it has the logits' shape)",
+                                 source=str(output))
+        files.write_array(output, result.grad, "npy")
+    notes = [str(note) for note in result.warnings]
+    for note in notes:
+        warning_line(note)
+    meta.update(logits=logits_path, labels=labels_path, warnings=notes, streamed=False)
+    if chosen == "json":
+        render.print_k_json(result, meta)
+    else:
+        render.print_k_summary(chosen, result, meta)
 
 
 SINGLE_CLASS = "the logits have a single class: softmax is 1 and the loss is 0 (did you mean --binary?)"
@@ -341,7 +390,8 @@ def _streamed_to_stdout(chosen: str, logits_path: str, labels_path: str, header:
         if flow.classes == 1 and spec.family == "softmax":
             notes.append(SINGLE_CLASS)
         outcome = render.Outcome(spec, RESULT_KINDS[spec.kind], spec.reduction, str(spec.targets), loss,
-                                 plan.reported_denominator, first.n, flow.classes, np.dtype(spec.dtype))
+                                 plan.reported_denominator, first.n, flow.classes, np.dtype(spec.dtype),
+                                 flow.z_loss(plan, first))
         meta.update(logits=flow.logits_name, labels=flow.labels_name, warnings=notes, streamed=True)
         index = spec.targets == "index"
 

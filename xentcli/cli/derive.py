@@ -292,6 +292,8 @@ def _problem_from_header(command: Any, source: str) -> tuple[Any, str, list[str]
         raise XentInputError(f"header does not name an 'xent derive' command: {command[:200]!r}", source=source)
     if any(a in HELP_FLAGS for a in argv[2:]):
         raise XentInputError("header command asks for --help instead of a derivation", source=source)
+    if any("\x00" in a for a in argv):  # (os.stat of a path argument would raise ValueError)
+        raise XentInputError("header command contains a NUL character", source=source)
     try:
         sub = derive.make_context("derive", argv[2:], resilient_parsing=False)
     except click.ClickException as exc:

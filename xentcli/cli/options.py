@@ -22,7 +22,7 @@ REDUCTIONS = ("none", "sum", "mean", "batchmean")
 FLAG = "(flag)"  # the value of a bare --label-smoothing (derive's old spelling)
 # The command-line parameters that make up the loss (the names of the decorated function's arguments).
 LOSS_PARAMS = ("loss", "binary", "reduction", "weight", "ignore_index", "label_smoothing", "pos_weight", "targets",
-               "dtype", "weights")
+               "softcap", "temperature", "z_loss", "dtype", "weights")
 DEPRECATED = {
     "weights": "--weights is deprecated: use --weight sym",
     "label_smoothing": "a bare --label-smoothing is deprecated: use --label-smoothing sym",
@@ -34,7 +34,8 @@ def loss_options(command: str) -> Callable[[F], F]:
     derive = command == "derive"
     number = "sym, or " if derive else ""
     reduction_default = DERIVE_REDUCTION if derive else DEFAULT_REDUCTION
-    dtypes = {"compute": ("float64", "float32"), "verify": ("float64", "float32", "float16")}.get(command)
+    dtypes = {"compute": ("float64", "float32", "bfloat16"),
+              "verify": ("float64", "float32", "float16")}.get(command)
     targets_help = {
         "compute": "How to read the labels: class indices or probability rows. [default: by their shape]",
         "derive": "Class indices (y one-hot) or probability rows: sets the mean's denominator. "
@@ -63,10 +64,18 @@ def loss_options(command: str) -> Callable[[F], F]:
             click.option("--pos-weight", metavar="Q[,...]" + ("|sym" if derive else ""),
                          help=f"bce: weight of the positive term ({number}one value or one per column)."),
             click.option("--targets", type=click.Choice(choices), default=None, help=targets_help),
+            click.option("--softcap", metavar="C" + ("|sym" if derive else ""),
+                         help=f"ce: soft-cap the logits to C tanh(z/C) before the softmax ({number}C > 0; Gemma 2)."),
+            click.option("--temperature", metavar="T" + ("|sym" if derive else ""),
+                         help=f"ce: divide the (capped) logits by T before the softmax ({number}T > 0)."),
+            click.option("--z-loss", metavar="LAMBDA" + ("|sym" if derive else ""),
+                         help=f"ce: add LAMBDA lse(z)^2 per counted sample ({number}LAMBDA >= 0; Liger-Kernel's "
+                              "lse_square_scale, PaLM's z-loss)."),
         ]
         if dtypes is not None:
             opts.append(click.option("--dtype", type=click.Choice(dtypes), default="float64", show_default=True,
-                                     help="dtype computed in" if command == "compute"
+                                     help="dtype computed in (bfloat16: the inputs rounded to it, computed in "
+                                          "float32, as PyTorch's CPU kernels do)" if command == "compute"
                                      else "dtype of the logits handed to the implementation."))
         if derive:
             opts.append(click.option("--weights", is_flag=True, hidden=True, help="Deprecated: --weight sym."))
@@ -119,6 +128,9 @@ def loss_spec(params: dict[str, Any], ctx: click.Context | None = None, notes: l
         pos_weight=None if params.get("pos_weight") is None else parse_values(params["pos_weight"], "pos_weight"),
         targets=targets,
         dtype=params.get("dtype") or "float64",
+        z_loss=0 if params.get("z_loss") is None else parse_value(params["z_loss"], "z_loss"),
+        softcap=None if params.get("softcap") is None else parse_value(params["softcap"], "softcap"),
+        temperature=1 if params.get("temperature") is None else parse_value(params["temperature"], "temperature"),
         given=frozenset(given),
     )
 

@@ -49,12 +49,29 @@ class Outcome:
     n: int
     classes: int
     dtype: np.dtype
+    z_loss: float | None = None  # the z-loss term included in ``loss`` (with a z-loss and a reduction)
 
     @classmethod
     def of(cls, result: Any) -> Outcome:
         """The outcome of an in-memory :class:`~xentcli.numeric.LossResult`."""
         return cls(result.spec, result.kind, result.reduction, result.target_type, result.loss,
-                   result.denominator, result.n, result.classes, result.grad.dtype)
+                   result.denominator, result.n, result.classes, result.grad.dtype, result.z_loss)
+
+
+def _z_loss_fields(spec: Any, z_loss: float | None, dtype: np.dtype) -> list[tuple[str, str]]:
+    """The ``z_loss`` field of the JSON document (the term included in ``loss``), when the spec has a z-loss."""
+    if not spec.has_z_loss:
+        return []
+    if z_loss is None:
+        return [("z_loss", "null")]
+    return [("z_loss", json_number(z_loss, dtype))]
+
+
+def _z_loss_line(spec: Any, z_loss: float | None, digits: int) -> str | None:
+    """The table's line about the z-loss term, when there is one."""
+    if not spec.has_z_loss or z_loss is None:
+        return None
+    return f"of which z-loss = {_g(z_loss, max(digits, 10))}   (lambda * lse^2, reduced as the loss)"
 
 
 Sink = Callable[[np.ndarray], None]
@@ -198,11 +215,13 @@ def json_head(o: Outcome, meta: dict[str, Any]) -> list[tuple[str, str]]:
         ("kind", json.dumps(o.kind)),
         ("reduction", json.dumps(o.reduction)),
         ("loss", "null" if o.loss is None else json_number(o.loss, o.dtype)),
+        *_z_loss_fields(o.spec, o.z_loss, o.dtype),
         ("denominator", "null" if o.denominator is None else json_number(o.denominator)),
         ("n", json.dumps(o.n)),
         ("classes", json.dumps(o.classes)),
         ("targets", json.dumps(o.target_type)),
         ("dtype", json.dumps(str(o.dtype))),
+        *([("inputs_rounded_to", json.dumps("bfloat16"))] if o.spec.dtype == "bfloat16" else []),
         ("options", json.dumps(options_json(o.spec))),
         ("inputs", json.dumps({"logits": meta.get("logits"), "labels": meta.get("labels")})),
         ("output", json.dumps(meta.get("output"))),
@@ -260,6 +279,9 @@ def options_json(spec: Any) -> dict[str, Any]:
         "ignore_index": spec.ignore if spec.kind in ("ce", "nll") else None,
         "label_smoothing": float(spec.label_smoothing) if spec.kind == "ce" else None,
         "pos_weight": vec(spec.pos_weight),
+        "z_loss": float(spec.z_loss) if spec.kind == "ce" else None,
+        "softcap": None if spec.softcap is None else float(spec.softcap),
+        "temperature": float(spec.temperature) if spec.kind == "ce" else None,
     }
 
 
@@ -406,6 +428,9 @@ def print_table(o: Outcome, parts: list[TableRows], meta: dict[str, Any], *, dig
         else:
             how = "sum of the losses"
         console.print(f"loss = [bold]{_g(o.loss, max(digits, 10))}[/bold]   ({how})")
+        z_line = _z_loss_line(o.spec, o.z_loss, digits)
+        if z_line:
+            console.print(z_line)
     if meta.get("output"):
         console.print(f"gradient written to {meta['output']}")
 
@@ -429,12 +454,66 @@ def summary_of(result: Any, targets: np.ndarray) -> Any:
         n=result.n,
         classes=result.classes,
         denominator=result.denominator,
+        z_loss=result.z_loss,
         dtype=str(result.grad.dtype),
         head_losses=losses,
         head_grad=result.grad[:HEAD_ROWS],
         head_targets=np.asarray(targets)[:HEAD_ROWS],
         rows_written=result.n,
     )
+
+
+def _json_nested(a: np.ndarray, dtype: np.dtype) -> str:
+    """An array of any number of dimensions as nested JSON lists (each value's shortest digits)."""
+    if a.ndim == 0:
+        return json_number(float(a), dtype)
+    if a.ndim == 1:
+        return "[" + ", ".join(json_number(float(v), dtype) for v in a) + "]"
+    return "[" + ", ".join(_json_nested(part, dtype) for part in a) + "]"
+
+
+def print_k_json(result: Any, meta: dict[str, Any]) -> None:
+    """The JSON document of a K-dimensional computation: the arrays nested in the inputs' layout."""
+    import click
+
+    dt = result.grad.dtype
+    o = Outcome.of(result)
+    head = [(k, v) for k, v in json_head(o, meta) if k not in ("n", "classes")]
+    head[3:3] = [("shape", json.dumps(list(result.grad.shape))), ("n", json.dumps(int(result.grad.shape[0]))),
+                 ("classes", json.dumps(int(result.grad.shape[1])))]
+    arrays = [("losses", result.losses), ("probs", result.probs), ("grad", result.grad)]
+    if result.z_losses is not None and result.loss is None:
+        arrays.insert(1, ("z_losses", result.z_losses))
+    body = [(k, "null" if a is None else _json_nested(np.asarray(a), dt)) for k, a in arrays]
+    click.echo("{\n" + ",\n".join(f'  "{k}": {v}' for k, v in head + body) + "\n}")
+
+
+def print_k_summary(fmt: str, result: Any, meta: dict[str, Any]) -> None:
+    """A K-dimensional computation as a table or CSV: the loss and the shapes (the arrays are in JSON or
+    the --output file)."""
+    import click
+
+    dt = result.grad.dtype
+    shape = " x ".join(map(str, result.grad.shape))
+    loss = "" if result.loss is None else json_number(result.loss, dt).strip('"')
+    if fmt == "csv":
+        click.echo("reduction,loss,shape,output")
+        click.echo(f"{result.reduction},{loss},{shape},{meta.get('output') or ''}")
+        return
+    click.echo(f"{result.spec.title}: logits {shape} (N, C, d1, ..., dk) · {result.target_type} targets · {dt}")
+    if result.loss is None:
+        click.echo("loss: none (reduction='none'; per-position losses in --format json)")
+    else:
+        how = f"{result.reduction}: sum / {_g(result.denominator, 12, keep_zeros=False)}" \
+            if result.denominator is not None else "sum"
+        click.echo(f"loss = {_g(result.loss, 10)}   ({how})")
+        z_line = _z_loss_line(result.spec, result.z_loss, 10)
+        if z_line:
+            click.echo(z_line)
+    if meta.get("output"):
+        click.echo(f"gradient ({shape}) written to {meta['output']}")
+    else:
+        click.echo("the per-position losses, probabilities and gradient: --format json, or --output grad.npy")
 
 
 def print_summary(fmt: str, s: Any, meta: dict[str, Any]) -> None:
@@ -446,11 +525,13 @@ def print_summary(fmt: str, s: Any, meta: dict[str, Any]) -> None:
             ("kind", json.dumps(s.kind)),
             ("reduction", json.dumps(s.reduction)),
             ("loss", "null" if s.loss is None else json_number(s.loss, dt)),
+            *_z_loss_fields(s.spec, s.z_loss, dt),
             ("denominator", "null" if s.denominator is None else json_number(s.denominator)),
             ("n", str(s.n)),
             ("classes", str(s.classes)),
             ("targets", json.dumps(s.target_type)),
             ("dtype", json.dumps(str(dt))),
+            *([("inputs_rounded_to", json.dumps("bfloat16"))] if s.spec.dtype == "bfloat16" else []),
             ("options", json.dumps(options_json(s.spec))),
             ("inputs", json.dumps({"logits": meta.get("logits"), "labels": meta.get("labels")})),
             ("output", json.dumps(meta.get("output"))),
@@ -495,4 +576,7 @@ def print_summary(fmt: str, s: Any, meta: dict[str, Any]) -> None:
     else:
         how = f"{s.reduction}: sum / {_g(s.denominator, 12, keep_zeros=False)}" if s.denominator is not None else "sum"
         console.print(f"loss = [bold]{_g(s.loss, 10)}[/bold]   ({how})")
+        z_line = _z_loss_line(s.spec, s.z_loss, 10)
+        if z_line:
+            console.print(z_line)
     console.print(f"gradient of {s.rows_written} rows written to {meta.get('output')}")

@@ -12,6 +12,7 @@ the result does not depend on the order or blocking of the rows.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Literal
 
 import numpy as np
@@ -19,6 +20,7 @@ import numpy as np
 from ..errors import XentInputError
 from ..spec import IGNORE_INDEX, LossSpec
 from .checks import KERNEL_DTYPES, emit, numeric_array, resolve_dtype
+from .kdim import evaluate_k
 from .plan import ReductionPlan
 from .result import LossResult
 from .sigmoid import sigmoid_loss
@@ -66,9 +68,11 @@ def evaluate(
         spec: the loss and its options (:class:`~xentcli.spec.LossSpec`); its
             ``dtype`` (float64 or float32) is the dtype computed in.
         logits: any finite values; ``-inf`` masks a class; NaN and ``+inf``
-            are errors.
+            are errors. The softmax kinds also take (N, C, d1, ..., dk), as
+            PyTorch does (see :mod:`xentcli.numeric.kdim`).
         target: (N,) class indices, (N, C) probability rows, or for ``bce``
-            values in [0, 1] of the logits' shape.
+            values in [0, 1] of the logits' shape; with K-dimensional logits
+            (N, d1, ..., dk) class indices or probabilities of the logits' shape.
         with_probs: also return softmax/sigmoid outputs (``probs`` is
             ``None`` otherwise, which saves a pass and an N x C array).
         with_losses: keep the elementwise losses of ``kl`` and ``bce`` (for a
@@ -86,13 +90,51 @@ def evaluate(
     if spec.symbolic:
         raise XentInputError("sym is for xent derive; a computation needs numbers",
                              option="weight" if spec.weight is not None else "label_smoothing")
+    if spec.dtype == "bfloat16":
+        return _bfloat16(spec, logits, target, with_probs=with_probs, with_losses=with_losses, out=out, plan=plan,
+                         warn=warn)
     if spec.dtype not in KERNEL_DTYPES:
         raise XentInputError(f"xent computes in float64 or float32, not {spec.dtype}", option="dtype")
     run = sigmoid_loss if spec.family == "sigmoid" else softmax_loss
-    result = run(spec, logits, target, with_probs=with_probs, with_losses=with_losses, out=out, plan=plan)
+    if spec.family == "softmax" and np.ndim(logits) > 2:  # (N, C, d1, ..., dk), as PyTorch
+        if out is not None or plan is not None:
+            raise XentInputError("K-dimensional logits are computed in memory (no out= or plan=)", operand="logits")
+        z = numeric_array(logits, "logits")
+        # batchmean divides by the batch size N, not by the N * d1 * ... * dk rows: a sum, divided below.
+        batchmean = spec.reduction == "batchmean"
+        rows_spec = spec.with_(reduction="sum") if batchmean else spec
+        result = evaluate_k(lambda rows, y: run(rows_spec, rows, y, with_probs=with_probs, with_losses=with_losses),
+                            z, numeric_array(target, "target"), str(spec.targets))
+        if batchmean:
+            n = z.shape[0]
+            result = dataclasses.replace(result, spec=spec, loss=None if result.loss is None else result.loss / n,
+                                         grad=result.grad / result.grad.dtype.type(n), denominator=float(n))
+    else:
+        result = run(spec, logits, target, with_probs=with_probs, with_losses=with_losses, out=out, plan=plan)
     if warn:
         emit(result.warnings)
     return result
+
+
+def bfloat16_round(values: Any, operand: str) -> np.ndarray:
+    """Values rounded to bfloat16 (to nearest, ties to even) and widened to float32 exactly."""
+    import ml_dtypes
+
+    a = numeric_array(values, operand)
+    with np.errstate(over="ignore"):
+        return a.astype(np.float32).astype(ml_dtypes.bfloat16).astype(np.float32)
+
+
+def _bfloat16(spec: LossSpec, logits: Any, target: Any, **kwargs: Any) -> LossResult:
+    """bfloat16: the logits, probability targets and class weights rounded to bfloat16, the loss computed in
+    float32 from them (PyTorch's CPU kernels accumulate a bfloat16 tensor's loss in float32)."""
+    given: Any = spec.weight
+    weight = None if given is None else tuple(bfloat16_round([float(w) for w in given], "weight").tolist())
+    inner = spec.with_(dtype="float32", weight=weight)
+    z = bfloat16_round(logits, "logits")
+    y = bfloat16_round(target, "target") if spec.targets == "prob" else target
+    result = evaluate(inner, z, y, **kwargs)
+    return dataclasses.replace(result, spec=spec)
 
 
 def _dtype_name(dtype: Any, logits: Any) -> str:
@@ -111,6 +153,9 @@ def cross_entropy(
     dtype: Any = None,
     with_probs: bool = True,
     out: np.ndarray | None = None,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    temperature: float = 1.0,
 ) -> LossResult:
     r"""Softmax cross-entropy with the semantics of ``torch.nn.functional.cross_entropy``.
 
@@ -130,6 +175,11 @@ def cross_entropy(
             are float32, else float64.
         with_probs: also return the softmax probabilities.
         out: a C-contiguous (N, C) array of the compute dtype for the gradient.
+        z_loss: :math:`\lambda \ge 0`: each counted sample adds
+            :math:`\lambda \operatorname{lse}(u_i)^2` (Liger-Kernel's ``lse_square_scale``);
+            ``result.z_loss`` is that term of the loss.
+        softcap: :math:`c > 0`: the logits become :math:`c \tanh(z / c)` (Gemma 2).
+        temperature: :math:`T > 0`: then they are divided by :math:`T`.
 
     With :math:`\log p_{ic} = z_{ic} - \operatorname{lse}(z_i)` and the
     effective target row :math:`a_{ic} = w_c ((1-\varepsilon) y_{ic} + \varepsilon / C)`
@@ -158,6 +208,7 @@ def cross_entropy(
     spec = LossSpec(
         "ce", reduction, weight=_vec(weight), label_smoothing=label_smoothing, targets=target_type,
         ignore_index=_given_ignore(ignore_index, target_type), dtype=_dtype_name(dtype, logits),
+        z_loss=z_loss, softcap=softcap, temperature=temperature,
     )
     return evaluate(spec, logits, target, with_probs=with_probs, out=out)
 

@@ -57,11 +57,15 @@ class ReductionPlan:
             weights scaled by ``2**-shift``; ``None`` for ``none`` and ``sum``.
         shift: the class weights are multiplied by ``2**-shift`` (exactly)
             for the weighted mean.
+        z_denominator: what the mean of a z-loss divides by: the number of
+            counted samples (class weights do not enter it, as in Liger-Kernel);
+            ``None`` without a z-loss or a mean.
     """
 
     reduction: str
     denominator: float | None = None
     shift: int = 0
+    z_denominator: float | None = None
 
     @classmethod
     def for_batch(
@@ -82,13 +86,14 @@ class ReductionPlan:
         if kind is None:
             return cls(spec.reduction)
         if kind == "rows":
-            return cls(spec.reduction, float(rows))
+            return cls(spec.reduction, float(rows), z_denominator=float(rows) if spec.has_z_loss else None)
         if kind == "elements":
             return cls(spec.reduction, float(rows) * classes)
         if counts is None:
             raise ValueError("a mean over class-index targets needs the counts of the classes")
+        counted = float(counts.sum()) if spec.has_z_loss else None
         if kind == "samples" or weight is None:
-            return cls(spec.reduction, float(counts.sum()))
+            return cls(spec.reduction, float(counts.sum()), z_denominator=counted)
         used = np.nonzero(counts)[0]
         if spec.smoothing and used.size:  # every class's weight enters every counted sample's loss
             used = np.arange(classes)
@@ -97,7 +102,7 @@ class ReductionPlan:
         total = ExactSum()
         for k in np.nonzero(counts)[0]:
             total.add_repeated(float(scaled[k]), int(counts[k]))  # counts * weight, summed exactly
-        return cls(spec.reduction, total.value(), shift)
+        return cls(spec.reduction, total.value(), shift, counted)
 
     @property
     def divisor(self) -> float | None:
@@ -126,6 +131,15 @@ class ReductionPlan:
         with np.errstate(over="ignore"):
             out: np.ndarray = np.ldexp(losses, self.shift)
         return out
+
+    def finish_z(self, total: ExactSum | GroupedSum) -> float | None:
+        """The reduced z-loss from the exact total of the per-sample z-losses (``None`` for ``none``)."""
+        if self.reduction == "none":
+            return None
+        value = total.value()
+        if self.reduction == "sum" or self.z_denominator is None:
+            return value
+        return value / self.z_denominator if self.z_denominator else math.nan
 
     def finish(self, total: ExactSum | GroupedSum) -> tuple[float | None, list[XentWarning]]:
         """The reduced loss from the exact total of the per-sample losses, and notes about it."""

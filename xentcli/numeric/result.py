@@ -35,6 +35,10 @@ class LossResult:
         spec: the :class:`~xentcli.spec.LossSpec` computed.
         denominator: what the mean divides by (``None`` unless a mean).
         warnings: :class:`~xentcli.errors.XentWarning` objects about the result.
+        z_loss: the z-loss term of ``loss`` (reduced as the loss is), when the
+            spec has a z-loss and a reduction; ``None`` otherwise.
+        z_losses: the per-sample z-loss terms (included in ``losses``), when
+            the spec has a z-loss.
     """
 
     loss: float | None
@@ -47,6 +51,10 @@ class LossResult:
     # The float64 per-sample losses (elementwise kinds: row sums) before rounding to the dtype, in the
     # rescaled weights' units: what streaming accumulates across chunks.
     exact_total: Any = field(default=None, repr=False, compare=False)
+    z_loss: float | None = None
+    z_losses: np.ndarray | None = None
+    # The float64 per-sample z-losses (what streaming accumulates), with a z-loss.
+    exact_z: Any = field(default=None, repr=False, compare=False)
 
     @property
     def kind(self) -> str:

@@ -18,6 +18,7 @@ from .checks import (
     warn_nonfinite,
     warn_unnormalised,
 )
+from .lm import LogitMap
 from .plan import ReductionPlan
 from .result import LossResult
 from .softmax_kernels import ce_dense_block, ce_index_block, kl_block
@@ -63,17 +64,31 @@ def softmax_loss(
     losses = np.empty(n, dtype=np.float64)
     kl_terms = np.empty((n, c), dtype=np.float64) if elementwise and (with_losses or spec.reduction == "none") else None
     div = plan.divisor
+    lm = None if spec.kind != "ce" or not spec.language_model else LogitMap(spec, dt)
+    zl = _ZLoss(spec, plan, rows, n) if spec.kind == "ce" and spec.has_z_loss else None
 
     def work(sl: slice) -> None:
         zb = z[sl]
+        ub = zb if lm is None else lm.apply(zb)
+        gb = grad[sl]
         pb = None if probs is None else probs[sl]
+        if zl is not None and pb is None:
+            pb = blocks.scratch("lm_p", (ub.shape[0], c), dt)
+        lse = None if zl is None else zl.lse[sl]
         if elementwise:
             losses[sl] = kl_block(zb, rows.y[sl], None if kl_terms is None else kl_terms[sl])
-            ce_dense_block(zb, rows.dense(sl), div, grad[sl], pb)
+            ce_dense_block(zb, rows.dense(sl), div, gb, pb)
         elif isinstance(rows, _IndexRows) and rows.plain:
-            losses[sl] = ce_index_block(zb, rows.t[sl], rows.wy[sl], div, grad[sl], pb)
+            losses[sl] = ce_index_block(ub, rows.t[sl], rows.wy[sl], div, gb, pb, lse)
         else:
-            losses[sl] = ce_dense_block(zb, rows.dense(sl), div, grad[sl], pb)
+            losses[sl] = ce_dense_block(ub, rows.dense(sl), div, gb, pb, lse)
+        if zl is not None:
+            assert pb is not None
+            if plan.denominator == 0:
+                gb[...] = 0  # the cross-entropy's mean is 0/0 (its gradient is zero); the z-loss's need not be
+            zl.block(sl, gb, pb)
+        if lm is not None:
+            lm.chain(zb, gb)
 
     blocks.for_blocks(work, n, c)
     # Pairwise within fixed groups of samples, exact across groups: the same bits under any blocking.
@@ -82,8 +97,14 @@ def softmax_loss(
     notes += reduce_notes
     exact_total = losses
     reported = plan.unscale(losses)
+    z_loss = None
+    if zl is not None:
+        z_loss = plan.finish_z(GroupedSum().add(zl.losses) if spec.reduction != "none" else GroupedSum())
+        if loss is not None and z_loss is not None:
+            loss += z_loss
+        reported = reported + zl.losses
     warn_nonfinite(reported, z, was_1d, notes)
-    if plan.denominator == 0:
+    if plan.denominator == 0 and zl is None:
         grad[...] = 0
     per_sample: np.ndarray | None = reported.astype(dt)
     if kl_terms is not None:
@@ -99,6 +120,9 @@ def softmax_loss(
         denominator=plan.reported_denominator,
         warnings=tuple(notes),
         exact_total=exact_total,
+        z_loss=z_loss,
+        z_losses=None if zl is None else (zl.losses.astype(dt)[0] if was_1d else zl.losses.astype(dt)),
+        exact_z=None if zl is None else zl.losses,
     )
 
 
@@ -121,6 +145,29 @@ def effective_targets(spec: LossSpec, logits: Any, target: Any) -> np.ndarray:
         rows = _ProbRows(spec, prob_targets(y_raw, (n, c), dt, was_1d), w, c, dt)
     a: np.ndarray = np.array(rows.dense(slice(None)), dtype=np.float64)
     return a
+
+
+class _ZLoss:
+    """The z-loss of a batch: lambda lse(u)^2 per counted sample, and its gradient 2 lambda lse p."""
+
+    def __init__(self, spec: LossSpec, plan: ReductionPlan, rows: Any, n: int) -> None:
+        self.lam = float(spec.z_loss)  # type: ignore[arg-type]
+        self.counted = rows.valid if isinstance(rows, _IndexRows) else None
+        self.scale = 1.0 if not plan.z_denominator else 1.0 / plan.z_denominator
+        self.lse = np.empty(n, dtype=np.float64)
+        self.losses = np.empty(n, dtype=np.float64)
+
+    def block(self, sl: slice, grad: np.ndarray, p: np.ndarray) -> None:
+        lse = self.lse[sl]
+        with np.errstate(over="ignore"):
+            zl = self.lam * np.square(lse)
+        coef = (2.0 * self.lam * self.scale) * lse
+        if self.counted is not None:
+            keep = self.counted[sl]
+            zl = np.where(keep, zl, 0.0)
+            coef = np.where(keep, coef, 0.0)
+        self.losses[sl] = zl
+        grad += p * coef.astype(grad.dtype, copy=False)[:, None]
 
 
 class _IndexRows:

@@ -91,14 +91,18 @@ def row_max(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def ce_index_block(
-    z: np.ndarray, t: np.ndarray, wy: np.ndarray, denom: float | None, grad: np.ndarray, probs: np.ndarray | None
+    z: np.ndarray, t: np.ndarray, wy: np.ndarray, denom: float | None, grad: np.ndarray, probs: np.ndarray | None,
+    lse: np.ndarray | None = None,
 ) -> np.ndarray:
     """Class-index targets, no smoothing. Returns per-sample losses (float64).
 
     ``denom`` divides the gradient (the mean's denominator) or is ``None``;
-    ``probs`` is an output buffer or ``None`` when probabilities are not wanted.
+    ``probs`` is an output buffer or ``None`` when probabilities are not wanted;
+    ``lse`` (float64) receives each row's log-sum-exp when given.
     """
     sm = ShiftedExp(z, grad)
+    if lse is not None:
+        np.add(sm.m, sm.logS, out=lse)
     valid = t >= 0
     tt = np.where(valid, t, sm.k)
     tf = sm.base + tt
@@ -122,11 +126,13 @@ def ce_index_block(
 
 
 def ce_dense_block(
-    z: np.ndarray, a: np.ndarray, denom: float | None, grad: np.ndarray, probs: np.ndarray | None
+    z: np.ndarray, a: np.ndarray, denom: float | None, grad: np.ndarray, probs: np.ndarray | None,
+    lse: np.ndarray | None = None,
 ) -> np.ndarray:
     """Dense non-negative target rows ``a`` (weights/smoothing folded in).
 
-    ``a`` is a scratch buffer owned by the caller: it is modified.
+    ``a`` is a scratch buffer owned by the caller: it is modified. ``lse``
+    (float64) receives each row's log-sum-exp when given.
     """
     b, c = z.shape
     base = np.arange(0, b * c, c)
@@ -152,6 +158,8 @@ def ce_dense_block(
     ef[kf] = 1
     S = 1.0 + rest
     logS = np.log1p(rest)
+    if lse is not None:
+        np.add(m.astype(np.float64, copy=False), logS, out=lse)
     af = a.reshape(-1)
     ak = af[kf].astype(np.float64, copy=False)
     af[kf] = 0

@@ -35,15 +35,19 @@ class Space:
     """The polynomial ring of one derivation: u_1..u_C (= e^{z_k}) plus parameter symbols."""
 
     def __init__(self, exp_symbols: Sequence[sp.Symbol], params: Sequence[sp.Symbol],
-                 normaliser: sp.Symbol | None = None):
+                 normaliser: sp.Symbol | None = None, logit_symbols: Sequence[sp.Symbol] = ()):
         self.u_symbols = list(exp_symbols)
         self.param_symbols = list(params)
-        self.symbols = self.u_symbols + self.param_symbols + ([normaliser] if normaliser is not None else [])
+        # logit_symbols: further generators that depend on the logits (tanh(z_k / cap), lse), before 1/S
+        self.symbols = self.u_symbols + self.param_symbols + list(logit_symbols) + \
+            ([normaliser] if normaliser is not None else [])
         self.ring = PolyRing(self.symbols)
         elems = self.ring.gens
         self.u: list[PolyElement] = elems[: len(self.u_symbols)]
         self.gen: dict[sp.Symbol, PolyElement] = dict(zip(self.symbols, elems))
         self._u_index = list(range(len(self.u_symbols)))
+        start = len(self.u_symbols) + len(self.param_symbols)
+        self.logit_extra = list(range(start, start + len(logit_symbols)))  # tanh(z_k / cap), lse
         self.inverse_S: PolyElement | None = None
         if normaliser is not None:
             # A generator of its own that stands for 1/S = 1/(u_1 + ... + u_C): softmax is the
@@ -78,7 +82,8 @@ class Space:
             return False
         degrees = p.degrees()
         inverse = self.ring.inverse
-        return any(d > 0 for d in degrees[: len(self.u)]) or (inverse is not None and degrees[inverse[0]] > 0)
+        return any(d > 0 for d in degrees[: len(self.u)]) or (inverse is not None and degrees[inverse[0]] > 0) \
+            or any(degrees[i] > 0 for i in self.logit_extra)
 
 
 def _compose(p: PolyElement, subs: dict[int, PolyElement]) -> PolyElement:
@@ -315,6 +320,8 @@ class Frac:
         """Derivative by z_j where u_j = e^{z_j} is generator number ``index``: u_j * d/du_j (and through
         the generator that stands for 1/S, if the ring has one)."""
         ring = self.ring
+        if ring.rules is not None:
+            return _unscaled(self.derive(lambda p: ring.dz(p, index)))
         if ring.inverse is None:
             d = self.du(index)
             return Frac(d.num * ring.gens[index], d.den)
@@ -487,8 +494,23 @@ class LogSum:
         for poly, coeff in self._terms.items():
             d = ring.dz(poly, index)
             if d:
-                total = total + coeff * Frac.over(d, poly)
+                term = coeff * Frac.over(d, poly)
+                total = total + (_unscaled(term) if ring.rules is not None else term)
         return total
+
+
+_SCALES: dict[int, tuple[PolyElement, Frac]] = {}
+
+
+def _unscaled(f: Frac) -> Frac:
+    """A derivative taken with a ring's ``rules``, divided by the ring's ``scale`` (one shared factor)."""
+    scale = f.ring.scale
+    if scale is None or scale == 1:
+        return f
+    known = _SCALES.get(id(scale))
+    if known is None or known[0] is not scale:
+        known = _SCALES[id(scale)] = (scale, Frac(scale))
+    return f / known[1] if not scale.is_ground else f * Frac.polynomial(scale.ring.ground_new(1 / scale.LC))
 
 
 def is_zero_expr(expr: sp.Expr) -> bool:

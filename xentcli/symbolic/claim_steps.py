@@ -37,6 +37,7 @@ deciding is a failed check, never a pass.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -102,6 +103,10 @@ def check_names(used: set[str], problem: Problem) -> None:
               if den == "weights" else "which needs --reduction mean or batchmean"),
         "W": (den == "weights", "but this mean divides by N" if den is not None else
               "which needs --reduction mean with --weight and --targets index"),
+        "lam": (problem.spec.has_z_loss, "which needs --z-loss"),
+        "cap": (problem.spec.softcap is not None, "which needs --softcap"),
+        "T": (problem.spec.has_temperature, "which needs --temperature"),
+        "lse": (problem.spec.language_model, "which needs --z-loss, --softcap or --temperature"),
     }
     for name, (ok, why) in needs.items():
         if name in used and not ok:
@@ -215,20 +220,55 @@ class _Setting:
         else:
             m = Fraction(1)
         den = Fraction(rng.randint(2, 5)) if spec.denominator is not None else Fraction(1)
+        lm = self._language_model(rng, u)
         if problem.bce:
             p = [v / (1 + v) for v in u]
         else:
             S = sum(u)
             p = [v / S for v in u]
         z = [Fraction(0) if v == 1 else sp.log(to_sympy(v)) for v in u]
-        values = {"p": p, "y": y, "z": z, "w": w, "q": q}
-        scalars = {"C": Fraction(C), "eps": eps, "m": m, "N": den, "W": den}
+        values = {"p": p, "y": y, "z": lm.pop("z", z), "w": w, "q": q, "t": lm.pop("t", [])}
+        scalars = {"C": Fraction(C), "eps": eps, "m": m, "N": den, "W": den, **lm}
         return _Point(u, values, scalars, t)
 
-    def derivative(self, pt: _Point, j: int) -> Fraction:
+    def _language_model(self, rng: random.Random, u: list[Fraction]) -> dict[str, Any]:
+        """lam, cap, T (drawn where they are symbols), lse, and with soft-capping or a temperature the logits
+        z_k whose softmax inputs are x_k = log u_k: z_k = cap atanh(T x_k / cap) (which needs |T x_k| < cap:
+        u_k is redrawn closer to 1 when it is not), and t_k = tanh(z_k / cap) = T x_k / cap. Changes ``u``."""
+        spec = self.problem.spec
+        if not spec.language_model:
+            return {}
+        lam = Fraction(rng.randint(1, 9), 10) if spec.z_loss is SYM else Fraction(spec.z_loss)  # type: ignore[arg-type]
+        cap = Fraction(rng.randint(2, 9)) if spec.softcap is SYM else Fraction(spec.softcap or 1)  # type: ignore[arg-type]
+        temp = Fraction(rng.randint(1, 6), 2) if spec.temperature is SYM else Fraction(spec.temperature)  # type: ignore[arg-type]
+        if spec.softcap is not None:
+            bound = float(cap / temp) * 0.9
+            for k, v in enumerate(u):
+                while abs(math.log(v)) >= bound:
+                    v = 1 + (v - 1) / 4
+                u[k] = v
+        out: dict[str, Any] = {"lam": lam, "cap": cap, "T": temp, "lse": sp.log(to_sympy(sum(u)))}
+        if spec.softcap is not None or spec.has_temperature:
+            xs = [sp.Integer(0) if v == 1 else sp.log(to_sympy(v)) for v in u]
+            if spec.softcap is not None:
+                c, T = to_sympy(cap), to_sympy(temp)
+                out["t"] = [_value(T * x / c) for x in xs]
+                out["z"] = [_value(c * sp.atanh(T * x / c)) for x in xs]
+            else:
+                out["z"] = [_value(to_sympy(temp) * x) for x in xs]
+        return out
+
+    def derivative(self, pt: _Point, j: int) -> Any:
+        """The derivative's exact value at the point: a Fraction, or an exact SymPy number (lse, tanh)."""
         PQ = PointQ(self.problem, pt.values, pt.scalars)
         value = Q.scaled(PQ, Q.grad(PQ, j))
-        return Fraction(value)
+        return value if isinstance(value, Fraction) else _value(sp.sympify(value))
+
+
+def _value(e: sp.Expr) -> Any:
+    """An exact number: a Fraction when rational, else the SymPy number."""
+    e = sp.sympify(e)
+    return Fraction(int(e.p), int(e.q)) if e.is_Rational else e
 
 
 @dataclass
@@ -514,6 +554,15 @@ def _point(st: _Setting, pt: _Point) -> tuple[dict[str, Any], dict[str, str], li
             subs[str(names.den)] = sample[d]
     if names.rest is not None:
         subs[str(names.rest)] = "0"
+    for key, symbol, on in (("lam", names.lam, spec.has_z_loss), ("cap", names.cap, spec.softcap is not None),
+                            ("T", names.temp, spec.has_temperature)):
+        if on:
+            sample[key] = _exact(pt.scalars[key])
+            shown.append(f"{key} = {sample[key]}")
+            if symbol is not None:
+                subs[str(symbol)] = sample[key]
+    if spec.language_model:
+        sample["lse"] = _exact(pt.scalars["lse"])
     sample["C"] = str(C)
     return sample, subs, shown
 
@@ -633,7 +682,9 @@ def decide_general(backend: GeneralBackend, tree: Any) -> Verdict:
         return {"y": A.y, "w": A.w, "q": A.q}[name](m)
 
     def scalar(name: str) -> Any:
-        return {"C": backend.C, "eps": A.eps, "m": A.mask}.get(name, A.den)
+        if name == "lse":
+            return A.lse()
+        return {"C": backend.C, "eps": A.eps, "m": A.mask, "lam": A.lam, "cap": A.cap, "T": A.temp}.get(name, A.den)
 
     def summation(f: Callable[[Any], Any]) -> Any:
         m = sp.Dummy("m", integer=True, positive=True)

@@ -143,6 +143,18 @@ class _Opaque:
         self.why = why
 
 
+_RAW_LOGIT = "raw logit"
+
+
+class _RawLogit:
+    """The logit z_k itself under soft-capping (the ring holds tanh(z_k / cap), not z_k)."""
+
+    __slots__ = ("k",)
+
+    def __init__(self, k: int):
+        self.k = k
+
+
 @dataclass
 class XV:
     """``rat + Σ coeff·log(atom) + Σ coeff·exp(R) + Σ coeff·[part]`` with Frac parts (see the module
@@ -216,6 +228,8 @@ class RingValues(claims.Algebra):
 
     def seen(self, node: Any, value: Any, index: Any) -> Any:
         """A value the exact form cannot hold becomes the part of the claim it is (at this class index)."""
+        if isinstance(value, _RawLogit):  # a soft-capped logit: an atom of its own, known to tanh
+            return XV(self.zero(), [], [], [((_RAW_LOGIT, value.k), self.space.const(1))])
         if isinstance(value, _Opaque):
             self.why = self.why or value.why
             return XV(self.zero(), [], [], [((claims.dump(node), index), self.space.const(1))])
@@ -302,7 +316,12 @@ class RingValues(claims.Algebra):
         if name == "p":
             return A.sigma(k) if self.bce else A.p(k)
         if name == "z":
-            return XV(self.zero(), [(("gen", self.u_index[k]), self.space.const(1))], [])  # z_k = log u_k
+            spec = A.problem.spec
+            if spec.softcap is not None:  # z_k = cap atanh(T log u_k / cap): only tanh(z_k / cap) is held (as t_k)
+                return _RawLogit(k)
+            # z_k = T log u_k (u_k = exp(x_k), x_k = z_k / T); z_k = log u_k without a temperature
+            return XV(self.zero(), [(("gen", self.u_index[k]), A.temp if spec.has_temperature
+                                     else self.space.const(1))], [])
         return {"y": A.y, "w": A.w, "q": A.q}[name](k)
 
     def scalar(self, name: str) -> Frac:
@@ -311,7 +330,21 @@ class RingValues(claims.Algebra):
             return self.space.const(A.problem.classes)
         if name == "eps":
             return A.eps
+        if name in ("lam", "cap", "T"):
+            return {"lam": A.lam, "cap": A.cap, "T": A.temp}[name]
+        if name == "lse":
+            return A.lse()
         return A.mask if name == "m" else A.den  # N or W: the denominator (check_names)
+
+    def tanh(self, a: Any) -> Any:
+        """tanh(z_k / cap) is the ring's t_k; nothing else under tanh is held."""
+        spec = self.A.problem.spec
+        v = self.x(a)
+        if spec.softcap is not None and not v.rat.num and not v.logs and not v.exps and len(v.opaque) == 1:
+            (key, k), = v.opaque
+            if key[0] == _RAW_LOGIT and k.equals(self.fdiv(self.space.const(1), self.A.cap)):
+                return self.A.tanh(key[1])
+        return _Opaque("tanh of something other than z/cap")
 
     # -- arithmetic (an _Opaque operand is only ever the value of a part just computed, before seen() names it)
     def add(self, a: Any, b: Any) -> Any:
@@ -1146,6 +1179,15 @@ class PointAlgebra(claims.Algebra):
             return Fraction(0)
         return _from_sympy(sp.log(to_sympy(a)))
 
+    def tanh(self, a: Any) -> Any:
+        if isinstance(a, Undef):
+            return a
+        if isinstance(a, Big):
+            return Fraction(a.sign)  # beyond e**300: tanh is ±1 to far more digits than any value compared
+        if isinstance(a, Fraction) and a == 0:
+            return Fraction(0)
+        return _from_sympy(sp.tanh(to_sympy(a)))
+
 
 def _expr(v: Any) -> sp.Expr:
     return v.expr if isinstance(v, Big) else to_sympy(v)
@@ -1163,6 +1205,16 @@ class PointQ(Q.Algebra):
         self.mask = scalars.get("m", Fraction(1))
         self.den = scalars.get("N", scalars.get("W", Fraction(1)))
         self.rest = Fraction(0)
+        self.lam = scalars.get("lam", Fraction(0))
+        self.cap = scalars.get("cap", Fraction(1))
+        self.temp = scalars.get("T", Fraction(1))
+        self._lse = scalars.get("lse", Fraction(0))
+
+    def lse(self) -> Any:
+        return self._lse
+
+    def tanh(self, m: Any) -> Any:
+        return self.vals["t"][m]
 
     def y(self, m: Any) -> Any:
         return self.vals["y"][m]

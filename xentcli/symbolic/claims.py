@@ -10,8 +10,11 @@ with :func:`ast.parse` and only these nodes are accepted:
   ``z`` (logit), ``w`` (weight), ``q`` (BCE positive weight) and the scalars
   ``N`` (what a mean over samples divides by), ``W`` (summed target weights of
   a weighted mean over class indices), ``C`` (classes), ``eps`` (label
-  smoothing) and ``m`` (the mask of a sample that may be ignored);
-* calls ``sum(...)`` (over the classes), ``exp(...)`` and ``log(...)``.
+  smoothing) and ``m`` (the mask of a sample that may be ignored); with the
+  options of a language model ``lam`` (z-loss), ``cap`` (soft-cap), ``T``
+  (temperature) and ``lse`` (log Σ exp of the capped and scaled logits);
+* calls ``sum(...)`` (over the classes), ``exp(...)``, ``log(...)`` and
+  ``tanh(...)``.
 
 Nothing is ever handed to ``eval``/``exec``/``sympify``; attribute access,
 subscripts, keywords, strings and any other name are rejected.
@@ -53,8 +56,8 @@ import sympy as sp
 from ..errors import XentInputError
 
 VECTORS = ("p", "y", "z", "w", "q")
-SCALARS = ("N", "W", "C", "eps", "m")
-FUNCTIONS = ("sum", "exp", "log")
+SCALARS = ("N", "W", "C", "eps", "m", "lam", "cap", "T", "lse")
+FUNCTIONS = ("sum", "exp", "log", "tanh")
 MAX_LENGTH = 400
 MAX_NODES = 200
 MAX_DEPTH = 32
@@ -265,6 +268,9 @@ class Algebra:
     def log(self, a: Any) -> Any:
         raise NotImplementedError
 
+    def tanh(self, a: Any) -> Any:
+        raise NotImplementedError
+
     def seen(self, node: ast.AST, value: Any, index: Any) -> Any:
         """Called with the value of every part of the claim (at class ``index``); returns the value to use
         (an algebra may name a value by the part it came from)."""
@@ -351,6 +357,8 @@ def fold(tree: ast.Expression, alg: Algebra, index: Any, sums: dict[int, Any] | 
                 if key not in sums:
                     sums[key] = alg.summation(lambda m: ev(arg, m))
                 return sums[key]
+            if fn == "tanh":
+                return alg.tanh(ev(arg, k))
             return alg.exp(ev(arg, k)) if fn == "exp" else alg.log(ev(arg, k))
         raise _fail(f"{type(node).__name__} is not allowed in a claim")  # unreachable after parse()
 
@@ -401,6 +409,9 @@ class _SympyAlgebra(Algebra):
 
     def log(self, a: sp.Expr) -> sp.Expr:
         return sp.log(a)
+
+    def tanh(self, a: sp.Expr) -> sp.Expr:
+        return sp.tanh(a)
 
 
 def evaluate(tree: ast.Expression, env: Env, index: Any) -> sp.Expr:

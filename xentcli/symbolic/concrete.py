@@ -38,6 +38,19 @@ RING_METHOD = ("exact polynomials in u_k = exp(z_k) and 1/S (S = Σ_k u_k) over 
 SYMPY_DIFF_METHOD = "sympy.diff of the expression in z; z_k -> log u_k, expand_log over positive symbols, then exact"
 
 
+def option_value(symbol: sp.Symbol | None, value: Any, default: int) -> sp.Expr:
+    """A language-model option as SymPy: its symbol (sym), its exact value, or ``default`` when it is off."""
+    if symbol is not None:
+        return symbol
+    return sp.Integer(default) if value is None else rational(value)
+
+
+def softmax_input(spec: Any, z: sp.Expr, cap: sp.Expr, temp: sp.Expr) -> sp.Expr:
+    """What the softmax sees of the logit z: cap tanh(z / cap) / T (each part only when its option is on)."""
+    x = cap * sp.tanh(z / cap) if spec.softcap is not None else z
+    return x / temp if spec.has_temperature else x
+
+
 def rational(v: Any) -> sp.Rational:
     """An exact option value (int or Fraction) as a SymPy Rational."""
     if isinstance(v, Fraction):
@@ -68,7 +81,15 @@ class Names:
         self.den = sp.Symbol("w_total" if spec.denominator == "weights" else "n_samples", positive=True) \
             if spec.denominator is not None else None
         self.rest = sp.Symbol("rest", real=True) if spec.reduction != "none" else None
-        self.scalars = [s for s in (self.eps, self.mask, self.den, self.rest) if s is not None]
+        # The language-model options: lam, cap and T as symbols when they are sym; tanh(z_k / cap) and lse
+        # as generators of the prover's ring (their derivatives by z_j are rules: see RingAlgebra).
+        self.lam = sp.Symbol("lam", nonnegative=True) if spec.z_loss is SYM else None
+        self.cap = sp.Symbol("cap", positive=True) if spec.softcap is SYM else None
+        self.temp = sp.Symbol("T", positive=True) if spec.temperature is SYM else None
+        self.t = [sp.Symbol(f"t{k}", real=True) for k in rng] if spec.softcap is not None else []
+        self.lse = sp.Symbol("lse", real=True) if spec.language_model else None
+        self.options = [s for s in (self.lam, self.cap, self.temp) if s is not None]
+        self.scalars = [s for s in (self.eps, self.mask, self.den, self.rest, *self.options) if s is not None]
         self.params: list[sp.Symbol] = [*self.y, *self.w, *self.q, *self.scalars]
 
 
@@ -79,23 +100,34 @@ class RingAlgebra(Algebra):
     mask: Frac
     den: Frac
     rest: Frac
+    lam: Frac
+    cap: Frac
+    temp: Frac
 
     def __init__(self, problem: Problem, names: Names, space: str, opaque_normaliser: bool = False):
         self.problem = problem
         self.names = names
         self.space = space
         self.C = problem.classes
-        gens = {"z": names.u, "zv": names.u, "zs": names.u, "p": names.p, "sigma": names.sigma}[space]
-        # functions of the logits; "zv": and of an arbitrary vector v; "zs": with s = sum_c a_c as one name
-        self.in_z = space in ("z", "zv", "zs")
+        gens = {"z": names.u, "x": names.u, "zv": names.u, "zs": names.u, "p": names.p, "sigma": names.sigma}[space]
+        # functions of the logits; "zv": and of an arbitrary vector v; "zs": with s = sum_c a_c as one name;
+        # "x": functions of the softmax inputs x (the capped and scaled logits), differentiated by x
+        self.in_z = space in ("z", "x", "zv", "zs")
         opaque = opaque_normaliser and self.in_z
+        spec = problem.spec
+        # With the options of a language model, u_k = exp(x_k) (x_k = cap tanh(z_k / cap) / T), and the ring
+        # has tanh(z_k / cap) (the z space, soft-capping) and lse = log S as generators of their own.
+        self.lm = spec.language_model and space in ("z", "x")
+        logit_symbols: list[sp.Symbol] = []
+        if self.lm:
+            logit_symbols = [*(names.t if space == "z" else []), names.lse]
         # "zv" holds the logits, v and the scalar options only: it decides properties of the softmax
         # Jacobian, and C generators per target vector would only make its C*C-term polynomials larger.
         if space == "zv":
             params = [*names.v, *names.scalars]
         else:
             params = [*names.params, *([names.total] if space == "zs" else [])]
-        self.ring_space = Space(gens, params, names.inverse_S if opaque else None)
+        self.ring_space = Space(gens, params, names.inverse_S if opaque else None, logit_symbols)
         rs = self.ring_space
         self.U = rs.u
         self.S_poly = rs.ring.add(self.U)
@@ -104,14 +136,49 @@ class RingAlgebra(Algebra):
         T = rs.inverse_S
         self._p = [Frac(u * T) if T is not None else Frac.over(u, self.S_poly) for u in self.U]
         self._sigma = [Frac.over(u, f) for u, f in zip(self.U, self.one_plus_u)]
-        spec = problem.spec
         self.eps = self._param(spec.label_smoothing, names.eps, 0)
         self.mask = rs.sym(names.mask) if names.mask is not None else rs.const(1)
         self.den = rs.sym(names.den) if names.den is not None else rs.const(1)
         self.rest = rs.sym(names.rest) if names.rest is not None else rs.const(0)
+        self.lam = self._param(spec.z_loss, names.lam, 0)
+        self.cap = self._param(spec.softcap, names.cap, 1)
+        self.temp = self._param(spec.temperature, names.temp, 1)
         if space == "zs":
             self.memo(("total",), lambda: rs.sym(names.total))
+        if self.lm and T is not None:
+            self._rules(space)
 
+    def _rules(self, space: str) -> None:
+        """The derivative by z_j (by x_j in the x space) as rules for the ring's generators.
+
+        d u_j/dx_j = u_j, d(1/S)/dx_j = -u_j/S^2, d lse/dx_j = u_j/S = p_j; by z_j each is multiplied
+        by dx_j/dz_j = (1 - t_j^2)/T (t_j = tanh(z_j / cap)), and d t_j/dz_j = (1 - t_j^2)/cap. The
+        rules hold the derivatives times scale = T cap, so that they are polynomials.
+        """
+        rs, names, spec = self.ring_space, self.names, self.problem.spec
+        ring = rs.ring
+        T = rs.inverse_S
+        assert T is not None
+        idx = {s: i for i, s in enumerate(rs.symbols)}
+        r_inv, r_lse = idx[names.inverse_S], idx[names.lse]
+        chain = space == "z" and (spec.softcap is not None or spec.has_temperature)
+        one = ring.one
+        cap, temp = self.cap.num, self.temp.num
+        rules: dict[int, list[tuple[int, PolyElement]]] = {}
+        for j, u in enumerate(self.U):
+            f = one
+            if chain and spec.softcap is not None:
+                t = rs.gen[names.t[j]]
+                f = cap * (one - t * t)
+            du = u * f  # d u_j/dz_j times the scale
+            rule = [(j, du), (r_inv, -(T * T) * du), (r_lse, T * du)]
+            if chain and spec.softcap is not None:
+                t = rs.gen[names.t[j]]
+                rule.append((idx[names.t[j]], temp * (one - t * t)))
+            rules[j] = rule
+        ring.rules = rules
+        if chain:
+            ring.scale = (temp * cap) if spec.softcap is not None else temp
     def _param(self, value: Any, symbol: sp.Symbol | None, default: int) -> Frac:
         if symbol is not None:
             return self.ring_space.sym(symbol)
@@ -153,6 +220,18 @@ class RingAlgebra(Algebra):
     def sigma(self, m: int) -> Frac:
         return self._sigma[m] if self.in_z else Frac(self.U[m])
 
+    def lse(self) -> Frac:
+        return self.ring_space.sym(self.names.lse)
+
+    def tanh(self, m: int) -> Frac:
+        return self.ring_space.sym(self.names.t[m])
+
+    def x(self, m: int) -> LogSum:
+        """The softmax input x_m = log u_m (the capped and scaled logit)."""
+        out: LogSum = self.memo(("x", m), lambda: LogSum(self.ring_space).add_log(self.ring_space.const(1),
+                                                                                  Frac(self.U[m])))
+        return out
+
     def log_sigma(self, m: int) -> LogSum:
         return LogSum(self.ring_space).add_log(self.ring_space.const(1), self.sigma(m))
 
@@ -181,6 +260,8 @@ class RingAlgebra(Algebra):
         """The derivative by z_j (u_j = e^{z_j}); in the p or sigma space, by the variable itself."""
         if isinstance(v, (int, sp.Rational)):
             return self.ring_space.const(0)
+        if self.lm and self.ring_space.ring.rules is None:  # (lse and tanh have derivative rules in the prover only)
+            raise TypeError("the options of a language model are differentiated in the prover's ring (1/S a variable)")
         out: Frac = v.dz(j) if self.in_z else v.du(j)
         return out
 
@@ -194,12 +275,16 @@ class ExpressionAlgebra(Algebra):
         self.space = "z"
         self.C = problem.classes
         spec = problem.spec
-        self.S = sp.Add(*[sp.exp(z) for z in names.z])
         self.eps = names.eps if names.eps is not None else (
             rational(spec.label_smoothing) if spec.smoothing else sp.Integer(0))
         self.mask = names.mask if names.mask is not None else sp.Integer(1)
         self.den = names.den if names.den is not None else sp.Integer(1)
         self.rest = names.rest if names.rest is not None else sp.Integer(0)
+        self.lam = option_value(names.lam, spec.z_loss, 0)
+        self.cap = option_value(names.cap, spec.softcap, 1)
+        self.temp = option_value(names.temp, spec.temperature, 1)
+        self.X = [softmax_input(spec, z, self.cap, self.temp) for z in names.z]
+        self.S = sp.Add(*[sp.exp(x) for x in self.X])
 
     def _vector(self, value: Any, symbols: list[sp.Symbol], m: int) -> sp.Expr:
         if symbols:
@@ -221,10 +306,19 @@ class ExpressionAlgebra(Algebra):
         return self.names.v[m]
 
     def p(self, m: int) -> sp.Expr:
-        return sp.exp(self.names.z[m]) / self.S
+        return sp.exp(self.X[m]) / self.S
 
     def logp(self, m: int) -> sp.Expr:
         return sp.log(self.p(m))
+
+    def lse(self) -> sp.Expr:
+        return sp.log(self.S)
+
+    def tanh(self, m: int) -> sp.Expr:
+        return sp.tanh(self.names.z[m] / self.cap)
+
+    def x(self, m: int) -> sp.Expr:
+        return self.X[m]
 
     def o(self, m: int) -> sp.Expr:
         return self.names.z[m] - sp.log(self.S)
@@ -314,7 +408,9 @@ class ConcreteBackend(Backend):
         if self.problem.bce:
             return N, [(s, E.sigma(k)) for k, s in enumerate(names.sigma)]
         defs: list[tuple[sp.Symbol, sp.Expr]] = [(N.S, E.S)]
-        defs += [(s, sp.exp(names.z[k]) / N.S) for k, s in enumerate(names.p)]
+        if names.lse is not None:
+            defs.append((names.lse, sp.log(N.S)))
+        defs += [(s, sp.exp(E.X[k]) / N.S) for k, s in enumerate(names.p)]
         defs.append((N.total_symbol, sp.sympify(Q.total(E))))
         return N, defs
 
@@ -342,8 +438,8 @@ class ConcreteBackend(Backend):
     def affordable(self, check: str) -> bool:
         if check == "chain-rule":
             return self.C <= CHAIN_IN_U_MAX
-        if check == "sympy-diff":
-            return self.C <= SYMPY_DIFF_MAX
+        if check == "sympy-diff":  # (not with a language model's options: lse and tanh are not rational in u)
+            return self.C <= SYMPY_DIFF_MAX and not self.problem.spec.language_model
         return True
 
     # -- deciding -----------------------------------------------------------
@@ -431,6 +527,8 @@ class ConcreteBackend(Backend):
 
     # -- what the documents show ------------------------------------------------
     def method_parts(self) -> tuple[str | Tex, ...]:
+        if self.problem.spec.language_model:
+            return self._language_model_method()
         return (
             "Method: with ", Tex(r"u_k = e^{z_k} > 0", "u_k = exp(z_k) > 0"),
             " every quantity below is a rational function of u, y and the parameters, and ",
@@ -439,6 +537,23 @@ class ConcreteBackend(Backend):
             "rule). Derivatives and comparisons are exact polynomial arithmetic over the rationals (FLINT): an "
             "equality holds only when the numerators are the same polynomial, with 1/S free or once S · (1/S) = 1 "
             "is used to clear it (no simplify). Every identity is checked for every class index.",
+        )
+
+    def _language_model_method(self) -> tuple[str | Tex, ...]:
+        spec = self.problem.spec
+        x = "x" if spec.softcap is not None or spec.has_temperature else "z"
+        t = (", t_k = tanh(z_k / c)" if spec.softcap is not None else "")
+        return (
+            "Method: with ", Tex(rf"u_k = e^{{{x}_k}} > 0", f"u_k = exp({x}_k) > 0"),
+            f", 1/S (S = Σ_k u_k){t} and lse as variables of their own, every quantity below is a polynomial in "
+            "them, y and the parameters. Each derivative is exact by the chain rule over these variables: "
+            f"d u_k/d{x}_j = δ_jk u_k, d(1/S)/d{x}_j = −u_j/S², d lse/d{x}_j = u_j/S"
+            + (" and by z_j each times dx_j/dz_j" if x == "x" else "")
+            + (", with dt_j/dz_j = (1 − t_j²)/c" if spec.softcap is not None else "")
+            + ". Comparisons are exact polynomial arithmetic over the rationals (FLINT): an equality holds only "
+            "when the numerators are the same polynomial, with the variables free (which covers their actual "
+            "values) or once S · (1/S) = 1 is used to clear 1/S (no simplify). Every identity is checked for "
+            "every class index.",
         )
 
     def examples(self, name: str, nt: Notation) -> list[Block]:
@@ -559,6 +674,9 @@ class _Named(_Symbols):
         if key == ("total",):
             return self.total_symbol
         return super().memo(key, make)
+
+    def lse(self) -> sp.Expr:
+        return self.names.lse if self.names.lse is not None else super().lse()
 
 
 class _Placeholder(_Named):

@@ -10,7 +10,6 @@ and compared with :func:`xentcli.numeric.evaluate` for the same
 from __future__ import annotations
 
 from dataclasses import replace
-from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -72,9 +71,9 @@ def numeric_step(backend: Backend) -> Step:
                  f"(relative difference below {NUMERIC_RTOL:g})")
     method = "sympy.lambdify vs xentcli.numeric.evaluate on the same loss specification, float64"
     st = Step("Numeric cross-check")
-    st.say(f"The proved gradient{where}, turned into a NumPy function with sympy.lambdify, is compared with the "
-           f"NumPy kernel of xent compute at {NUMERIC_POINTS} random points (seeded; the options that are symbols "
-           "take random values).")
+    st.say(f"The proved gradient{where}, turned into a NumPy function with sympy.lambdify, is compared with "
+           f"the NumPy kernel of xent compute at {NUMERIC_POINTS} random points (seeded; the options that are "
+           "symbols take random values).")
     try:
         worst, detail = _compare(backend)
         passed = worst <= NUMERIC_RTOL
@@ -96,6 +95,7 @@ def _compare(backend: Backend) -> tuple[float, str]:
     K = len(exprs)
     args = [*names.z, *names.y, *names.w, *names.q]
     args += [s for s in (names.eps, names.mask, names.den) if s is not None]
+    args += names.options
     known = set(args)
     for name, value in defs:  # each definition may use only what is known before it
         if value.free_symbols - known:
@@ -113,16 +113,17 @@ def _compare(backend: Backend) -> tuple[float, str]:
         z = rng.normal(0.0, 2.0, size=(BATCH, K))
         targets, y0, mask = _targets(spec, K, rng, ignored=problem.masked and k % 2 == 1, normalized=k % 2 == 0)
         ref = numeric.evaluate(spec, z, targets, with_probs=False, warn=False)
+        want, denominator = np.asarray(ref.grad[0], dtype=np.float64), ref.denominator
         point = [*z[0], *y0, *values.get("w", []), *values.get("q", [])]
         if names.eps is not None:
             point.append(values["eps"])
         if names.mask is not None:
             point.append(mask)
         if names.den is not None:
-            den = float(ref.denominator or 0.0)
+            den = float(denominator or 0.0)
             point.append(den / K if spec.denominator == "elements" else den)
+        point += [values[str(s)] for s in names.options]
         got = np.array(f(*point), dtype=np.float64)
-        want = np.asarray(ref.grad[0], dtype=np.float64)
         scale = max(float(np.max(np.abs(want))), 1e-300)
         worst = max(worst, float(np.max(np.abs(got - want))) / scale)
     return worst, ""
@@ -141,6 +142,12 @@ def _draw(spec: LossSpec, K: int, rng: np.random.Generator) -> tuple[LossSpec, d
     if spec.label_smoothing is SYM:
         values["eps"] = float(rng.uniform(0.0, 1.0))
         changes["label_smoothing"] = values["eps"]
+    # the options of a language model: lam, cap and T (the names the derivation gives them)
+    for option, key, low, high in (("z_loss", "lam", 0.0, 0.5), ("softcap", "cap", 1.0, 10.0),
+                                   ("temperature", "T", 0.5, 3.0)):
+        if getattr(spec, option) is SYM:
+            values[key] = float(rng.uniform(low, high))
+            changes[option] = values[key]
     return replace(spec, **changes), values
 
 
@@ -167,4 +174,3 @@ def _targets(spec: LossSpec, K: int, rng: np.random.Generator, *, ignored: bool,
     return y, y[0], 1.0
 
 
-_ = Fraction  # exact option values reach the kernel as the spec holds them

@@ -163,4 +163,13 @@ def symbols(problem: Problem) -> dict[str, str]:
         out["n_samples"] = "N: the number of samples"
     if spec.reduction != "none":
         out["rest"] = "R: the sum of the other samples' losses (independent of z)"
+    if spec.z_loss is SYM:
+        out["lam"] = "λ: the weight of the z-loss λ lse² (Liger-Kernel's lse_square_scale)"
+    if spec.softcap is SYM:
+        out["cap"] = "c: the soft-cap (the softmax sees cap tanh(z/cap), divided by T)"
+    if spec.temperature is SYM:
+        out["T"] = "the temperature (the softmax sees the capped logits divided by T)"
+    if spec.language_model:
+        out["lse"] = "lse = log Σ_k exp(x_k), x the capped and scaled logits" + \
+            (" (in definitions: log(Z))" if concrete else "")
     return out

@@ -18,7 +18,7 @@ from sympy import IndexedBase, KroneckerDelta, Sum
 from ..spec import SYM
 from . import quantities as Q
 from .backend import Backend, Derived, Side, guarded, short
-from .concrete import rational
+from .concrete import option_value, rational, softmax_input
 from .indexed import plain_conditions, reduces_to_zero, reduces_to_zero_by_cases, resolve_piecewise
 from .model import Block, Check, Equation, Para, Tex
 from .problem import Problem
@@ -46,8 +46,25 @@ class GeneralAlgebra(Algebra):
         self.mask = backend.mask if backend.mask is not None else sp.Integer(1)
         self.den = backend.den if backend.den is not None else sp.Integer(1)
         self.rest = backend.rest if backend.rest is not None else sp.Integer(0)
+        self.lam, self.cap, self.temp = backend.lam, backend.cap, backend.temp
+        # The softmax inputs: the capped and scaled logits of z (x_m = cap tanh(z_m / cap) / T), or, in the x
+        # space, the IndexedBase x itself (derivatives by x).
+        k = backend.k
+        self.S = Sum(sp.exp(backend.x[k] if space == "x" else self.x(k)), (k, 1, self.C))
         if space == "zs":  # the summed effective targets s as one name
             self.memo(("total",), lambda: backend.total)
+
+    def x(self, m: Any) -> sp.Expr:
+        """The softmax input of class m."""
+        if self.space == "x":
+            return self.b.x[m]
+        return softmax_input(self.problem.spec, self.b.z[m], self.cap, self.temp)
+
+    def lse(self) -> sp.Expr:
+        return sp.log(self.S)
+
+    def tanh(self, m: Any) -> sp.Expr:
+        return sp.tanh(self.b.z[m] / self.cap)
 
     def _vector(self, value: Any, base: IndexedBase | None, m: Any) -> sp.Expr:
         if base is not None:
@@ -69,13 +86,13 @@ class GeneralAlgebra(Algebra):
         return self.b.v[m]
 
     def p(self, m: Any) -> sp.Expr:
-        return sp.exp(self.b.z[m]) / self.b.S if self.space in ("z", "zv", "zs") else self.b.p[m]
+        return sp.exp(self.x(m)) / self.S if self.space in ("z", "x", "zv", "zs") else self.b.p[m]
 
     def logp(self, m: Any) -> sp.Expr:
         return sp.log(self.p(m))
 
     def o(self, m: Any) -> sp.Expr:
-        return self.b.z[m] - sp.log(self.b.S)
+        return self.b.z[m] - sp.log(self.S)
 
     def sigma(self, m: Any) -> sp.Expr:
         return 1 / (1 + sp.exp(-self.b.z[m])) if self.space in ("z", "zv", "zs") else self.b.sigma[m]
@@ -103,7 +120,8 @@ class GeneralAlgebra(Algebra):
 
     def dz(self, v: sp.Expr, j: Any) -> sp.Expr:
         """The derivative by z_j (or by p_j, sigma_j in those spaces), unevaluated sums left to .doit()."""
-        var = {"z": self.b.z, "zv": self.b.z, "zs": self.b.z, "p": self.b.p, "sigma": self.b.sigma}[self.space][j]
+        var = {"z": self.b.z, "x": self.b.x, "zv": self.b.z, "zs": self.b.z, "p": self.b.p,
+               "sigma": self.b.sigma}[self.space][j]
         return sp.diff(v, var)
 
     def arbitrary(self, m: Any) -> sp.Expr:
@@ -137,6 +155,13 @@ class GeneralBackend(Backend):
         self.den = sp.Symbol("w_total" if spec.denominator == "weights" else "n_samples", positive=True) \
             if spec.denominator is not None else None
         self.rest = sp.Symbol("rest", real=True) if spec.reduction != "none" else None
+        self.x = IndexedBase("x", real=True)  # the softmax inputs (capped and scaled logits) as variables
+        self.lam = option_value(sp.Symbol("lam", nonnegative=True) if spec.z_loss is SYM else None, spec.z_loss, 0)
+        self.cap = option_value(sp.Symbol("cap", positive=True) if spec.softcap is SYM else None, spec.softcap, 1)
+        self.temp = option_value(sp.Symbol("T", positive=True) if spec.temperature is SYM else None,
+                                 spec.temperature, 1)
+        self.options = [s for s in (self.lam, self.cap, self.temp) if isinstance(s, sp.Symbol)]
+        self.chained = spec.softcap is not None or spec.has_temperature
         self.S = Sum(sp.exp(self.z[self.k]), (self.k, 1, self.C))
         self._algebras: dict[str, GeneralAlgebra] = {}
 
@@ -158,12 +183,25 @@ class GeneralBackend(Backend):
 
     def zero(self, expr: sp.Expr, given: str | None = None, cases: tuple[str, str] | None = None
              ) -> tuple[bool, sp.Expr]:
-        kwargs: dict[str, Any] = {"dummy": self.k, "exp_bases": (self.z,),
+        kwargs: dict[str, Any] = {"dummy": self.k, "exp_bases": (self.x,) if self.chained else (self.z,),
                                   "given": self.normalized_given if given == "normalized" else None}
+        if self.chained:
+            expr = self.in_x(expr)
         if cases is not None:
             a, b = (self.index[c] for c in cases)
             return reduces_to_zero_by_cases(expr, a, b, **kwargs)
         return reduces_to_zero(expr, **kwargs)
+
+    def in_x(self, expr: sp.Expr) -> sp.Expr:
+        """``expr`` with every logit z_m written through the softmax input x_m: z_m = cap atanh(T x_m / cap)
+        (z_m = T x_m without soft-capping). SymPy evaluates tanh(atanh(v)) to v, so x_m = cap tanh(z_m / cap) / T
+        becomes x_m and exp(x_m) the positive u of the zero test: an identity in free x holds at every z."""
+        def logit(x: sp.Expr) -> sp.Expr:
+            v = self.temp * x if self.problem.spec.has_temperature else x
+            return self.cap * sp.atanh(v / self.cap) if self.problem.spec.softcap is not None else v
+
+        zs = [a for a in sp.sympify(expr).atoms(sp.Indexed) if a.base == self.z]
+        return sp.sympify(expr).xreplace({a: logit(self.x[a.indices[0]]) for a in zs})
 
     def prove(
         self,
@@ -241,7 +279,10 @@ class GeneralBackend(Backend):
             f"on j ≤ {n}, whose branch is taken only after the condition is proved for every class j (with "
             f"{n} = j + s for an integer s ≥ 0, SymPy must evaluate it to True). An equality holds only when the "
             "difference reduces to the literal 0: factors free of the summation index are pulled out of each Sum, "
-            "sums are split over +, then together + expand (no simplify).",
+            "sums are split over +, then together + expand (no simplify)."
+            + (" With soft-capping or a temperature, each z_m is written through the softmax input x_m "
+               "(z_m = c atanh(T x_m / c), SymPy evaluates tanh(atanh(v)) = v) before the zero test, which then "
+               "runs in free x." if self.chained else ""),
         )
 
     def _resolved(self, expr: sp.Expr, bounds: Sequence[sp.Symbol]) -> sp.Expr:

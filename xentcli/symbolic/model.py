@@ -148,7 +148,7 @@ class Derivation:
         def value(v: Any) -> Any:
             return None if v is None else format_value(v)
 
-        return {
+        out = {
             "loss": spec.kind,
             "reduction": spec.reduction,
             "targets": spec.targets,
@@ -156,9 +156,14 @@ class Derivation:
             "ignore_index": spec.ignore_index,
             "label_smoothing": format_value(spec.label_smoothing) if spec.smoothing else None,
             "pos_weight": value(spec.pos_weight),
-            "assume_normalized": self.problem.normalized and spec.targets == "prob",
-            "claim": self.problem.claim,
         }
+        if spec.language_model:  # (left out otherwise, so that the documents without them stay as they were)
+            out["z_loss"] = format_value(spec.z_loss) if spec.has_z_loss else None
+            out["softcap"] = value(spec.softcap)
+            out["temperature"] = format_value(spec.temperature) if spec.has_temperature else None
+        out["assume_normalized"] = self.problem.normalized and spec.targets == "prob"
+        out["claim"] = self.problem.claim
+        return out
 
     @property
     def checks(self) -> list[Check]:

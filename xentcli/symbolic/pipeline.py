@@ -51,7 +51,8 @@ class Context:
         return derived
 
 
-_DELEGATED = ("w", "q", "v", "p", "logp", "o", "sigma", "log_sigma", "log_one_minus_sigma", "log", "sum", "delta", "dz")
+_DELEGATED = ("w", "q", "v", "p", "logp", "o", "sigma", "log_sigma", "log_one_minus_sigma", "log", "sum", "delta", "dz",
+              "lse", "tanh", "x")
 
 
 class Substituted(Algebra):
@@ -61,7 +62,7 @@ class Substituted(Algebra):
         self.problem = base.problem
         self.space = base.space
         self.C = base.C
-        for attr in ("eps", "mask", "den", "rest"):
+        for attr in ("eps", "mask", "den", "rest", "lam", "cap", "temp"):
             setattr(self, attr, values.get(attr, getattr(base, attr)))
         for name in _DELEGATED:  # instance attributes: they take precedence over Algebra's methods
             setattr(self, name, getattr(base, name))
@@ -113,11 +114,19 @@ def definitions(ctx: Context) -> Step:
     if p.bce:
         _bce_definitions(ctx, st)
     else:
-        st.eq(Tex("p_i", "p_i"), Tex(rf"\frac{{e^{{z_i}}}}{{\sum_{{k=1}}^{{{nt.n}}} e^{{z_k}}}}",
-                                     "exp(z_i) / Σ_k exp(z_k)"), note="softmax, for every class i")
+        _language_model_definitions(ctx, st)
+        x = nt.x
+        st.eq(Tex("p_i", "p_i"), Tex(rf"\frac{{e^{{{x}_i}}}}{{\sum_{{k=1}}^{{{nt.n}}} e^{{{x}_k}}}}",
+                                     f"exp({x}_i) / Σ_k exp({x}_k)"), note="softmax, for every class i")
         _option_definitions(ctx, st)
         at, ap = nt.target("i")
-        if spec.kind == "ce":
+        if spec.kind == "ce" and spec.has_z_loss:
+            m_t, m_p = (r"m\, ", "m ") if p.masked else ("", "")
+            st.say("The cross-entropy (PyTorch's cross_entropy) plus the z-loss:")
+            ce = nt.sum(rf"{at} \log p_i", f"{ap} log p_i").neg()
+            st.eq(Tex(ell.latex, ell.plain), Tex(rf"{ce.latex} + {m_t}\lambda\, \mathrm{{lse}}^2",
+                                                 f"{ce.plain} + {m_p}λ lse²"))
+        elif spec.kind == "ce":
             st.say("The cross-entropy (PyTorch's cross_entropy):")
             st.eq(Tex(ell.latex, ell.plain), nt.sum(rf"{at} \log p_i", f"{ap} log p_i").neg())
         elif spec.kind == "nll":
@@ -140,6 +149,44 @@ def definitions(ctx: Context) -> Step:
                    ". Without it the result is the general form.")
     st.say(*ctx.backend_method())
     return st
+
+
+def _language_model_definitions(ctx: Context, st: Step) -> None:
+    """What the softmax sees (soft-capping, then the temperature), lse, and the z-loss's weight."""
+    p, nt, spec = ctx.problem, ctx.nt, ctx.problem.spec
+    if not spec.language_model:
+        return
+    cap, temp = spec.softcap is not None, spec.has_temperature
+    if cap:
+        st.say("Soft-capping (Gemma 2) with ", _scalar_value(spec.softcap, "c", "c", "> 0"),
+               " bounds each logit to (−c, c); ", Tex(r"t_i = \tanh(z_i / c)", "t_i = tanh(z_i / c)"), ".")
+    if temp:
+        st.say(("Then the" if cap else "The") + " temperature ", _scalar_value(spec.temperature, "T", "T", "> 0"),
+               " divides the logits.")
+    if cap or temp:
+        body_t = r"c \tanh(z_i / c)" if cap else "z_i"
+        body_p = "c tanh(z_i / c)" if cap else "z_i"
+        if temp:
+            body_t, body_p = rf"\frac{{{body_t}}}{{T}}", f"{body_p} / T"
+        st.say("The softmax sees the capped and scaled logits x:")
+        st.eq(Tex("x_i", "x_i"), Tex(body_t, body_p), note="for every class i")
+    x = nt.x
+    st.eq(Tex(r"\mathrm{lse}", "lse"), Tex(rf"\log \sum_{{k=1}}^{{{nt.n}}} e^{{{x}_k}}", f"log Σ_k exp({x}_k)"),
+          note="the log of the softmax's normaliser")
+    if spec.has_z_loss:
+        ignored = "; an ignored sample (m = 0) adds nothing" if p.masked else ""
+        st.say("The z-loss (PaLM; Liger-Kernel's lse_square_scale) with ",
+               _scalar_value(spec.z_loss, r"\lambda", "λ", "≥ 0"), f" adds λ lse² per sample{ignored}.")
+
+
+def _scalar_value(value: Any, latex: str, plain: str, bound: str) -> Tex:
+    from ..spec import SYM, format_value
+
+    if value is SYM:
+        tb = bound.replace("≥", r"\ge")
+        return Tex(rf"{latex} {tb}", f"{plain} {bound}")
+    text = format_value(value)
+    return Tex(rf"{latex} = {_tex_number(text)}", f"{plain} = {text}")
 
 
 def _option_definitions(ctx: Context, st: Step) -> None:
@@ -234,16 +281,24 @@ def _tex_number(text: str) -> str:
 # --------------------------------------------------------------------------
 
 
+def x_space(ctx: Context) -> str:
+    """Where identities in the softmax inputs are decided: "x" with soft-capping or a temperature, else "z"."""
+    return "x" if Q.chained(ctx.problem) else "z"
+
+
 def softmax_jacobian(ctx: Context) -> Step:
-    b = ctx.backend
+    b, x = ctx.backend, ctx.nt.x
     st = Step("Softmax Jacobian")
-    st.blocks += ctx.backend_examples("softmax-jacobian")
-    st.eq(dz("p_i", "z_j"), Tex(r"\delta_{ij}\, p_i - p_i p_j", "δ_ij p_i − p_i p_j"),
+    if x == "x":
+        st.say("The softmax as a function of its inputs x:")
+    else:
+        st.blocks += ctx.backend_examples("softmax-jacobian")
+    st.eq(dz("p_i", f"{x}_j"), Tex(r"\delta_{ij}\, p_i - p_i p_j", "δ_ij p_i − p_i p_j"),
           note="p_i (1 - p_i) on the diagonal, -p_i p_j off it")
     st.blocks += ctx.backend_examples("softmax-matrix")
-    ctx.prove(st, "jacobian", f"∂p_i/∂z_j = δ_ij p_i − p_i p_j {b.forall(('i', 'j'))}",
+    ctx.prove(st, "jacobian", f"∂p_i/∂{x}_j = δ_ij p_i − p_i p_j {b.forall(('i', 'j'))}",
               lambda A, i, j: A.dz(A.p(i), j), Q.softmax_jacobian, over=("i", "j"), sympy_diff=True,
-              keep=b.affordable("chain-rule"))
+              keep=b.affordable("chain-rule"), space=x_space(ctx))
     return st
 
 
@@ -312,34 +367,106 @@ def chain_rule(ctx: Context) -> list[Step]:
                                     f"{b.forall(('j',))}",
                   lambda A, j: A.sum(lambda i: -Q.target(A, i) * Jo.at(i, j)), Q.grad)
         return [st]
-    st.say("The loss depends on z only through p. Its derivative by each p_i, with the p_i as free variables:")
+    x, X = nt.x, x_space(ctx)
+    if nt.lm:  # the cross-entropy part first; the z-loss and the chain rule to z follow
+        ell = Tex(r"\ell_{\mathrm{CE}}", "ℓ_CE")
+        st.say("Write ", ell, " for the cross-entropy part of the loss (the loss without the z-loss).")
+        st.say(f"It depends on {x} only through p. Its derivative by each p_i, with the p_i as free variables:")
+    else:
+        st.say("The loss depends on z only through p. Its derivative by each p_i, with the p_i as free variables:")
     st.eq(dz(ell.latex, "p_i", ell.plain), Tex(rf"-\frac{{{at}}}{{p_i}}", f"−{ap}/p_i"))
     ctx.prove(st, "dloss-dp", f"∂{ell.plain}/∂p_i = −{ap}/p_i {b.forall(('i',))}, differentiating {ell.plain} as "
                               "a function of independent p",
-              lambda A, i: A.dz(Q.loss(A), i), Q.dloss_dp, over=("i",), space="p")
+              lambda A, i: A.dz(Q.ce_loss(A), i), Q.dloss_dp, over=("i",), space="p")
     st.say("and the chain rule with the Jacobian of the previous step:")
     products = nt.sum(rf"\left(-\frac{{{at}}}{{p_i}}\right) \left(\delta_{{ij}}\, p_i - p_i p_j\right)",
                       f"(−{ap}/p_i)(δ_ij p_i − p_i p_j)")
-    st.eq(dz(ell.latex, "z_j", ell.plain),
-          nt.sum(rf"\frac{{\partial {ell.latex}}}{{\partial p_i}} \frac{{\partial p_i}}{{\partial z_j}}",
-                 f"∂{ell.plain}/∂p_i ∂p_i/∂z_j"), products)
+    st.eq(dz(ell.latex, f"{x}_j", ell.plain),
+          nt.sum(rf"\frac{{\partial {ell.latex}}}{{\partial p_i}} \frac{{\partial p_i}}{{\partial {x}_j}}",
+                 f"∂{ell.plain}/∂p_i ∂p_i/∂{x}_j"), products)
     canc = Step("Cancellation")
     canc.say("Every Jacobian entry carries the factor p_i, which cancels the 1/p_i of the logarithm's derivative:")
+    g = nt.grad(part="ce")
+    # the closed form it is compared with: the gradient itself (the derivative by x of the cross-entropy part
+    # with the options of a language model)
+    closed = Q.ce_grad if nt.lm else Q.grad
     canc.eq(products, nt.sum(rf"\left(-{at}\right) \left(\delta_{{ij}} - p_j\right)", f"(−{ap})(δ_ij − p_j)"),
-            nt.grad())
-    canc.blocks += ctx.backend_examples("cancellation")
-    ctx.prove(canc, "cancellation", f"Σ_i (−{ap}/p_i)(δ_ij p_i − p_i p_j) = {nt.grad().plain} "
+            g)
+    if not nt.lm:
+        canc.blocks += ctx.backend_examples("cancellation")
+    ctx.prove(canc, "cancellation", f"Σ_i (−{ap}/p_i)(δ_ij p_i − p_i p_j) = {g.plain} "
                                     f"{b.forall(('j',))} (an identity in any p)",
-              lambda A, j: A.sum(lambda i: Q.dloss_dp(A, i) * Q.softmax_jacobian(A, i, j)), Q.grad, space="p")
+              lambda A, j: A.sum(lambda i: Q.dloss_dp(A, i) * Q.softmax_jacobian(A, i, j)), closed, space="p")
     if b.affordable("chain-rule"):
         J = ctx.derived["jacobian"]
-        ctx.prove(canc, "chain-rule", f"Σ_i ∂{ell.plain}/∂p_i · ∂p_i/∂z_j, with the Jacobian derived above, = "
-                                      f"{nt.grad().plain} {b.forall(('j',))}",
-                  lambda A, j: A.sum(lambda i: Q.dloss_dp(A, i) * J.at(i, j)), Q.grad)
+        ctx.prove(canc, "chain-rule", f"Σ_i ∂{ell.plain}/∂p_i · ∂p_i/∂{x}_j, with the Jacobian derived above, = "
+                                      f"{g.plain} {b.forall(('j',))}",
+                  lambda A, j: A.sum(lambda i: Q.dloss_dp(A, i) * J.at(i, j)), closed, space=X)
     else:
         canc.say("The chain-rule sum is the cancellation identity evaluated at p = softmax(z), with the Jacobian "
                  "proved entry by entry above, so it equals the same closed form.")
     return [st, canc]
+
+
+# --------------------------------------------------------------------------
+# The options of a language model: z-loss, soft-capping, temperature
+# --------------------------------------------------------------------------
+
+
+def z_loss(ctx: Context) -> Step:
+    """The z-loss's derivative by the softmax inputs, and the whole loss's."""
+    nt, b, p = ctx.nt, ctx.backend, ctx.problem
+    x, X = nt.x, x_space(ctx)
+    ell = nt.ell
+    st = Step("z-loss")
+    st.say(f"The derivative of lse by {x}_j is the softmax itself:")
+    st.eq(Tex(rf"\frac{{\partial\, \mathrm{{lse}}}}{{\partial {x}_j}}", f"∂lse/∂{x}_j"),
+          Tex(rf"\frac{{e^{{{x}_j}}}}{{\sum_k e^{{{x}_k}}}}", f"exp({x}_j) / Σ_k exp({x}_k)"), Tex("p_j", "p_j"))
+    ctx.prove(st, "dlse", f"∂lse/∂{x}_j = p_j {b.forall(('j',))}", lambda A, j: A.dz(A.lse(), j),
+              lambda A, j: A.p(j), space=X)
+    m_t, m_p = (r"m\, ", "m ") if p.masked else ("", "")
+    st.say("so, by the chain rule for the square,")
+    zg = nt.zloss_grad()
+    st.eq(Tex(rf"\frac{{\partial\, ({m_t}\lambda\, \mathrm{{lse}}^2)}}{{\partial {x}_j}}", f"∂({m_p}λ lse²)/∂{x}_j"),
+          Tex(rf"2 {m_t}\lambda\, \mathrm{{lse}}\, \frac{{\partial\, \mathrm{{lse}}}}{{\partial {x}_j}}",
+              f"2 {m_p}λ lse ∂lse/∂{x}_j"), zg)
+    ctx.prove(st, "z-loss-gradient", f"∂({m_p}λ lse²)/∂{x}_j = {zg.plain} {b.forall(('j',))}",
+              lambda A, j: A.dz(Q.zloss(A), j), Q.zloss_grad, space=X)
+    g = nt.grad(part="x")
+    st.say("With the cross-entropy part of the previous step, the loss's derivative by ", Tex(f"{x}_j", f"{x}_j"),
+           " is")
+    st.eq(dz(ell.latex, f"{x}_j", ell.plain), g)
+    ctx.prove(st, "loss-by-softmax-inputs", f"∂{ell.plain}/∂{x}_j = {g.plain} {b.forall(('j',))}, differentiating "
+                                            f"{ell.plain} (the cross-entropy and the z-loss) by {x}_j",
+              lambda A, j: A.dz(Q.loss(A), j), Q.grad_x, space=X)
+    return st
+
+
+def capped_logits(ctx: Context) -> Step:
+    """The chain rule from the softmax inputs x back to the logits z."""
+    nt, b, spec = ctx.nt, ctx.backend, ctx.problem.spec
+    ell = nt.ell
+    st = Step("Soft-capping and temperature")
+    f = nt.chain_factor("i")
+    assert f is not None
+    if spec.softcap is not None:
+        st.say("Each x_i depends on its own logit z_i alone, and ",
+               Tex(r"\frac{d}{dz} \tanh(z/c) = \frac{1 - \tanh^2(z/c)}{c}", "d tanh(z/c)/dz = (1 − tanh²(z/c))/c"),
+               ", so the factor c cancels:")
+    else:
+        st.say("Each x_i depends on its own logit z_i alone:")
+    st.eq(dz("x_i", "z_j"), Tex(rf"\delta_{{ij}}\, {f.latex}", f"δ_ij {f.plain}"), note="a diagonal Jacobian")
+    ctx.prove(st, "capped-logits-jacobian", f"∂x_i/∂z_j = δ_ij {f.plain} {b.forall(('i', 'j'))}",
+              lambda A, i, j: A.dz(A.x(i), j), lambda A, i, j: A.delta(i, j) * Q.chain(A, i), over=("i", "j"),
+              cases=("i", "j"))
+    g = nt.grad()
+    st.say("The chain rule keeps only the term i = j:")
+    st.eq(dz(ell.latex, "z_j", ell.plain),
+          nt.sum(rf"\frac{{\partial {ell.latex}}}{{\partial x_i}} \frac{{\partial x_i}}{{\partial z_j}}",
+                 f"∂{ell.plain}/∂x_i ∂x_i/∂z_j"), g)
+    ctx.prove(st, "chain-rule-to-logits", f"Σ_i ∂{ell.plain}/∂x_i · δ_ij {f.plain} = {g.plain} {b.forall(('j',))}",
+              lambda A, j: A.sum(lambda i: Q.grad_x(A, i) * A.delta(i, j) * Q.chain(A, i)), Q.grad)
+    return st
 
 
 # --------------------------------------------------------------------------
@@ -394,8 +521,12 @@ def direct(ctx: Context) -> Step:
     nt, b, p = ctx.nt, ctx.backend, ctx.problem
     ell = nt.ell
     st = Step("Direct differentiation")
-    st.say("Differentiating the loss as a function of z, without the chain rule:")
-    st.blocks += ctx.backend_examples("direct")
+    if ctx.nt.lm:
+        st.say("Differentiating the loss as a function of z, without the chain rule of the steps above (the "
+               "derivatives of exp, tanh and log applied directly):")
+    else:
+        st.say("Differentiating the loss as a function of z, without the chain rule:")
+        st.blocks += ctx.backend_examples("direct")
     g = nt.bce_grad() if p.bce else nt.grad()
     st.eq(dz(ell.latex, "z_j", ell.plain), g)
     ctx.prove(st, "direct", f"∂{ell.plain}/∂z_j = {g.plain} {b.forall(('j',))}",
@@ -469,13 +600,19 @@ def _normalized_result(ctx: Context, st: Step) -> None:
         st.say("With ", sum_y, " the sum drops out:")
     yt, yp = nt.smoothed("j")
     mt, mp = (r"m\,", "m ") if p.masked else ("", "")
-    closed = Tex(rf"{mt}(p_j - {yt})" if mt else rf"p_j - {yt}", f"{mp}(p_j − {yp})" if mp else f"p_j − {yp}")
+    zt, zp = (r" + 2 \lambda\, \mathrm{lse}\, p_j", " + 2 λ lse p_j") if p.spec.has_z_loss else ("", "")
+    closed = Tex(rf"{mt}(p_j - {yt}{zt})" if mt else rf"p_j - {yt}{zt}",
+                 f"{mp}(p_j − {yp}{zp})" if mp else f"p_j − {yp}{zp}")
+    closed = nt.chain(closed)
     st.eq(lhs, nt.scaled(closed))
     if p.smoothing:
-        st.eq(lhs, nt.scaled(Tex(rf"{mt}\left(p_j - (1 - \varepsilon)\, y_j - \frac{{\varepsilon}}{{{nt.n}}}\right)",
-                                 f"{mp}(p_j − (1 − ε) y_j − ε/{nt.n})")))
+        st.eq(lhs, nt.scaled(nt.chain(Tex(
+            rf"{mt}\left(p_j - (1 - \varepsilon)\, y_j - \frac{{\varepsilon}}{{{nt.n}}}{zt}\right)",
+            f"{mp}(p_j − (1 − ε) y_j − ε/{nt.n}{zp})"))))
     vec = Tex(r"p - \tilde{y}", "p − ỹ") if p.smoothing else Tex("p - y", "p − y")
-    if not p.masked:
+    if p.spec.has_z_loss:
+        vec = Tex(vec.latex + r" + 2 \lambda\, \mathrm{lse}\, p", vec.plain + " + 2 λ lse p")
+    if not p.masked and not nt.chained:
         st.eq(Tex(r"\nabla_z L", "∇_z L"), nt.scaled(vec))
     d = nt.denominator()
     over = f" over {d.plain}" if d is not None else ""
@@ -613,13 +750,18 @@ def steps(ctx: Context) -> list[Step]:
         if p.spec.kind == "kl":
             out.append(kl_identity(ctx))
         out += chain_rule(ctx)
+        if p.spec.has_z_loss:
+            out.append(z_loss(ctx))
+        if Q.chained(p):
+            out.append(capped_logits(ctx))
     out.append(direct(ctx))
     if p.masked:
         out.append(ignored(ctx))
     if p.spec.reduction != "none":
         out.append(reduction(ctx))
     out.append(result(ctx))
-    out.append(hessian(ctx))
+    if not p.spec.language_model:  # (the Hessian with the options of a language model is not derived)
+        out.append(hessian(ctx))
     return out
 
 

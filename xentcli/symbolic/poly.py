@@ -63,10 +63,25 @@ class PolyRing:
         # normaliser, 1/(u_1 + ... + u_C)): (its index, B). See dz and clear_inverse.
         self.inverse: tuple[int, Poly] | None = None
         self._dbase: dict[int, Poly] = {}
+        # The derivative by logit j as rules instead (the options of a language model): for each j, the
+        # generators that depend on z_j with their derivatives times ``scale``, a polynomial free of the logits
+        # (T cap, so that 1/T and 1/cap need no generators); see dz and Frac.dz.
+        self.rules: dict[int, list[tuple[int, Poly]]] | None = None
+        self.scale: Poly | None = None
 
     def dz(self, p: Poly, index: int) -> Poly:
         """``u * d/du`` for the generator u number ``index`` (the derivative by z where u = e^z), through
-        the inverse generator T = 1/B too: ``u (dp/du - dp/dT * T^2 * dB/du)``."""
+        the inverse generator T = 1/B too: ``u (dp/du - dp/dT * T^2 * dB/du)``.
+
+        With ``rules``: the chain rule over the generators that depend on logit ``index``,
+        ``sum_g dp/dg * rule_g`` (the derivative times ``scale``)."""
+        if self.rules is not None:
+            terms = []
+            for g, dg in self.rules[index]:
+                d = p.diff(g)
+                if d:
+                    terms.append(d * dg)
+            return self.add(terms)
         d = p.diff(index)
         if self.inverse is not None:
             r, base = self.inverse

@@ -17,7 +17,8 @@ MAX_CLASSES = 200  # a concrete C is proved entry by entry; beyond this, use a l
 # derivation, its JSON strings or SymPy's parser.
 RESERVED_LETTERS: dict[str, str] = {
     **{c: "a class index (i, j, k, t) or the slack s of the range proofs" for c in "ijkts"},
-    **{c: "a per-class quantity (z, y, w, q, p, a, o)" for c in "zywqpao"},
+    **{c: "a per-class quantity (z, y, w, q, p, a, o, x)" for c in "zywqpaox"},
+    "c": "the soft-cap c",
     "m": "the mask m of an ignored sample",
     "e": "Euler's number in exp/e^z",
     "N": "the batch size N (and sympy.N)",
@@ -26,6 +27,7 @@ RESERVED_LETTERS: dict[str, str] = {
     "L": "the loss L",
     "H": "the entropy H",
     "J": "the Jacobian J",
+    "T": "the temperature T",
     **{c: f"SymPy's {c} when the JSON strings are parsed" for c in "EIOQS"},
 }
 
@@ -77,6 +79,16 @@ class Problem:
             v = getattr(self.spec, option)
             if isinstance(v, tuple) and not all(isinstance(x, (int, Fraction)) for x in v):
                 raise XentInputError("a derivation takes exact values (decimals or ratios such as 1/10)", option=option)
+        if self.spec.has_z_loss and self.spec.denominator == "weights":
+            # The weighted mean divides the cross-entropy by W but the z-loss by the number of counted samples:
+            # two denominators, which the derivation's reduction step does not write.
+            raise XentInputError("with --weight and --reduction mean over class indices is not derived by this "
+                                 "version (the z-loss is divided by N, the cross-entropy by W); derive it with "
+                                 "--reduction sum or none", option="z_loss")
+        for option in ("z_loss", "softcap", "temperature"):
+            v = getattr(self.spec, option)
+            if isinstance(v, float):
+                raise XentInputError("a derivation takes exact values (decimals or ratios such as 1/10)", option=option)
 
     # ----------------------------------------------------------------- facts
 
@@ -121,6 +133,10 @@ class Problem:
     def title(self) -> str:
         kind = KINDS[self.spec.kind]
         extras = []
+        for on, what in ((self.spec.softcap is not None, "soft-capping"), (self.spec.has_temperature, "temperature"),
+                         (self.spec.has_z_loss, "z-loss")):
+            if on:
+                extras.append(what)
         if self.smoothing:
             extras.append("label smoothing")
         if self.weighted:

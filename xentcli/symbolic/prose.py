@@ -17,6 +17,11 @@ class Notation:
     def __init__(self, problem: Problem):
         self.problem = problem
         self.n = str(problem.classes)  # C as it is written: 3, or the letter
+        spec = problem.spec
+        self.lm = spec.language_model
+        self.chained = spec.softcap is not None or spec.has_temperature
+        # the softmax's inputs: x (the capped and scaled logits) with soft-capping or a temperature, else z
+        self.x = "x" if self.chained else "z"
 
     # -- vectors and sums ---------------------------------------------------
     def vector(self, name: str) -> Tex:
@@ -48,13 +53,40 @@ class Notation:
             t, p = rf"m\, {t}", f"m {p}"
         return t, p
 
-    def grad(self, j: str = "j") -> Tex:
-        """p_j sum_i a_i - a_j, written with the problem's targets."""
+    def grad(self, j: str = "j", part: str = "full") -> Tex:
+        """p_j sum_i a_i - a_j, written with the problem's targets (``part="ce"``); with the z-loss plus
+        2 m lam lse p_j (``"x"``: the derivative by the softmax input); with soft-capping or a temperature
+        times (1 - t_j^2) / T (``"full"``: by the logit z_j)."""
         at, ap = self.target("i")
         aj, apj = self.target(j)
         body = f"({at})" if " " in at else at
         body_p = f"({ap})" if " " in ap else ap
-        return Tex(rf"p_{j} \sum_{{i=1}}^{{{self.n}}} {body} - {aj}", f"p_{j} Σ_i {body_p} − {apj}")
+        g = Tex(rf"p_{j} \sum_{{i=1}}^{{{self.n}}} {body} - {aj}", f"p_{j} Σ_i {body_p} − {apj}")
+        if part != "ce" and self.problem.spec.has_z_loss:
+            g = Tex(g.latex + rf" + {self.zloss_grad(j).latex}", g.plain + f" + {self.zloss_grad(j).plain}")
+        return self.chain(g, j) if part == "full" else g
+
+    def zloss_grad(self, j: str = "j") -> Tex:
+        m_t, m_p = (r"m\,", "m ") if self.problem.masked else ("", "")
+        return Tex(rf"2 {m_t}\lambda\, \mathrm{{lse}}\, p_{j}", f"2 {m_p}λ lse p_{j}")
+
+    def chain_factor(self, j: str = "j") -> Tex | None:
+        """dx_j/dz_j: (1 - t_j^2) / T, or the part of it that is on; None without soft-capping and temperature."""
+        spec = self.problem.spec
+        if not self.chained:
+            return None
+        if spec.softcap is not None and spec.has_temperature:
+            return Tex(rf"\frac{{1 - t_{j}^2}}{{T}}", f"(1 − t_{j}²)/T")
+        if spec.softcap is not None:
+            return Tex(rf"(1 - t_{j}^2)", f"(1 − t_{j}²)")
+        return Tex(r"\frac{1}{T}", "(1/T)")
+
+    def chain(self, g: Tex, j: str = "j") -> Tex:
+        """A derivative by the softmax input x_j times dx_j/dz_j."""
+        f = self.chain_factor(j)
+        if f is None:
+            return g
+        return Tex(rf"\left({g.latex}\right) {f.latex}", f"({g.plain}) {f.plain}")
 
     def bce_grad(self, j: str = "j") -> Tex:
         """w_j ((1 - y_j) sigma_j - q_j y_j (1 - sigma_j)), or sigma_j - y_j without weights."""

@@ -16,6 +16,11 @@ For the softmax kinds (see :mod:`xentcli.spec`), with the effective target
 and :math:`\partial\ell/\partial z_j = p_j \sum_c a_c - a_j`. For bce,
 :math:`\ell = \sum_c w_c [-q_c y_c \log\sigma_c - (1 - y_c)\log(1 - \sigma_c)]` and
 :math:`\partial\ell/\partial z_j = w_j [(1 - y_j)\sigma_j - q_j y_j (1 - \sigma_j)]`.
+With the options of a language model (ce), the softmax sees
+:math:`x_c = \mathrm{cap}\,\tanh(z_c/\mathrm{cap})/T` instead of z, the loss adds the z-loss
+:math:`m\,\lambda\,\mathrm{lse}^2` (:math:`\mathrm{lse} = \log\sum_k e^{x_k}`), and
+:math:`\partial\ell/\partial z_j = (p_j \sum_c a_c - a_j + 2 m \lambda\,\mathrm{lse}\,p_j)
+(1 - \tanh^2(z_j/\mathrm{cap}))/T`.
 A reduction turns the per-sample :math:`\ell` into :math:`L = \ell` (none),
 :math:`\ell + R` (sum) or :math:`(\ell + R)/D` (mean, batchmean), where R,
 the other samples' losses, and D do not depend on z.
@@ -90,6 +95,24 @@ class Algebra:
     def delta(self, a: Any, b: Any) -> V:
         raise NotImplementedError
 
+    # The language-model options (ce): lam (z-loss), cap (soft-capping), temp (temperature), each a value of
+    # the algebra (1 for an option that is off, 0 for lam).
+    lam: V
+    cap: V
+    temp: V
+
+    def lse(self) -> V:
+        """log sum_k exp(x_k), x the capped and scaled logits (what the softmax normalises)."""
+        raise NotImplementedError
+
+    def tanh(self, m: Any) -> V:
+        """tanh(z_m / cap) (the z space with soft-capping)."""
+        raise NotImplementedError
+
+    def x(self, m: Any) -> V:
+        """The softmax input x_m = cap tanh(z_m / cap) / T (z_m when neither option is on)."""
+        raise NotImplementedError
+
     def memo(self, key: tuple[Any, ...], make: Callable[[], V]) -> V:
         """``make()``, computed once per algebra and key (a loss is built once, not once per class)."""
         cache: dict[tuple[Any, ...], V] = self.__dict__.setdefault("_memo", {})
@@ -129,8 +152,44 @@ def total(A: Algebra) -> V:
 
 
 def loss(A: Algebra) -> V:
-    """The per-sample loss."""
-    return A.memo(("loss",), lambda: _loss(A))
+    """The per-sample loss: the cross-entropy part, plus the z-loss m lam lse^2 when it is on."""
+    return A.memo(("loss",), lambda: ce_loss(A) + zloss(A) if A.problem.spec.has_z_loss else ce_loss(A))
+
+
+def ce_loss(A: Algebra) -> V:
+    """The loss without the z-loss (as a function of the softmax of the capped and scaled logits)."""
+    return A.memo(("ce-loss",), lambda: _loss(A))
+
+
+def zloss(A: Algebra) -> V:
+    """The z-loss of one sample: m lam lse^2 (m the mask of a sample that may be ignored)."""
+    lse = A.lse()
+    term = A.lam * lse * lse
+    return A.mask * term if A.problem.masked else term
+
+
+def zloss_grad(A: Algebra, j: Any) -> V:
+    """Its derivative by the softmax input x_j: 2 m lam lse p_j."""
+    term = 2 * A.lam * A.lse() * A.p(j)
+    return A.mask * term if A.problem.masked else term
+
+
+def chained(problem: Problem) -> bool:
+    """Whether the softmax sees other logits than z (soft-capping or a temperature): then the derivation
+    differentiates by the softmax inputs x first, and by z through the chain rule."""
+    return problem.spec.softcap is not None or problem.spec.has_temperature
+
+
+def chain(A: Algebra, j: Any) -> V:
+    """dx_j/dz_j for x_j = cap tanh(z_j / cap) / T: (1 - tanh^2(z_j / cap)) / T (each factor only when on)."""
+    spec = A.problem.spec
+    f: V = 1
+    if spec.softcap is not None:
+        t = A.tanh(j)
+        f = 1 - t * t
+    if spec.has_temperature:
+        f = f / A.temp
+    return f
 
 
 def _loss(A: Algebra) -> V:
@@ -153,14 +212,34 @@ def _grad(A: Algebra, j: Any) -> V:
     if A.problem.bce:
         s = A.sigma(j)
         return A.w(j) * ((1 - A.y(j)) * s - A.q(j) * A.y(j) * (1 - s))
-    return A.p(j) * total(A) - target(A, j)
+    if not A.problem.spec.language_model:
+        return ce_grad(A, j)
+    g = grad_x(A, j)
+    return g * chain(A, j) if chained(A.problem) else g
+
+
+def ce_grad(A: Algebra, j: Any) -> V:
+    """The derivative of the cross-entropy part by the softmax input: p_j sum_c a_c - a_j."""
+    return A.memo(("ce-grad", j), lambda: A.p(j) * total(A) - target(A, j))
+
+
+def grad_x(A: Algebra, j: Any) -> V:
+    """The derivative of the per-sample loss by the softmax input x_j (z_j without soft-capping and
+    temperature): p_j sum_c a_c - a_j + 2 m lam lse p_j."""
+    if not A.problem.spec.has_z_loss:
+        return ce_grad(A, j)
+    return A.memo(("grad-x", j), lambda: ce_grad(A, j) + zloss_grad(A, j))
 
 
 def grad_normalized(A: Algebra, j: Any) -> V:
     """The closed form when sum(y) = 1 and there are no class weights: p_j - ((1 - eps) y_j + eps / C),
-    times the mask m of a sample that may be ignored."""
+    times the mask m of a sample that may be ignored (with the options of a language model: plus
+    2 m lam lse p_j, times (1 - tanh^2(z_j / cap)) / T)."""
     g = A.p(j) - smoothed(A, j)
-    return A.mask * g if A.problem.masked else g
+    if A.problem.spec.has_z_loss:
+        g = g + 2 * A.lam * A.lse() * A.p(j)
+    g = A.mask * g if A.problem.masked else g
+    return g * chain(A, j) if chained(A.problem) else g
 
 
 def dloss_dp(A: Algebra, i: Any) -> V:
