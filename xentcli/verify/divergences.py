@@ -121,10 +121,11 @@ def _tiny(obs: Observed) -> str | None:
     return "; ".join(parts) or None
 
 
-def _float16_smoothing_overflow(obs: Observed) -> str | None:
-    """+inf losses in float16 where label smoothing's Σ_c w_c·(−log p_c) exceeds float16's largest number."""
+def _float16_overflow(obs: Observed) -> str | None:
+    """+inf losses in float16 where a sum the framework forms in float16 exceeds float16's largest number:
+    label smoothing's Σ_c w_c·(−log p_c), or the summed (weighted) losses that a mean then divides."""
     o = obs.options
-    if o.dtype != "float16" or o.family != "softmax" or not o.smoothing:
+    if o.dtype != "float16" or o.family != "softmax":
         return None
     if obs.bad.get("grad") is not None and obs.bad["grad"].any():
         return None
@@ -139,6 +140,8 @@ def _float16_smoothing_overflow(obs: Observed) -> str | None:
         total = -np.sum(np.where(np.isfinite(logp), w * logp, 0.0), axis=1)
     top = float(np.finfo(np.float16).max)
     over = total > top
+    if not o.smoothing:
+        over = np.zeros_like(over)  # without smoothing no such per-sample sum is formed
     if o.reduction == "none":
         if not over[bad].all():
             return None
@@ -151,7 +154,7 @@ def _float16_smoothing_overflow(obs: Observed) -> str | None:
     if over.any():
         return (f"+inf loss: Σ_c w_c·(−log p_c) reaches {float(total.max()):.4g}, beyond float16's largest "
                 f"number {top:g}")
-    if float(total.sum()) > top:
+    if o.smoothing and float(total.sum()) > top:
         return (f"+inf loss: Σ_n Σ_c w_c·(−log p_c) over the batch reaches {float(total.sum()):.4g}, beyond "
                 f"float16's largest number {top:g}")
     if abs(summed) > top:
@@ -177,19 +180,20 @@ DIVERGENCES: tuple[Divergence, ...] = (
         _masked_zero_target,
     ),
     Divergence(
-        "float16-smoothing-overflow",
-        "label smoothing in float16: a sum overflows",
-        "torch.nn.functional.cross_entropy accumulates label smoothing's Σ_c w_c·(−log p_c) in float16 and "
-        "returns +inf once it passes 65504 (many classes, or large logits), and so the sum over the samples, "
-        "though the loss is finite",
+        "float16-overflow",
+        "float16: a sum overflows though the loss is finite",
+        "torch.nn.functional.cross_entropy accumulates in float16 label smoothing's Σ_c w_c·(−log p_c) and the "
+        "sum of the (weighted) losses that a mean then divides, and returns +inf once one passes 65504 (large "
+        "logits, many classes, or class weights), though the mean is a finite float16 number",
         "the loss is a finite float16 number; xent accumulates in float32 or more and rounds the result",
-        _float16_smoothing_overflow,
+        _float16_overflow,
     ),
     Divergence(
         "confident-cancellation",
-        "confident predictions: digits lost to cancellation in lse(z) − z_t and p − 1",
+        "confident predictions: digits lost to cancellation in lse(z) − z_t and p − 1 (or flushed to zero)",
         "PyTorch and JAX compute the loss as lse(z) − z_t and the gradient as p − y, which keep only absolute "
-        "accuracy where p_t is close to 1: a loss of 1e-26 comes back as 0, p − 1 = −1e-5 with 11 digits",
+        "accuracy where p_t is close to 1: a loss of 1e-26 comes back as 0, p − 1 = −1e-5 with 11 digits; "
+        "XLA also flushes results below the normal range (float32: 1.2e-38) to zero",
         "the reference is accurate relative to each value; an error within the rounding of the terms the "
         "frameworks subtract (K·u·(κ + L)·(|p·s| + |a|), K·u·(κ + L)·s for the loss) is that cancellation",
         _tiny,
