@@ -323,7 +323,9 @@ def test_streamed_stdout_is_the_in_memory_output_byte_for_byte(xent, tmp_path, m
     z, y, lg, lb, extra = stdout_inputs(tmp_path, name, n, rng)
     args = ["compute", lg, lb, "--reduction", reduction, "--dtype", dtype, *extra]
     want_lib = library_result(name, z, y, extra, reduction, dtype)
-    for fmt, passes in (("json", 4), ("csv", 2), ("table", 1)):
+    # JSON and CSV are spooled in the first pass, or in a second one when the mean divides by a count of rows
+    spooled = 2 if reduction == "mean" and STDOUT_CASES[name][1] in ("prob", "prob-off", "binary") else 1
+    for fmt, passes in (("json", spooled), ("csv", spooled), ("table", 1)):
         streamed, memory, runs = run_both(xent, monkeypatch, *args, "--format", fmt)
         assert streamed.code == memory.code == 0, (streamed, memory)
         assert runs == passes, f"{fmt} was not streamed ({runs} passes)"
@@ -378,7 +380,7 @@ def test_small_inputs_and_pipes_are_read_into_memory(xent, tmp_path, monkeypatch
     lg.write_text("2,1,0.1\n0.1,2,1.9\n")
     lb.write_text("1\n0\n")
     streamed, memory, runs = run_both(xent, monkeypatch, "compute", lg, lb, "--format", "json")
-    assert runs == 4 and streamed.stdout == memory.stdout
+    assert runs == 1 and streamed.stdout == memory.stdout
     monkeypatch.setattr(compute_cli, "STREAM_MIN_BYTES", 8 << 20)
     made = []
     monkeypatch.setattr(stream, "Stream", lambda *a, **k: made.append(1))

@@ -356,12 +356,14 @@ def _streamed_to_stdout(chosen: str, logits_path: str, labels_path: str, header:
     """Print the whole result of two big files block by block, in bounded memory; ``False`` when the input
     has to be read into memory instead.
 
-    A first pass computes the loss and the warnings (which come first in JSON)
-    and checks every row, so that nothing is printed for a bad input. JSON
-    then reads the inputs once for each array (losses, probabilities,
-    gradient), CSV once for its rows; a table shows the first and last rows,
-    kept by the first pass and computed again on their own (each row's
-    numbers depend only on that row and the whole batch's denominator).
+    Nothing is printed before every row has been read and checked, and the
+    loss and the warnings (which come first in JSON) are known. JSON and CSV
+    are formatted into temporary files as the input is read (see
+    :class:`~xentcli.cli.render.Spool`), in the first pass when the plan needs
+    no count of the rows, else in a second one, and copied to standard
+    output at the end. A table shows the first and last rows, kept by the
+    first pass and computed again on their own (each row's numbers depend
+    only on that row and the whole batch's denominator).
     """
     import numpy as np
 
@@ -378,32 +380,44 @@ def _streamed_to_stdout(chosen: str, logits_path: str, labels_path: str, header:
             flow = stream.Stream(_opener(logits_path, header), _opener(labels_path, header, labels=True), spec,
                                  progress)
             spec = flow.spec
-            flow.passes_planned = {"json": 4, "csv": 2}.get(chosen, 1)
             plan = flow.plan(count_rows=False)
         except stream.Unstreamable:
             return False
         elementwise = spec.kind in ("bce", "kl")
         keep = render.MAX_ROWS if chosen == "table" else 0
-        first = flow.run(plan, with_losses=spec.kind == "bce", keep=keep)
-        plan = flow.final_plan(plan, first)
-        loss, notes = flow.finish(plan, first)
-        if flow.classes == 1 and spec.family == "softmax":
-            notes.append(SINGLE_CLASS)
-        outcome = render.Outcome(spec, RESULT_KINDS[spec.kind], spec.reduction, str(spec.targets), loss,
-                                 plan.reported_denominator, first.n, flow.classes, np.dtype(spec.dtype),
-                                 flow.z_loss(plan, first))
-        meta.update(logits=flow.logits_name, labels=flow.labels_name, warnings=notes, streamed=True)
-        index = spec.targets == "index"
+        # JSON and CSV are formatted into temporary files as the input is read, and copied to standard output
+        # at the end: in the first pass when the plan is already final (no mean over a count of rows), else
+        # in a second one.
+        spool = render.Spool(chosen, np.dtype(spec.dtype), elementwise) if chosen in ("json", "csv") else None
+        one_pass = spool is not None and spec.denominator not in ("rows", "elements")
+        flow.passes_planned = 1 if spool is None or one_pass else 2
+        try:
+            def spooled(b: Any) -> None:
+                assert spool is not None
+                spool.add(b.start, b.result.losses, b.result.probs, b.result.grad)
 
-        def again(each: Callable[[Any], None], **kwargs: Any) -> None:
-            """Another pass; the files must not have changed since the first."""
-            done = flow.run(plan, each=each, **kwargs)
-            if done.n != first.n:
-                raise XentInputError(f"changed while it was read ({first.n} rows, then {done.n})",
-                                     source=flow.logits_name)
-
-        def array(name: str, **kwargs: Any) -> render.Rows:
-            return lambda sink: again(lambda block: sink(getattr(block.result, name)), **kwargs)
+            first = flow.run(plan, with_losses=spec.kind == "bce" or (one_pass and elementwise),
+                             with_probs=one_pass, keep=keep, each=spooled if one_pass else None)
+            plan = flow.final_plan(plan, first)
+            loss, notes = flow.finish(plan, first)
+            if flow.classes == 1 and spec.family == "softmax":
+                notes.append(SINGLE_CLASS)
+            outcome = render.Outcome(spec, RESULT_KINDS[spec.kind], spec.reduction, str(spec.targets), loss,
+                                     plan.reported_denominator, first.n, flow.classes, np.dtype(spec.dtype),
+                                     flow.z_loss(plan, first))
+            meta.update(logits=flow.logits_name, labels=flow.labels_name, warnings=notes, streamed=True)
+            index = spec.targets == "index"
+            if spool is not None and not one_pass:
+                done = flow.run(plan, each=spooled, with_probs=True, with_losses=elementwise)
+                if done.n != first.n:  # the files must not have changed since the first pass
+                    raise XentInputError(f"changed while it was read ({first.n} rows, then {done.n})",
+                                         source=flow.logits_name)
+            if spool is not None:
+                spool.finish()
+        except BaseException:
+            if spool is not None:
+                spool.abort()
+            raise
 
         if chosen == "table":
             parts = []
@@ -414,20 +428,18 @@ def _streamed_to_stdout(chosen: str, logits_path: str, labels_path: str, header:
                 r = evaluate(spec, rows.values, target, plan=plan, warn=False)
                 assert r.probs is not None
                 parts.append(render.TableRows(a, target, np.asarray(r.losses).reshape(b - a, -1), r.probs, r.grad))
-        elif chosen == "json":
-            with _stdout(background=True) as out:
-                render.write_json(out, outcome, meta, array("losses", with_losses=elementwise),
-                                  array("probs", with_probs=True), array("grad"), elementwise=elementwise)
         else:
-            dt = np.dtype(spec.dtype)
-            with _stdout(background=True) as out:
-                out.write(render.csv_header(outcome, elementwise))
-
-                def write_rows(b: Any) -> None:
-                    out.put(render.csv_rows, b.start, b.result.losses, b.result.probs, b.result.grad, dt)
-
-                again(write_rows, with_probs=True, with_losses=elementwise)
-                out.write(render.csv_footer(outcome, elementwise))
+            assert spool is not None
+            try:
+                with _stdout() as out:
+                    if chosen == "json":
+                        render.write_json_spooled(out, outcome, meta, spool)
+                    else:
+                        out.write(render.csv_header(outcome, elementwise))
+                        spool.copy(0, out)
+                        out.write(render.csv_footer(outcome, elementwise))
+            finally:
+                spool.close()
     finally:
         if progress is not None:
             progress(-1, None)

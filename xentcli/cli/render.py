@@ -245,6 +245,74 @@ def write_json(out: Output, o: Outcome, meta: dict[str, Any], losses: Rows, prob
     out.write(b"\n}\n")
 
 
+class Spool:
+    """A streamed result's arrays formatted block by block into temporary files, on threads of their own,
+    and copied to the output once the whole input has been read: the loss and the warnings, which come
+    first, are then known, and nothing is printed for an input that turns out to be bad. One pass over
+    the input instead of one for each array (memory stays bounded; the disk holds the formatted arrays).
+
+    ``fmt`` is ``"json"`` (three arrays: losses, probabilities, gradient) or ``"csv"`` (the rows).
+    """
+
+    def __init__(self, fmt: str, dtype: np.dtype, elementwise: bool) -> None:
+        import tempfile
+
+        self.fmt = fmt
+        self.dtype = dtype
+        self.files: list[BinaryIO] = []
+        self.outs: list[BackgroundOutput] = []
+        try:
+            for _ in range(3 if fmt == "json" else 1):
+                self.files.append(tempfile.TemporaryFile())  # noqa: SIM115 - closed by close()/abort()
+                self.outs.append(BackgroundOutput(self.files[-1]))
+        except BaseException:
+            self.abort()
+            raise
+        self.arrays = [JsonArray(out, dtype, matrix) for out, matrix in zip(self.outs, (elementwise, True, True))] \
+            if fmt == "json" else []
+
+    def add(self, start: int, losses: np.ndarray, probs: np.ndarray, grad: np.ndarray) -> None:
+        """The next block of rows (samples ``start``, ``start + 1``, ...)."""
+        if self.fmt == "json":
+            for array, values in zip(self.arrays, (losses, probs, grad)):
+                array.add(values)
+        else:
+            self.outs[0].put(csv_rows, start, losses, probs, grad, self.dtype)
+
+    def finish(self) -> None:
+        """Wait for everything to be formatted and written; the files are then read from their start."""
+        for array in self.arrays:
+            array.close()
+        for out in self.outs:
+            out.close()
+        for f in self.files:
+            f.seek(0)
+
+    def copy(self, i: int, out: Output, chunk: int = 1 << 20) -> None:
+        """Copy the ``i``-th spooled array to ``out``."""
+        while data := self.files[i].read(chunk):
+            out.write(data)
+
+    def abort(self) -> None:
+        for o in self.outs:
+            o.abort()
+        self.close()
+
+    def close(self) -> None:
+        for f in self.files:
+            f.close()
+
+
+def write_json_spooled(out: Output, o: Outcome, meta: dict[str, Any], spool: Spool) -> None:
+    """The whole result as JSON, its arrays copied from ``spool`` (the same bytes as :func:`write_json`)."""
+    head = ",\n".join(f'  "{k}": {v}' for k, v in json_head(o, meta))
+    out.write(("{\n" + head).encode())
+    for i, name in enumerate(("losses", "probs", "grad")):
+        out.write(f',\n  "{name}": '.encode())
+        spool.copy(i, out)
+    out.write(b"\n}\n")
+
+
 def csv_header(o: Outcome, elementwise: bool) -> bytes:
     c = o.classes
     loss_cols = [f"loss_{j}" for j in range(c)] if elementwise else ["loss"]

@@ -94,25 +94,25 @@ def zeros(shape: tuple[int, int], dtype: Any) -> np.ndarray:
 def row_sums(e: np.ndarray) -> np.ndarray:
     """Row sums accumulated in float64.
 
-    Short rows, and float32 rows of any length, go through einsum with a
-    float64 accumulator (no per-row call overhead; a float64 running sum of
-    float32 values loses nothing that float32 can show); long float64 rows use
-    NumPy's pairwise summation.
+    Short rows go through einsum with a float64 accumulator (no per-row call
+    overhead); longer rows through NumPy's pairwise summation, in float64 also
+    for float32 rows (the cast is done in buffers, without a float64 copy of
+    the block; a float64 sum of float32 values loses nothing float32 can show).
     """
     out: np.ndarray
-    if e.shape[1] <= SHORT_ROWS or e.dtype != np.float64:
+    if e.shape[1] <= SHORT_ROWS:
         out = np.einsum("ij->i", e, dtype=np.float64)
     else:
-        out = e.sum(axis=1)
+        out = np.add.reduce(e, axis=1, dtype=np.float64)
     return out
 
 
 def row_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise dot products accumulated in float64."""
+    """Row-wise dot products accumulated in float64 (the products of float32 values are exact in float64)."""
     out: np.ndarray
-    if a.shape[1] <= SHORT_ROWS or a.dtype != np.float64:
+    if a.shape[1] <= SHORT_ROWS:
         out = np.einsum("ij,ij->i", a, b, dtype=np.float64)
     else:
-        prod = np.multiply(a, b, out=scratch("rowdot", (a.shape[0], a.shape[1]), a.dtype))
-        out = prod.sum(axis=1)
+        prod = np.multiply(a, b, dtype=np.float64, out=scratch("rowdot64", (a.shape[0], a.shape[1]), np.float64))
+        out = np.add.reduce(prod, axis=1)
     return out
