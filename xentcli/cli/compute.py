@@ -14,6 +14,7 @@ from typing import Any, BinaryIO
 import click
 
 from ..errors import XentInputError, XentWarning
+from ..malloc import reuse_block_memory
 from . import CONTEXT_SETTINGS, warning_line
 from .options import loss_options, loss_spec, pop_loss_params
 
@@ -330,6 +331,7 @@ def _streamed(logits_path: str, labels_path: str, output: Path, out_fmt: str, he
 
     if not _rereadable(logits_path, labels_path):
         return None  # a pipe: what a stream reads of it could not be read again by the in-memory path
+    reuse_block_memory()
     progress = _progress_bar()
     try:
         flow = stream.Stream(_opener(logits_path, header), _opener(labels_path, header, labels=True), spec,
@@ -374,6 +376,7 @@ def _streamed_to_stdout(chosen: str, logits_path: str, labels_path: str, header:
 
     if not _rereadable(logits_path, labels_path):
         return False  # a pipe: what a stream reads of it could not be read again by the in-memory path
+    reuse_block_memory()
     progress = _progress_bar()
     try:
         try:
