@@ -653,17 +653,29 @@ def _normalized_method(ctx: Context) -> str:
 
 def _one_hot_form(ctx: Context, st: Step, ce: Tex) -> None:
     """The per-sample gradient for a class index, from its cross-entropy part ``ce``: with the z-loss's term and
-    the chain factor where they are on, and with the z-loss divided apart, the mean's form too."""
+    the chain factor where they are on, and with the z-loss divided apart, the mean's form too. A long ``ce``
+    (label smoothing) is named ∂ℓ_CE/∂x_j first, so that the forms after it fit a line."""
     nt, spec = ctx.nt, ctx.problem.spec
+    if not spec.has_z_loss and not nt.chained:
+        st.eq(dz(r"\ell", "z_j", "ℓ"), ce)
+        return
+    if ctx.problem.smoothing:
+        part = dz(r"\ell_{\mathrm{CE}}", f"{nt.x}_j", "ℓ_CE")
+        st.eq(part, ce)
+        ce_t, ce_p = part.latex, part.plain
+        over_w = Tex(rf"\frac{{1}}{{W}} {ce_t}", f"(1/W) {ce_p}")
+    else:
+        ce_t, ce_p = ce.latex, ce.plain
+        over_w = Tex(rf"\frac{{{ce_t}}}{{W}}", f"({ce_p}) / W")
     if not spec.has_z_loss:
-        st.eq(dz(r"\ell", "z_j", "ℓ"), nt.chain(ce))
+        st.eq(dz(r"\ell", "z_j", "ℓ"), nt.chain(Tex(ce_t, ce_p)))
         return
     zl = nt.zloss_grad()
-    st.eq(dz(r"\ell", "z_j", "ℓ"), nt.chain(Tex(f"{ce.latex} + {zl.latex}", f"{ce.plain} + {zl.plain}")))
+    st.eq(dz(r"\ell", "z_j", "ℓ"), nt.chain(Tex(f"{ce_t} + {zl.latex}", f"{ce_p} + {zl.plain}")))
     if nt.split:
         st.say("so the batch mean's gradient is")
-        st.eq(dz("L", "z_j"), nt.chain(Tex(rf"\frac{{{ce.latex}}}{{W}} + \frac{{{zl.latex}}}{{N}}",
-                                           f"({ce.plain}) / W + ({zl.plain}) / N")))
+        st.eq(dz("L", "z_j"), nt.chain(Tex(rf"{over_w.latex} + \frac{{{zl.latex}}}{{N}}",
+                                           f"{over_w.plain} + ({zl.plain}) / N")))
 
 
 def _one_hot_result(ctx: Context, st: Step) -> None:
