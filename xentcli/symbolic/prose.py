@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from .model import Tex
 from .problem import Problem
+from .quantities import split_mean
 
 
 class Notation:
@@ -126,8 +127,7 @@ class Notation:
     def split(self) -> bool:
         """Whether the mean divides the z-loss apart: by N, the counted samples, while the cross-entropy is
         divided by W (class weights over class indices, as Liger-Kernel)."""
-        spec = self.problem.spec
-        return spec.has_z_loss and spec.denominator == "weights"
+        return split_mean(self.problem)
 
     def mean_grad(self, j: str = "j") -> Tex:
         """The gradient of L by z_j: the per-sample gradient over the denominator, or with split the
