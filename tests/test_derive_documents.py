@@ -69,6 +69,9 @@ SWEEP = [
     "--classes 3 --z-loss sym --softcap sym --temperature sym",
     "--classes n --z-loss sym --softcap sym --temperature sym --label-smoothing sym --ignore-index 0 --reduction mean",
     "--classes 4 --z-loss 1/10 --softcap 30 --temperature 2 --targets prob --weight sym --reduction sum",
+    "--classes 3 --z-loss sym --weight sym --ignore-index 0 --reduction mean",
+    "--classes n --z-loss sym --softcap sym --temperature sym --weight sym --label-smoothing sym --ignore-index 0 "
+    "--reduction mean",
     "--classes 3 --claim p-2*y",
     "--classes 3 --softcap sym --temperature sym --claim (p-y)*(1-tanh(z/cap)**2)",
     "--classes n --weight sym --claim p*sum(w*y)-w*y+0*(p*p*p*p+y*y*y*y+p*y*p*y+exp(z)/sum(exp(z))-p-p-p-p)",

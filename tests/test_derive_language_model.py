@@ -189,9 +189,141 @@ def test_combined_with_the_existing_options(classes, extra):
     assert d.verified, [c.name for c in d.failed]
 
 
-def test_weighted_mean_with_z_loss_is_refused():
-    with pytest.raises(XentInputError, match="not derived by this version"):
-        derive(3, spec("mean", weight=SYM, z_loss=SYM))
+# The weighted mean over class indices with a z-loss (Liger-Kernel's semantics): the batch's cross-entropy is
+# divided by W = Σ over counted samples of w[t_n], its z-loss by the number of counted samples.
+BATCH_T = [1, 0, 2, 0]  # class indices of a batch of four; with ignore_index 0 samples 1 and 3 are ignored
+BATCH_Z = [[sp.Rational(7, 5), sp.Rational(-2, 3), sp.Rational(1, 4)],
+           [sp.Rational(1, 2), sp.Rational(3, 2), sp.Rational(-1, 1)],
+           [sp.Rational(-3, 4), sp.Rational(2, 5), sp.Rational(9, 10)],
+           [sp.Rational(0), sp.Rational(-1, 5), sp.Rational(6, 5)]]
+BATCH_W = [sp.Rational(1, 2), sp.Rational(2), sp.Rational(3, 2)]
+
+
+def weighted_batch_mean(z0: list[Any], *, ignore: int | None, lam: Any, cap: Any = None, T: Any = 1,
+                        eps: Any = 0, lib: Any = sp) -> tuple[Any, Any, Any]:
+    """The batch's loss as Liger-Kernel defines it, sample 0's logits replaced by ``z0``: Σ_n ce_n / W +
+    λ Σ_n m_n lse_n² / n_counted, with W and n_counted."""
+    C = len(z0)
+    ce = zl = W = counted = 0
+    for n, t in enumerate(BATCH_T):
+        if t == ignore:
+            continue
+        z = z0 if n == 0 else BATCH_Z[n]
+        y = [1 if k == t else 0 for k in range(C)]
+        ce += direct_loss(z, y, cap=cap, T=T, eps=eps, w=BATCH_W, lib=lib)
+        zl += direct_loss(z, y, lam=lam, cap=cap, T=T, eps=eps, w=BATCH_W, lib=lib) - \
+            direct_loss(z, y, cap=cap, T=T, eps=eps, w=BATCH_W, lib=lib)
+        W += BATCH_W[t] if not eps else (1 - eps) * BATCH_W[t] + eps / C * sum(BATCH_W)
+        counted += 1
+    return ce / W + zl / counted, W, counted
+
+
+@pytest.mark.parametrize("options", [
+    {"z_loss": SYM},
+    {"z_loss": Fraction(1, 10), "softcap": 30, "temperature": 2, "ignore_index": 0},
+    {"z_loss": SYM, "softcap": SYM, "temperature": SYM, "ignore_index": 0},
+], ids=lambda o: ",".join(o))
+def test_weighted_mean_with_z_loss_c3_is_sympy_diff_of_the_batch_written_directly(options):
+    s = spec("mean", weight=SYM, **options)
+    d = derive(3, s)
+    assert d.verified, [c.name for c in d.failed]
+    o = {k: sp.Rational(v.numerator, v.denominator) for k, v in options_of(s).items()}
+    z = [sp.Symbol(f"z{k}") for k in range(1, 4)]
+    L, W, counted = weighted_batch_mean(z, ignore=s.ignore_index, lam=o["lam"], cap=o.get("cap"), T=o.get("T", 1))
+    assert W != counted  # the two denominators differ at this batch
+    values = subs_of(d, s, BATCH_Z[0], [0, 1, 0])
+    values.update({sp.Symbol(f"w{k + 1}"): BATCH_W[k] for k in range(3)})
+    values.update({sp.Symbol("w_total"): W, sp.Symbol("n_samples"): counted, sp.Symbol("mask"): 1})
+    for j in range(3):
+        want = sp.N(sp.diff(L, z[j]).xreplace(dict(zip(z, BATCH_Z[0]))), 30)
+        got = sp.N(parsed(d.gradient[j], d).xreplace(values), 30)
+        assert abs(got - want) < 1e-25, (j, got, want)
+
+
+def test_weighted_mean_with_z_loss_symbolic_c_matches_mpmath_differences_of_the_batch():
+    s = spec("mean", weight=SYM, z_loss=SYM, softcap=SYM, temperature=SYM, label_smoothing=SYM, ignore_index=0)
+    d = derive("n", s)
+    assert d.verified, [c.name for c in d.failed]
+    K = 3
+    local = {name: sp.IndexedBase(name) for name in ("z", "y", "w")}
+    g = sp.parse_expr(d.gradient[0], local_dict=dict(local)).subs(sp.Symbol("n"), K).doit()
+    o = {n: mpmath.mpf(v.numerator) / v.denominator for n, v in VALUES.items()}
+    eps = mpmath.mpf(1) / 5
+    with mpmath.workdps(40):
+        zv = [mpmath.mpf(v.p) / v.q for v in BATCH_Z[0]]
+        _L, W, counted = weighted_batch_mean(zv, ignore=0, lam=o["lam"], cap=o["cap"], T=o["T"], eps=eps, lib=mpmath)
+        assert abs(W - counted) > 0.1
+        values = {**{local["z"][k + 1]: sp.Float(str(zv[k]), 40) for k in range(K)},
+                  **{local["y"][k + 1]: int(k == BATCH_T[0]) for k in range(K)},
+                  **{local["w"][k + 1]: BATCH_W[k] for k in range(K)},
+                  sp.Symbol("epsilon"): sp.Rational(1, 5), sp.Symbol("mask"): 1,
+                  sp.Symbol("w_total"): sp.Float(str(W), 40), sp.Symbol("n_samples"): counted,
+                  **{sp.Symbol(n): sp.Rational(v.numerator, v.denominator) for n, v in VALUES.items()}}
+        for j in range(1, K + 1):
+            def f(v: Any, j: int = j) -> Any:
+                zz = list(zv)
+                zz[j - 1] = v
+                return weighted_batch_mean(zz, ignore=0, lam=o["lam"], cap=o["cap"], T=o["T"], eps=eps,
+                                           lib=mpmath)[0]
+            want = mpmath.diff(f, zv[j - 1])
+            got = sp.N(g.subs(sp.Symbol("j"), j).xreplace(values), 35)
+            assert abs(float(got) - float(want)) < 1e-14 * max(1.0, abs(float(want))), (j, got, want)
+
+
+@pytest.mark.parametrize("classes", [3, 50, "n"])
+def test_weighted_mean_with_z_loss_proves(classes):
+    d = derive(classes, spec("mean", weight=SYM, z_loss=SYM))
+    assert d.verified, [c.name for c in d.failed]
+    assert "reduction" in {c.name for c in d.checks}
+
+
+@pytest.mark.parametrize("classes", [3, "n"])
+def test_probability_rows_divide_both_parts_by_n(classes):
+    """Probability rows: the cross-entropy and the z-loss are both divided by N, also with class weights."""
+    s = spec("mean", targets="prob", weight=SYM, z_loss=SYM)
+    d = derive(classes, s, claim="(p*sum(w*y) - w*y + 2*lam*lse*p)/N")
+    assert d.verified, [c.name for c in d.failed]
+    with pytest.raises(XentInputError, match="divides by N"):
+        derive(classes, s, claim="(p*sum(w*y) - w*y)/W")
+
+
+WEIGHTED_MEAN = "(p*sum(w*y) - w*y)/W + 2*lam*lse*p/N"
+
+
+@pytest.mark.parametrize(("classes", "claim"), [
+    (3, WEIGHTED_MEAN), ("n", WEIGHTED_MEAN),
+    (3, "sum(w*y)*(p - y)/W + 2*lam*lse*p/N"),  # w_j y_j = w_t y_j for a one-hot row
+])
+def test_weighted_mean_with_z_loss_claim_is_proved(classes, claim):
+    d = derive(classes, spec("mean", weight=SYM, z_loss=SYM), claim=claim)
+    check = next(c for c in d.checks if c.name == "claim")
+    assert check.passed, check.detail
+
+
+@pytest.mark.parametrize("classes", [3, "n"])
+@pytest.mark.parametrize("claim", [
+    "(p*sum(w*y) - w*y)/W + 2*lam*lse*p/W",  # the z-loss divided by W instead of the count
+    "(p*sum(w*y) - w*y + 2*lam*lse*p)/W",  # the same, written as one fraction
+    "(p*sum(w*y) - w*y)/N + 2*lam*lse*p/N",  # the cross-entropy divided by the count
+    "(p*sum(w*y) - w*y)/W + 2*lam*lse*p*w/N",  # the z-loss weighted
+])
+def test_weighted_mean_with_z_loss_near_misses_are_refuted(classes, claim):
+    d = derive(classes, spec("mean", weight=SYM, z_loss=SYM), claim=claim)
+    check = next(c for c in d.checks if c.name == "claim")
+    assert not check.passed
+    example = check.data["counterexample"]
+    point = example["sample"]
+    assert point["N"] != point["W"]
+    # the counterexample is genuine: there, the loss written directly (ℓ_CE/W + λ lse²/N) has the derivative the
+    # counterexample states, and the claim's value differs from it
+    z = [sp.Symbol(f"z{k}") for k in range(1, len(point["z"]) + 1)]
+    y, w = ([sp.sympify(v) for v in point[key]] for key in ("y", "w"))
+    lam, W, N = (sp.sympify(point[key]) for key in ("lam", "W", "N"))
+    L = direct_loss(z, y, w=w) / W + (direct_loss(z, y, lam=lam, w=w) - direct_loss(z, y, w=w)) / N
+    j = example["class"] - 1
+    want = sp.diff(L, z[j]).xreplace(dict(zip(z, (sp.sympify(v) for v in point["z"]))))
+    assert abs(sp.N(want - sp.sympify(example["derivative"]), 30)) < 1e-25
+    assert abs(sp.N(sp.sympify(example["claim"]) - want, 30)) > 1e-6
 
 
 # --------------------------------------------------------------------------

@@ -98,7 +98,7 @@ def check_names(used: set[str], problem: Problem) -> None:
         "w": (problem.weighted, "which needs --weight"),
         "q": (problem.pos_weighted, "which needs --pos-weight"),
         "m": (problem.masked, "which needs --ignore-index"),
-        "N": (den in ("samples", "rows", "elements"),
+        "N": (den in ("samples", "rows", "elements") or Q.split_mean(problem),
               "but this mean divides by W (the summed weights of the counted samples' classes)"
               if den == "weights" else "which needs --reduction mean or batchmean"),
         "W": (den == "weights", "but this mean divides by N" if den is not None else
@@ -220,6 +220,9 @@ class _Setting:
         else:
             m = Fraction(1)
         den = Fraction(rng.randint(2, 5)) if spec.denominator is not None else Fraction(1)
+        # with class weights and a z-loss, the z-loss's count N differs from the summed weights W (drawn only
+        # then, so that every other problem's points stay as they were)
+        count = Fraction(rng.choice([v for v in range(2, 6) if v != den])) if Q.split_mean(problem) else den
         lm = self._language_model(rng, u)
         if problem.bce:
             p = [v / (1 + v) for v in u]
@@ -228,7 +231,7 @@ class _Setting:
             p = [v / S for v in u]
         z = [Fraction(0) if v == 1 else sp.log(to_sympy(v)) for v in u]
         values = {"p": p, "y": y, "z": lm.pop("z", z), "w": w, "q": q, "t": lm.pop("t", [])}
-        scalars = {"C": Fraction(C), "eps": eps, "m": m, "N": den, "W": den, **lm}
+        scalars = {"C": Fraction(C), "eps": eps, "m": m, "N": count, "W": den, **lm}
         return _Point(u, values, scalars, t)
 
     def _language_model(self, rng: random.Random, u: list[Fraction]) -> dict[str, Any]:
@@ -261,7 +264,7 @@ class _Setting:
     def derivative(self, pt: _Point, j: int) -> Any:
         """The derivative's exact value at the point: a Fraction, or an exact SymPy number (lse, tanh)."""
         PQ = PointQ(self.problem, pt.values, pt.scalars)
-        value = Q.scaled(PQ, Q.grad(PQ, j))
+        value = Q.scaled_grad(PQ, j)
         return value if isinstance(value, Fraction) else _value(sp.sympify(value))
 
 
@@ -431,7 +434,7 @@ def _exact_decision(st: _Setting, tree: Any) -> tuple[list[Case], list[Case], st
     sums: dict[int, Any] = {}  # a sum(...) does not depend on j: built once
     for j in st.classes:
         value = claims.fold(tree, R, j, sums)  # raises Undefined (malformed) or ClaimTooLarge
-        target = Q.scaled(A, Q.grad(A, j))
+        target = Q.scaled_grad(A, j)
         cases = st.cases(j)
         if isinstance(value, Frac):
             budget.spend(_add_cost(value, target))
@@ -552,6 +555,10 @@ def _point(st: _Setting, pt: _Point) -> tuple[dict[str, Any], dict[str, str], li
         shown.append(f"{d} = {sample[d]}")
         if names.den is not None:
             subs[str(names.den)] = sample[d]
+    if names.zden is not None:  # the z-loss's count N beside W
+        sample["N"] = _exact(pt.scalars["N"])
+        shown.append(f"N = {sample['N']}")
+        subs[str(names.zden)] = sample["N"]
     if names.rest is not None:
         subs[str(names.rest)] = "0"
     for key, symbol, on in (("lam", names.lam, spec.has_z_loss), ("cap", names.cap, spec.softcap is not None),
@@ -684,7 +691,8 @@ def decide_general(backend: GeneralBackend, tree: Any) -> Verdict:
     def scalar(name: str) -> Any:
         if name == "lse":
             return A.lse()
-        return {"C": backend.C, "eps": A.eps, "m": A.mask, "lam": A.lam, "cap": A.cap, "T": A.temp}.get(name, A.den)
+        return {"C": backend.C, "eps": A.eps, "m": A.mask, "lam": A.lam, "cap": A.cap, "T": A.temp,
+                "N": A.zden}.get(name, A.den)
 
     def summation(f: Callable[[Any], Any]) -> Any:
         m = sp.Dummy("m", integer=True, positive=True)
@@ -698,7 +706,7 @@ def decide_general(backend: GeneralBackend, tree: Any) -> Verdict:
         if value.has(sp.zoo, sp.nan, sp.oo, -sp.oo):
             ok, rest = False, value
         else:
-            ok, rest = backend.zero(value - Q.scaled(A, Q.grad(A, j)), given)
+            ok, rest = backend.zero(value - Q.scaled_grad(A, j), given)
     except MemoryError:
         raise
     except Exception as exc:  # noqa: BLE001 - SymPy failing on the claim is "not proved", never a pass

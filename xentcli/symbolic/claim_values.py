@@ -334,7 +334,10 @@ class RingValues(claims.Algebra):
             return {"lam": A.lam, "cap": A.cap, "T": A.temp}[name]
         if name == "lse":
             return A.lse()
-        return A.mask if name == "m" else A.den  # N or W: the denominator (check_names)
+        if name == "m":
+            return A.mask
+        return A.zden if name == "N" else A.den  # N or W: the denominators (check_names; zden is den but
+        # with class weights and a z-loss, where N divides the z-loss and W the cross-entropy)
 
     def tanh(self, a: Any) -> Any:
         """tanh(z_k / cap) is the ring's t_k; nothing else under tanh is held."""
@@ -1203,7 +1206,8 @@ class PointQ(Q.Algebra):
         self.vals = values
         self.eps = scalars.get("eps", Fraction(0))
         self.mask = scalars.get("m", Fraction(1))
-        self.den = scalars.get("N", scalars.get("W", Fraction(1)))
+        self.den = scalars.get("W", scalars.get("N", Fraction(1)))
+        self.zden = scalars.get("N", self.den)  # N; with class weights and a z-loss, the z-loss's own
         self.rest = Fraction(0)
         self.lam = scalars.get("lam", Fraction(0))
         self.cap = scalars.get("cap", Fraction(1))

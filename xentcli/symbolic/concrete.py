@@ -80,6 +80,8 @@ class Names:
         self.mask = sp.Symbol("mask", nonnegative=True) if problem.masked else None
         self.den = sp.Symbol("w_total" if spec.denominator == "weights" else "n_samples", positive=True) \
             if spec.denominator is not None else None
+        # the z-loss's own denominator N (the counted samples) when the cross-entropy's is W
+        self.zden = sp.Symbol("n_samples", positive=True) if Q.split_mean(problem) else None
         self.rest = sp.Symbol("rest", real=True) if spec.reduction != "none" else None
         # The language-model options: lam, cap and T as symbols when they are sym; tanh(z_k / cap) and lse
         # as generators of the prover's ring (their derivatives by z_j are rules: see RingAlgebra).
@@ -89,7 +91,8 @@ class Names:
         self.t = [sp.Symbol(f"t{k}", real=True) for k in rng] if spec.softcap is not None else []
         self.lse = sp.Symbol("lse", real=True) if spec.language_model else None
         self.options = [s for s in (self.lam, self.cap, self.temp) if s is not None]
-        self.scalars = [s for s in (self.eps, self.mask, self.den, self.rest, *self.options) if s is not None]
+        self.scalars = [s for s in (self.eps, self.mask, self.den, self.zden, self.rest, *self.options)
+                        if s is not None]
         self.params: list[sp.Symbol] = [*self.y, *self.w, *self.q, *self.scalars]
 
 
@@ -99,6 +102,7 @@ class RingAlgebra(Algebra):
     eps: Frac
     mask: Frac
     den: Frac
+    zden: Frac
     rest: Frac
     lam: Frac
     cap: Frac
@@ -139,6 +143,7 @@ class RingAlgebra(Algebra):
         self.eps = self._param(spec.label_smoothing, names.eps, 0)
         self.mask = rs.sym(names.mask) if names.mask is not None else rs.const(1)
         self.den = rs.sym(names.den) if names.den is not None else rs.const(1)
+        self.zden = rs.sym(names.zden) if names.zden is not None else self.den
         self.rest = rs.sym(names.rest) if names.rest is not None else rs.const(0)
         self.lam = self._param(spec.z_loss, names.lam, 0)
         self.cap = self._param(spec.softcap, names.cap, 1)
@@ -279,6 +284,7 @@ class ExpressionAlgebra(Algebra):
             rational(spec.label_smoothing) if spec.smoothing else sp.Integer(0))
         self.mask = names.mask if names.mask is not None else sp.Integer(1)
         self.den = names.den if names.den is not None else sp.Integer(1)
+        self.zden = names.zden if names.zden is not None else self.den
         self.rest = names.rest if names.rest is not None else sp.Integer(0)
         self.lam = option_value(names.lam, spec.z_loss, 0)
         self.cap = option_value(names.cap, spec.softcap, 1)

@@ -38,7 +38,7 @@ def gradient_rows(backend: Backend) -> tuple[Names, list[sp.Expr], Definitions]:
     if problem.concrete:
         assert isinstance(backend, ConcreteBackend)
         A, defs = backend.named_algebra()
-        rows = [sp.sympify(Q.scaled(A, Q.grad(A, j))) for j in range(problem.classes)]  # type: ignore[arg-type]
+        rows = [sp.sympify(Q.scaled_grad(A, j)) for j in range(problem.classes)]  # type: ignore[arg-type]
         return backend.names, rows, defs
     E = backend.expressions
     from .general import GeneralBackend
@@ -47,7 +47,7 @@ def gradient_rows(backend: Backend) -> tuple[Names, list[sp.Expr], Definitions]:
     K = NUMERIC_CLASSES
     flat = Names(Problem(K, problem.spec, problem.assume_normalized))
     j = backend.index["j"]
-    general = sp.sympify(Q.scaled(E, Q.grad(E, j))).subs(backend.C, K).doit()
+    general = sp.sympify(Q.scaled_grad(E, j)).subs(backend.C, K).doit()
     swap: dict[Any, Any] = {}
     for m in range(K):
         swap[backend.z[m + 1]] = flat.z[m]
@@ -56,7 +56,8 @@ def gradient_rows(backend: Backend) -> tuple[Names, list[sp.Expr], Definitions]:
             swap[backend.w[m + 1]] = flat.w[m]
         if backend.q is not None:
             swap[backend.q[m + 1]] = flat.q[m]
-    for a, b in ((backend.eps, flat.eps), (backend.mask, flat.mask), (backend.den, flat.den)):
+    for a, b in ((backend.eps, flat.eps), (backend.mask, flat.mask), (backend.den, flat.den),
+                 (backend.zden, flat.zden)):
         if a is not None:
             swap[a] = b
     return flat, [general.subs(j, m + 1).xreplace(swap) for m in range(K)], []
@@ -94,7 +95,7 @@ def _compare(backend: Backend) -> tuple[float, str]:
     names, exprs, defs = gradient_rows(backend)
     K = len(exprs)
     args = [*names.z, *names.y, *names.w, *names.q]
-    args += [s for s in (names.eps, names.mask, names.den) if s is not None]
+    args += [s for s in (names.eps, names.mask, names.den, names.zden) if s is not None]
     args += names.options
     known = set(args)
     for name, value in defs:  # each definition may use only what is known before it
@@ -122,6 +123,8 @@ def _compare(backend: Backend) -> tuple[float, str]:
         if names.den is not None:
             den = float(denominator or 0.0)
             point.append(den / K if spec.denominator == "elements" else den)
+        if names.zden is not None:  # the z-loss's count: the batch's samples whose class index is not ignored
+            point.append(float(np.count_nonzero(targets != spec.ignore)))
         point += [values[str(s)] for s in names.options]
         got = np.array(f(*point), dtype=np.float64)
         scale = max(float(np.max(np.abs(want))), 1e-300)

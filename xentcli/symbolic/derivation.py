@@ -104,13 +104,13 @@ def json_strings(backend: Backend, expand: bool = False) -> dict[str, Any]:
                 definitions[str(name)] = text(value)
             jacobian = backend.entrywise(jac, text)
         loss_algebra = A
-        grad = [text(Q.scaled(A, Q.grad(A, j))) for j in rows]
+        grad = [text(Q.scaled_grad(A, j)) for j in rows]
         closed = [text(Q.scaled(A, Q.grad_normalized(A, j))) for j in rows] if assuming else grad
         sums_to_one = " + ".join(f"y{k}" for k in range(1, C + 1)) + " = 1"
     else:
         assert isinstance(backend, GeneralBackend)
         i, j = backend.index["i"], backend.index["j"]
-        grad = [text(Q.scaled(E, Q.grad(E, j)))]
+        grad = [text(Q.scaled_grad(E, j))]
         closed = [text(Q.scaled(E, Q.grad_normalized(E, j)))] if assuming else grad
         jacobian = [[text(jac(E, i, j))]]
         sums_to_one = f"Sum(y[k], (k, 1, {problem.classes})) = 1"
@@ -161,7 +161,12 @@ def symbols(problem: Problem) -> dict[str, str]:
         out["n_samples"] = "N: the number of samples (the mean divides by N*C)"
     elif d == "rows":
         out["n_samples"] = "N: the number of samples"
-    if spec.reduction != "none":
+    if Q.split_mean(problem):
+        out["n_samples"] = "N: the number of samples whose class index is not ignored (the z-loss's mean)"
+    if Q.split_mean(problem):
+        out["rest"] = "R: the other samples' terms of L, their cross-entropies over W and z-losses over N " \
+                      "(independent of z)"
+    elif spec.reduction != "none":
         out["rest"] = "R: the sum of the other samples' losses (independent of z)"
     if spec.z_loss is SYM:
         out["lam"] = "λ: the weight of the z-loss λ lse² (Liger-Kernel's lse_square_scale)"

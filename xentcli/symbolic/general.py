@@ -45,6 +45,7 @@ class GeneralAlgebra(Algebra):
             rational(spec.label_smoothing) if spec.smoothing else sp.Integer(0))
         self.mask = backend.mask if backend.mask is not None else sp.Integer(1)
         self.den = backend.den if backend.den is not None else sp.Integer(1)
+        self.zden = backend.zden if backend.zden is not None else self.den
         self.rest = backend.rest if backend.rest is not None else sp.Integer(0)
         self.lam, self.cap, self.temp = backend.lam, backend.cap, backend.temp
         # The softmax inputs: the capped and scaled logits of z (x_m = cap tanh(z_m / cap) / T), or, in the x
@@ -154,6 +155,8 @@ class GeneralBackend(Backend):
         self.mask = sp.Symbol("mask", nonnegative=True) if problem.masked else None
         self.den = sp.Symbol("w_total" if spec.denominator == "weights" else "n_samples", positive=True) \
             if spec.denominator is not None else None
+        # the z-loss's own denominator N (the counted samples) when the cross-entropy's is W
+        self.zden = sp.Symbol("n_samples", positive=True) if Q.split_mean(problem) else None
         self.rest = sp.Symbol("rest", real=True) if spec.reduction != "none" else None
         self.x = IndexedBase("x", real=True)  # the softmax inputs (capped and scaled logits) as variables
         self.lam = option_value(sp.Symbol("lam", nonnegative=True) if spec.z_loss is SYM else None, spec.z_loss, 0)

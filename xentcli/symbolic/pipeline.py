@@ -62,7 +62,7 @@ class Substituted(Algebra):
         self.problem = base.problem
         self.space = base.space
         self.C = base.C
-        for attr in ("eps", "mask", "den", "rest", "lam", "cap", "temp"):
+        for attr in ("eps", "mask", "den", "zden", "rest", "lam", "cap", "temp"):
             setattr(self, attr, values.get(attr, getattr(base, attr)))
         for name in _DELEGATED:  # instance attributes: they take precedence over Algebra's methods
             setattr(self, name, getattr(base, name))
@@ -242,6 +242,16 @@ def _reduction_definition(ctx: Context, st: Step) -> None:
                 "batchmean divides by N, the number of samples",
         "elements": f"the mean divides by the number of elements, N·{nt.n}",
     }[str(spec.denominator)]
+    if nt.split:
+        m_t, m_p = (r"m\, ", "m ") if ctx.problem.masked else ("", "")
+        st.say(f"Batch mean (PyTorch's reduction='mean'): {why}; the z-loss is not weighted (as in Liger-Kernel): "
+               "the summed z-loss is divided by N, the number of samples whose class index is not ignored. "
+               "With ", Tex(r"\ell_{\mathrm{CE}}", "ℓ_CE"), " the cross-entropy part of this sample's loss and R "
+               "the other samples' terms of L, R, W and N do not depend on z.")
+        ce_over_w = r"\frac{\ell_{\mathrm{CE}}}{W}"
+        st.eq(Tex("L", "L"), Tex(rf"{ce_over_w} + \frac{{{m_t}\lambda\, \mathrm{{lse}}^2}}{{N}} + R",
+                                 f"ℓ_CE / W + {m_p}λ lse² / N + R"))
+        return
     st.say(f"Batch {spec.reduction} (PyTorch's reduction='{spec.reduction}'): {why}. R, the losses of the other "
            f"samples, and {d.plain} do not depend on z.")
     st.eq(Tex("L", "L"), Tex(rf"\frac{{\ell + R}}{{{d.latex}}}", f"(ℓ + R) / {d.plain}"))
@@ -552,6 +562,17 @@ def reduction(ctx: Context) -> Step:
         st.say("R does not depend on z, so the sum leaves the per-sample gradient as it is:")
         st.eq(dz("L", "z_j"), dz(r"\ell", "z_j", "ℓ"), g)
         statement = f"∂L/∂z_j = (the per-sample gradient) {b.forall(('j',))}, differentiating ℓ + R"
+    elif nt.split:
+        st = Step("Batch mean")
+        x, m_t, m_p = nt.x, *((r"m\, ", "m ") if ctx.problem.masked else ("", ""))
+        st.say("R, W and N do not depend on z, so the mean rescales the two parts of the per-sample gradient "
+               "apart: the cross-entropy's by 1/W, the z-loss's by 1/N.")
+        parts = Tex(rf"\frac{{1}}{{W}} \frac{{\partial \ell_{{\mathrm{{CE}}}}}}{{\partial {x}_j}} + \frac{{1}}{{N}} "
+                    rf"\frac{{\partial ({m_t}\lambda\, \mathrm{{lse}}^2)}}{{\partial {x}_j}}",
+                    f"(1/W) ∂ℓ_CE/∂{x}_j + (1/N) ∂({m_p}λ lse²)/∂{x}_j")
+        st.eq(dz("L", "z_j"), nt.chain(parts), nt.mean_grad())
+        statement = (f"∂L/∂z_j = {nt.mean_grad().plain} {b.forall(('j',))}, differentiating "
+                     f"ℓ_CE/W + {m_p}λ lse²/N + R")
     else:
         d = nt.denominator()
         assert d is not None
@@ -562,7 +583,7 @@ def reduction(ctx: Context) -> Step:
         statement = (f"∂L/∂z_j = (the per-sample gradient)/{d.plain} {b.forall(('j',))}, differentiating "
                      f"(ℓ + R)/{d.plain}")
     ctx.prove(st, "reduction", statement, lambda A, j: A.dz(Q.reduced_loss(A), j),
-              lambda A, j: Q.scaled(A, Q.grad(A, j)))
+              lambda A, j: Q.scaled_grad(A, j))
     return st
 
 
@@ -580,7 +601,7 @@ def result(ctx: Context) -> Step:
         if not p.weighted and not p.pos_weighted:
             st.eq(Tex(r"\nabla_z L", "∇_z L"), nt.scaled(Tex(r"\sigma(z) - y", "σ(z) − y")))
         return st
-    st.eq(lhs, nt.scaled(nt.grad()), note="for every j, with no assumption on the targets")
+    st.eq(lhs, nt.mean_grad(), note="for every j, with no assumption on the targets")
     if p.normalized and not p.weighted:
         _normalized_result(ctx, st)
     if p.weighted and p.onehot:
@@ -618,7 +639,7 @@ def _normalized_result(ctx: Context, st: Step) -> None:
     over = f" over {d.plain}" if d is not None else ""
     ctx.prove(st, "normalized-targets", f"with {sum_y.plain} substituted, the gradient equals {closed.plain}{over} "
                                         f"{b.forall(('j',))}",
-              lambda A, j: Q.scaled(A, Q.grad(A, j)), lambda A, j: Q.scaled(A, Q.grad_normalized(A, j)),
+              lambda A, j: Q.scaled_grad(A, j), lambda A, j: Q.scaled(A, Q.grad_normalized(A, j)),
               given="normalized", method=_normalized_method(ctx))
 
 
@@ -630,20 +651,47 @@ def _normalized_method(ctx: Context) -> str:
             "sum; together + expand: 0")
 
 
+def _one_hot_form(ctx: Context, st: Step, ce: Tex) -> None:
+    """The per-sample gradient for a class index, from its cross-entropy part ``ce``: with the z-loss's term and
+    the chain factor where they are on, and with the z-loss divided apart, the mean's form too. A long ``ce``
+    (label smoothing) is named ∂ℓ_CE/∂x_j first, so that the forms after it fit a line."""
+    nt, spec = ctx.nt, ctx.problem.spec
+    if not spec.has_z_loss and not nt.chained:
+        st.eq(dz(r"\ell", "z_j", "ℓ"), ce)
+        return
+    if ctx.problem.smoothing:
+        part = dz(r"\ell_{\mathrm{CE}}", f"{nt.x}_j", "ℓ_CE")
+        st.eq(part, ce)
+        ce_t, ce_p = part.latex, part.plain
+        over_w = Tex(rf"\frac{{1}}{{W}} {ce_t}", f"(1/W) {ce_p}")
+    else:
+        ce_t, ce_p = ce.latex, ce.plain
+        over_w = Tex(rf"\frac{{{ce_t}}}{{W}}", f"({ce_p}) / W")
+    if not spec.has_z_loss:
+        st.eq(dz(r"\ell", "z_j", "ℓ"), nt.chain(Tex(ce_t, ce_p)))
+        return
+    zl = nt.zloss_grad()
+    st.eq(dz(r"\ell", "z_j", "ℓ"), nt.chain(Tex(f"{ce_t} + {zl.latex}", f"{ce_p} + {zl.plain}")))
+    if nt.split:
+        st.say("so the batch mean's gradient is")
+        st.eq(dz("L", "z_j"), nt.chain(Tex(rf"{over_w.latex} + \frac{{{zl.latex}}}{{N}}",
+                                           f"{over_w.plain} + ({zl.plain}) / N")))
+
+
 def _one_hot_result(ctx: Context, st: Step) -> None:
     nt, b, p = ctx.nt, ctx.backend, ctx.problem
     n = nt.n
     mt, mp = (r"m\, ", "m ") if p.masked else ("", "")
     st.say("For a class index t (y = e_t), as PyTorch applies its weight:")
     if p.smoothing:
-        st.eq(dz(r"\ell", "z_j", "ℓ"), Tex(
+        _one_hot_form(ctx, st, Tex(
             rf"{mt}\left[p_j \left((1-\varepsilon)\, w_t + \frac{{\varepsilon}}{{{n}}} \sum_{{c=1}}^{{{n}}} w_c\right)"
             rf" - w_j \left((1-\varepsilon)\, \delta_{{jt}} + \frac{{\varepsilon}}{{{n}}}\right)\right]",
             f"{mp}[p_j ((1 − ε) w_t + (ε/{n}) Σ_c w_c) − w_j ((1 − ε) δ_jt + ε/{n})]"))
         want_s = f"{mp}((1 − ε) w_t + (ε/{n}) Σ_c w_c)"
         want_a = f"{mp}w_j ((1 − ε) δ_jt + ε/{n})"
     else:
-        st.eq(dz(r"\ell", "z_j", "ℓ"), Tex(rf"{mt}w_t \left(p_j - \delta_{{jt}}\right)", f"{mp}w_t (p_j − δ_jt)"))
+        _one_hot_form(ctx, st, Tex(rf"{mt}w_t \left(p_j - \delta_{{jt}}\right)", f"{mp}w_t (p_j − δ_jt)"))
         want_s, want_a = f"{mp}w_t", f"{mp}w_j δ_jt"
 
     def closed_total(A: Algebra, t: Any) -> V:

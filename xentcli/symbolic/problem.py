@@ -79,12 +79,6 @@ class Problem:
             v = getattr(self.spec, option)
             if isinstance(v, tuple) and not all(isinstance(x, (int, Fraction)) for x in v):
                 raise XentInputError("a derivation takes exact values (decimals or ratios such as 1/10)", option=option)
-        if self.spec.has_z_loss and self.spec.denominator == "weights":
-            # The weighted mean divides the cross-entropy by W but the z-loss by the number of counted samples:
-            # two denominators, which the derivation's reduction step does not write.
-            raise XentInputError("with --weight and --reduction mean over class indices is not derived by this "
-                                 "version (the z-loss is divided by N, the cross-entropy by W); derive it with "
-                                 "--reduction sum or none", option="z_loss")
         for option in ("z_loss", "softcap", "temperature"):
             v = getattr(self.spec, option)
             if isinstance(v, float):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from .model import Tex
 from .problem import Problem
+from .quantities import split_mean
 
 
 class Notation:
@@ -121,6 +122,21 @@ class Notation:
         if d is None:
             return g
         return Tex(rf"\frac{{{g.latex}}}{{{d.latex}}}", f"({g.plain}) / {d.plain}")
+
+    @property
+    def split(self) -> bool:
+        """Whether the mean divides the z-loss apart: by N, the counted samples, while the cross-entropy is
+        divided by W (class weights over class indices, as Liger-Kernel)."""
+        return split_mean(self.problem)
+
+    def mean_grad(self, j: str = "j") -> Tex:
+        """The gradient of L by z_j: the per-sample gradient over the denominator, or with split the
+        cross-entropy's part over W plus the z-loss's over N, times dx_j/dz_j."""
+        if not self.split:
+            return self.scaled(self.grad(j))
+        ce, zl = self.grad(j, part="ce"), self.zloss_grad(j)
+        return self.chain(Tex(rf"\frac{{{ce.latex}}}{{W}} + \frac{{{zl.latex}}}{{N}}",
+                              f"({ce.plain}) / W + ({zl.plain}) / N"), j)
 
 
 def dz(a: str, b: str, plain_a: str | None = None, plain_b: str | None = None) -> Tex:

@@ -23,7 +23,11 @@ With the options of a language model (ce), the softmax sees
 (1 - \tanh^2(z_j/\mathrm{cap}))/T`.
 A reduction turns the per-sample :math:`\ell` into :math:`L = \ell` (none),
 :math:`\ell + R` (sum) or :math:`(\ell + R)/D` (mean, batchmean), where R,
-the other samples' losses, and D do not depend on z.
+the other samples' losses, and D do not depend on z. The weighted mean over
+class indices with a z-loss divides the two parts apart (as Liger-Kernel
+does): :math:`L = \ell_{CE}/W + m\,\lambda\,\mathrm{lse}^2/N + R`, W the
+summed class weights and N the number of counted samples, R the other
+samples' terms.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ class Algebra:
     eps: V  # label smoothing (0 without it)
     mask: V  # 1, or the mask m of a sample that may be ignored
     den: V  # what a mean divides by (N, W, or N for the N*C elements); 1 without a mean
+    zden: V  # what the z-loss's part of a mean divides by: N, the counted samples, when den is W (split_mean)
     rest: V  # the other samples' losses R; 0 without a sum or mean
 
     def y(self, m: Any) -> V:
@@ -301,6 +306,12 @@ def pairwise_form(A: Algebra) -> V:
 # --------------------------------------------------------------------------
 
 
+def split_mean(problem: Problem) -> bool:
+    """Whether the mean divides the z-loss by its own denominator: with class weights over class indices the
+    cross-entropy is divided by W (the summed weights) and the z-loss by N (the counted samples)."""
+    return problem.spec.has_z_loss and problem.spec.denominator == "weights"
+
+
 def divisor(A: Algebra) -> V:
     """What the mean divides by: D = N, W or N*C (1 for none and sum)."""
     if A.problem.spec.denominator is None:
@@ -310,6 +321,8 @@ def divisor(A: Algebra) -> V:
 
 def reduced_loss(A: Algebra) -> V:
     """L: the loss with its reduction."""
+    if split_mean(A.problem):  # the two parts of the loss are divided apart; R: the other samples' terms
+        return A.memo(("reduced",), lambda: ce_loss(A) / A.den + zloss(A) / A.zden + A.rest)
     return A.memo(("reduced",), lambda: reduced(A, loss(A)))
 
 
@@ -329,5 +342,13 @@ def scaled(A: Algebra, g: V) -> V:
 
 
 def scaled_grad(A: Algebra, j: Any) -> V:
-    """The gradient of the reduced loss L by z_j, in closed form."""
-    return A.memo(("scaled-grad", j), lambda: scaled(A, grad(A, j)))
+    """The gradient of the reduced loss L by z_j, in closed form: the per-sample gradient as the reduction
+    leaves it, or with split_mean (p_j sum_c a_c - a_j) / W + 2 m lam lse p_j / N, times dx_j/dz_j."""
+    return A.memo(("scaled-grad", j), lambda: _scaled_grad(A, j))
+
+
+def _scaled_grad(A: Algebra, j: Any) -> V:
+    if not split_mean(A.problem):
+        return scaled(A, grad(A, j))
+    g = ce_grad(A, j) / A.den + zloss_grad(A, j) / A.zden
+    return g * chain(A, j) if chained(A.problem) else g
