@@ -108,11 +108,16 @@ def row_sums(e: np.ndarray) -> np.ndarray:
 
 
 def row_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise dot products accumulated in float64 (the products of float32 values are exact in float64)."""
+    """Row-wise dot products accumulated in float64, for rows whose products all have the same sign.
+
+    Long float32 rows are multiplied in float32 (each product then carries one rounding, a relative
+    u32, which a sum of terms of one sign keeps: the kernels' float32 bound allows 8 u32 kappa) and
+    summed with a float64 accumulator; float64 rows in float64.
+    """
     out: np.ndarray
     if a.shape[1] <= SHORT_ROWS:
         out = np.einsum("ij,ij->i", a, b, dtype=np.float64)
     else:
-        prod = np.multiply(a, b, dtype=np.float64, out=scratch("rowdot64", (a.shape[0], a.shape[1]), np.float64))
-        out = np.add.reduce(prod, axis=1)
+        prod = np.multiply(a, b, out=scratch("rowdot", (a.shape[0], a.shape[1]), a.dtype))
+        out = np.add.reduce(prod, axis=1, dtype=np.float64)
     return out
