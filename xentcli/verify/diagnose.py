@@ -29,6 +29,7 @@ import numpy as np
 from .. import numeric
 from ..spec import LossSpec
 from .accuracy import UNIT_ROUNDOFF, Bounds, bounds, dtype_rank
+from .battery import handed
 from .runner import CaseResult, reference
 
 __all__ = ["CLIP_EPS", "MODELS", "Model", "diagnose", "evidence"]
@@ -55,12 +56,13 @@ class Ctx:
     def __init__(self, res: CaseResult, options: LossSpec):
         self.res = res
         self.options = options
-        self.dtype = options.dtype
-        self.dt = np.dtype(options.dtype)
+        # bfloat16 inputs are computed in float32 (PyTorch's CPU path): the models' arithmetic dtype
+        self.dtype = "float32" if options.dtype == "bfloat16" else options.dtype
+        self.dt = np.dtype(self.dtype)
         case = res.case
-        self.z = case.logits.astype(self.dt).astype(np.float64)
-        t = case.targets
-        self.t = t.astype(self.dt).astype(np.float64) if t.dtype.kind == "f" else t
+        z, t = handed(case, options)
+        self.z = z.astype(np.float64)
+        self.t = t.astype(np.float64) if t.dtype.kind == "f" else t
         self.ref = reference(case, options, self.z, self.t)
         self.n, self.c = self.z.shape
         self._a: np.ndarray | None = None
@@ -878,7 +880,7 @@ def _error_rule(res: CaseResult, options: LossSpec) -> tuple[str, str] | None:
 
 
 def _honesty_message(res: CaseResult, options: LossSpec) -> str:
-    digits = {"float64": 16, "float32": 7, "float16": 3}
+    digits = {"float64": 16, "float32": 7, "float16": 3, "bfloat16": 2}
     return (f"returns {res.dtype} results for {options.dtype} inputs: about {digits[res.dtype]} significant digits "
             f"where {options.dtype} carries {digits[options.dtype]} (a float32 default somewhere: JAX without "
             f"jax_enable_x64, torch.tensor(..., dtype=float32), np.float32 buffers); compute and return "

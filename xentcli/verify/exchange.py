@@ -18,7 +18,7 @@ from ..files import format_rows
 from ..spec import KINDS, LossSpec
 from ..writers import write_atomic
 from .accuracy import Bar
-from .battery import Case, battery
+from .battery import Case, battery, handed
 from .runner import CaseResult, judge
 
 FORMAT = "xent-verify-battery/1"
@@ -37,7 +37,7 @@ The loss to compute
 {loss}
 
 Precision: {dtype}
-  The inputs are {dtype} values (the .npy files are {dtype}; the CSV files hold
+  The inputs are {dtype} values (the .npy files are {npy_dtype}; the CSV files hold
   the same numbers). Compute in {dtype} (or more precisely) and write what you
   computed: the results are judged at {dtype}'s accuracy,
   |got - ref| <= 8 u (kappa + L) |ref| element by element, u = {u}, with
@@ -138,14 +138,6 @@ def protocol_loss(options: LossSpec) -> tuple[str, str, str]:
     return "\n".join(lines), targets, shape
 
 
-def handed(case: Case, options: LossSpec) -> tuple[np.ndarray, np.ndarray]:
-    """A case's inputs in the dtype of the battery (``--dtype``): what an implementation is handed."""
-    targets = case.targets
-    if targets.dtype.kind == "f":
-        targets = targets.astype(options.dtype)
-    return case.logits.astype(options.dtype), targets
-
-
 def _write_text(path: Path, text: str) -> None:
     write_atomic(path, lambda fh: fh.write(text.encode("utf-8")))
 
@@ -211,7 +203,9 @@ def export(directory: Path, options: LossSpec, seed: int, command: str) -> list[
     loss_text, targets_text, shape = protocol_loss(options)
     _write_text(directory / "README.txt", PROTOCOL.format(
         dir=directory, command=command, loss=loss_text, dtype=options.dtype, targets=targets_text, loss_shape=shape,
-        u={"float64": "2^-53", "float32": "2^-24", "float16": "2^-11"}[options.dtype]))
+        npy_dtype=("float32 arrays holding bfloat16 values, as NumPy has no bfloat16" if options.dtype == "bfloat16"
+                   else options.dtype),
+        u={"float64": "2^-53", "float32": "2^-24", "float16": "2^-11", "bfloat16": "2^-8"}[options.dtype]))
     return cases
 
 

@@ -38,8 +38,10 @@ divided by :meth:`~xentcli.spec.LossSpec.denominator`'s count for ``mean`` and
 verified as ``--loss nll`` or ``--loss kl`` they are handed the framework's
 ``log_softmax`` of the logits, which is the definition of those kinds.
 
-Framework outputs come back as NumPy arrays of the dtype the framework returned
-(bfloat16, which NumPy lacks, as float32); frameworks are imported only when a
+``--dtype bfloat16`` cases arrive as float32 arrays holding bfloat16 values (NumPy
+has no bfloat16): torch and JAX targets get them as ``torch.bfloat16`` and
+``jnp.bfloat16``, the same numbers. Framework outputs come back as NumPy arrays of
+the dtype the framework returned (bfloat16 as float32); frameworks are imported only when a
 target needs them.
 """
 
@@ -347,7 +349,9 @@ def _call_torch(fn: Any, plan: _Plan, logits: np.ndarray, targets: np.ndarray, o
                 device: str | None) -> tuple[Any, Any]:
     torch = _import("torch")
     dev = _torch_device(device)
-    z = torch.tensor(np.array(logits), device=dev, requires_grad=True)
+    # bfloat16 arrives as float32 arrays of bfloat16 values (NumPy has none): the tensor is bfloat16, exactly
+    z = torch.tensor(np.array(logits), device=dev, requires_grad=True,
+                     dtype=torch.bfloat16 if options.dtype == "bfloat16" else None)
     index = targets.dtype.kind in "iu"
     t = torch.tensor(np.array(targets), device=dev, dtype=torch.long if index else z.dtype)
     kwargs: dict[str, Any] = {}
@@ -414,8 +418,9 @@ def _call_jax(fn: Any, plan: _Plan, logits: np.ndarray, targets: np.ndarray, opt
 
     dev = _jax_device(device)
     with _jax_precision(jax, logits.dtype == np.float64 or targets.dtype == np.float64):
-        z = jnp.asarray(logits)
-        t = jnp.asarray(targets)
+        bf16 = jnp.bfloat16 if options.dtype == "bfloat16" else None
+        z = jnp.asarray(logits, dtype=bf16)
+        t = jnp.asarray(targets, dtype=bf16 if targets.dtype.kind == "f" else None)
         kwargs: dict[str, Any] = {}
         for key, value in plan.keywords.items():
             if key in ("weight", "pos_weight"):
