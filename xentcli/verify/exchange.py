@@ -68,6 +68,26 @@ def _vector(v: Any) -> str:
     return "[" + ", ".join(format(float(x), "g") for x in v) + "]"
 
 
+def _protocol_lm(o: LossSpec) -> list[str]:
+    """The language-model options' lines of the README: where they enter the formulas above."""
+    cap = f"{float(o.softcap):g} * tanh(z[n,c] / {float(o.softcap):g})" if o.softcap is not None else "z[n,c]"  # type: ignore[arg-type]
+    temp = f" / {float(o.temperature):g}" if o.has_temperature else ""  # type: ignore[arg-type]
+    lines = ["", "Language-model options (Liger-Kernel's order): everywhere above, z[n,c] stands for",
+             f"  x[n,c] = {cap}{temp}",
+             "  and the gradient with respect to the logits is the one with respect to x times dx/dz:"]
+    if o.softcap is not None:
+        lines += [f"  dx[n,c]/dz[n,c] = (1 - tanh(z[n,c] / {float(o.softcap):g})^2){temp}"]  # type: ignore[arg-type]
+    else:
+        lines += [f"  dx[n,c]/dz[n,c] = 1{temp}"]
+    if o.has_z_loss:
+        lam = float(o.z_loss)  # type: ignore[arg-type]
+        lines += [f"  z-loss: loss[n] += m[n] * {lam:g} * lse[n]^2, lse[n] = logsumexp(x[n,:]) (m[n] = 1 for "
+                  "probability rows);",
+                  f"  its gradient adds m[n] * 2 * {lam:g} * lse[n] * p[n,c] (times dx/dz). A mean divides the "
+                  "summed z-loss by sum_n m[n] (not by the class weights)."]
+    return lines
+
+
 def protocol_loss(options: LossSpec) -> tuple[str, str, str]:
     """The README's statement of the loss (formula and options), of the targets, and of loss.txt's shape."""
     o = options
@@ -100,6 +120,8 @@ def protocol_loss(options: LossSpec) -> tuple[str, str, str]:
             lines += ["  loss[n] = - sum_c a[n,c] * log p[n,c]   (a term with a[n,c] = 0 is 0, even where",
                       "                                         log p = -inf)"]
         lines += ["  d loss[n] / d z[n,c] = p[n,c] * sum_k a[n,k] - a[n,c]"]
+        if o.language_model:
+            lines += _protocol_lm(o)
     else:
         pw = "pw[c]" if o.pos_weight is not None else "1"
         w = "w[c]" if o.weight is not None else "1"
