@@ -670,7 +670,7 @@ def test_json_report_fields(xent):
                                  "label_smoothing": 0.0, "pos_weight": None, "targets": "index",
                                  "z_loss": 0.0, "softcap": None, "temperature": 1.0, "dtype": "float64"}
     assert report["tolerances"]["float64"] == {"unit_roundoff": 2.0**-53}
-    assert set(report["tolerances"]) == {"float64", "float32", "float16"}
+    assert set(report["tolerances"]) == {"float64", "float32", "float16", "bfloat16"}
     assert report["seed"] == 0 and report["checked"] == "loss and gradient"
     case = report["cases"][0]
     for key in ("name", "description", "shape", "passed", "verdict", "error", "returned_dtype", "accuracy_dtype",

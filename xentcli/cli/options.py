@@ -35,7 +35,7 @@ def loss_options(command: str) -> Callable[[F], F]:
     number = "sym, or " if derive else ""
     reduction_default = DERIVE_REDUCTION if derive else DEFAULT_REDUCTION
     dtypes = {"compute": ("float64", "float32", "bfloat16"),
-              "verify": ("float64", "float32", "float16")}.get(command)
+              "verify": ("float64", "float32", "float16", "bfloat16")}.get(command)
     targets_help = {
         "compute": "How to read the labels: class indices or probability rows. [default: by their shape]",
         "derive": "Class indices (y one-hot) or probability rows: sets the mean's denominator. "
@@ -76,7 +76,8 @@ def loss_options(command: str) -> Callable[[F], F]:
             opts.append(click.option("--dtype", type=click.Choice(dtypes), default="float64", show_default=True,
                                      help="dtype computed in (bfloat16: the inputs rounded to it, computed in "
                                           "float32, as PyTorch's CPU kernels do)" if command == "compute"
-                                     else "dtype of the logits handed to the implementation."))
+                                     else "dtype of the logits handed to the implementation (bfloat16: torch.bfloat16 "
+                                          "or JAX's to frameworks, float32 arrays of bfloat16 values to NumPy)."))
         if derive:
             opts.append(click.option("--weights", is_flag=True, hidden=True, help="Deprecated: --weight sym."))
         for opt in reversed(opts):

@@ -39,7 +39,7 @@ ISOLATION_PARAMS = ("timeout", "max_memory", "in_process")
 @click.argument("target", required=False, metavar="[TARGET]")
 @loss_options("verify")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the battery.")
-@click.option("--accept-dtype", type=click.Choice(["float64", "float32", "float16"]), default=None,
+@click.option("--accept-dtype", type=click.Choice(["float64", "float32", "float16", "bfloat16"]), default=None,
               help="Demand only this dtype's accuracy (a lower bar, stated), e.g. float32 work on float64 inputs. "
                    "[default: the accuracy of --dtype]")
 @click.option("--strict", is_flag=True,

@@ -50,17 +50,19 @@ import numpy as np
 
 from .. import numeric
 from ..spec import LossSpec
+from .lm import lm_view
 
 __all__ = ["Bar", "Bounds", "K", "SMALLEST", "UNIT_ROUNDOFF", "bounds", "dtype_rank"]
 
-UNIT_ROUNDOFF = {"float64": 2.0**-53, "float32": 2.0**-24, "float16": 2.0**-11}
-SMALLEST = {"float64": 2.0**-1074, "float32": 2.0**-149, "float16": 2.0**-24}
+UNIT_ROUNDOFF = {"float64": 2.0**-53, "float32": 2.0**-24, "float16": 2.0**-11, "bfloat16": 2.0**-8}
+SMALLEST = {"float64": 2.0**-1074, "float32": 2.0**-149, "float16": 2.0**-24, "bfloat16": 2.0**-133}
+TINY = {"float64": 2.0**-1022, "float32": 2.0**-126, "float16": 2.0**-14, "bfloat16": 2.0**-126}  # smallest normal
 K = 8.0
 
 
 def dtype_rank(name: str) -> int:
-    """float16 < float32 < float64 (by precision)."""
-    return {"float16": 0, "float32": 1, "float64": 2}[name]
+    """bfloat16 < float16 < float32 < float64 (by precision: 8, 11, 24 and 53 significant bits)."""
+    return {"bfloat16": 0, "float16": 1, "float32": 2, "float64": 3}[name]
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,7 @@ def _roundings(k: int) -> int:
 def _flushed(ref: np.ndarray, dtype: str) -> np.ndarray:
     """An allowance of the smallest normal number where the reference is below it: a subnormal result
     flushed to zero (XLA's CPU and GPU backends run with flush-to-zero)."""
-    tiny = float(np.finfo(np.float16 if dtype == "float16" else dtype).tiny)
+    tiny = TINY[dtype]
     return np.where(np.abs(ref) < tiny, tiny, 0.0)
 
 
@@ -139,6 +141,8 @@ def _bounds(options: LossSpec, logits: np.ndarray, targets: np.ndarray, ref: num
     if options.family == "sigmoid":
         return _sigmoid_bounds(options, z, targets, ref, dtype, u, floor, depth, scale, grad_ref)
 
+    if options.language_model:
+        return _lm_bounds(options, z, targets, ref, dtype, u, floor, depth, scale, grad_ref)
     f_elem = K * u * (1.0 + az + zmax + depth)  # (N, C)
     f_row = K * u * (1.0 + 2.0 * zmax[:, 0] + depth)  # (N,)
     p = np.asarray(ref.probs, dtype=np.float64)
@@ -170,6 +174,68 @@ def _bounds(options: LossSpec, logits: np.ndarray, targets: np.ndarray, ref: num
         return Bounds(dtype, row_pass + floor, grad_pass, row_cancel, grad_cancel, f_row, f_elem)
     return Bounds(dtype, np.asarray(row_pass.sum() * scale + floor), grad_pass,
                   np.asarray(row_cancel.sum() * scale), grad_cancel, float(f_row.max()), f_elem)
+
+
+def _complement(p: np.ndarray) -> np.ndarray:
+    """1 - p, without cancellation where p is close to 1 (at a row's arg-max: the sum of the others)."""
+    q = 1.0 - p
+    top = np.argmax(p, axis=1)
+    rows = np.arange(p.shape[0])
+    others = np.where(np.arange(p.shape[1])[None, :] == top[:, None], 0.0, p).sum(axis=1)
+    q[rows, top] = np.minimum(others, 1.0)
+    return q
+
+
+def _lm_bounds(options: LossSpec, z: np.ndarray, targets: np.ndarray, ref: numeric.LossResult, dtype: str,
+               u: float, floor: float, depth: int, scale: float, grad_ref: np.ndarray) -> Bounds:
+    """The bounds with soft-capping, temperature or a z-loss (README: Accuracy bounds; module docstring).
+
+    The implementation's softmax runs on x = c tanh(z/c)/T, so kappa and M = 1 + 2 max|x| are taken of
+    x. The map itself is rounded (|dx_k| <= a few u |x_k|), which moves the gradient with respect to x by
+    at most max|dx| times the row sum of the Hessian, 2 p_j (1 - p_j)(s + 2 lambda |lse|) + 2 lambda p_j
+    (and the loss by max|dx| times sum_j |dl/dx_j|): K u M times those. 1 - tanh^2(z/c), the derivative
+    of the cap as code computes it (autograd of tanh, Liger-Kernel), is off by a few u absolutely, which
+    is all of it in the cap's saturation: K u |dl/dx_j| / T. The z-loss adds lambda lse^2, lse rounded at
+    its own magnitude: K u (kappa + L) 2 lambda (|lse| + 1) on the loss, and the same times p_j on the
+    gradient, where p s - a + 2 lambda lse p may cancel (a componentwise allowance, as for smoothing).
+    """
+    view = lm_view(options, z, targets)
+    x = view.u
+    ax = np.where(np.isfinite(x), np.abs(x), 0.0)
+    xmax = ax.max(axis=1, keepdims=True)
+    f_elem = K * u * (1.0 + ax + xmax + depth)
+    f_row = K * u * (1.0 + 2.0 * xmax[:, 0] + depth)
+    m = view.counted.astype(np.float64)
+    lam, zs = view.lam, view.z_scale
+    p = view.probs
+    a = numeric.effective_targets(options, z, targets)
+    s = a.sum(axis=1)
+    alse = np.abs(view.lse)
+    z_elem = 2.0 * lam * ((alse + 1.0) * m * zs)[:, None] * p  # the z-loss gradient's rounding scale
+    terms = ((np.abs(p * s[:, None]) + np.abs(a)) * scale + z_elem) * view.chain
+    dense = options.targets == "prob" or options.smoothing or options.has_z_loss
+    grad_pass = f_elem * grad_ref + (f_elem * terms if dense else 0.0) + floor
+    grad_cancel = f_elem * terms
+    big_m = 1.0 + 2.0 * xmax
+    loss_map = np.zeros(x.shape[0])
+    if not view.identity:
+        hessian = (2.0 * p * _complement(p) * (s * scale + 2.0 * lam * m * alse * zs)[:, None]
+                   + 2.0 * lam * (m * zs)[:, None] * p)
+        grad_pass = grad_pass + K * u * big_m * hessian * view.chain
+        loss_map = K * u * big_m[:, 0] * np.abs(view.grad_u).sum(axis=1)
+    if options.softcap is not None:
+        grad_pass = grad_pass + K * u * np.abs(view.grad_u) / float(options.temperature)  # type: ignore[arg-type]
+
+    per_sample = np.asarray(ref.losses, dtype=np.float64) if ref.losses is not None else np.zeros(x.shape[0])
+    per_sample = np.where(np.isfinite(per_sample), np.abs(per_sample), 0.0)
+    zl = view.z_terms()
+    ce = np.abs(per_sample - zl)
+    row_pass = f_row * (ce * scale + (zl + 2.0 * lam * m * (alse + 1.0)) * zs) + loss_map
+    row_cancel = f_row * s * scale
+    if options.reduction == "none":
+        return Bounds(dtype, row_pass + floor, grad_pass, row_cancel, grad_cancel, f_row, f_elem)
+    return Bounds(dtype, np.asarray(row_pass.sum() + floor), grad_pass, np.asarray(row_cancel.sum()), grad_cancel,
+                  float(f_row.max()), f_elem)
 
 
 def _sigmoid_bounds(options: LossSpec, x: np.ndarray, targets: np.ndarray, ref: numeric.LossResult, dtype: str,

@@ -38,6 +38,22 @@ class Case:
         return int(n), int(c)
 
 
+def handed(case: Case, options: LossSpec) -> tuple[np.ndarray, np.ndarray]:
+    """A case's inputs as the implementation is handed them: the logits (and probability targets) in
+    ``--dtype``. bfloat16, which NumPy lacks, is handed over as float32 arrays holding bfloat16 values (a
+    torch or JAX target gets them as that framework's bfloat16, exactly the same numbers)."""
+    targets = case.targets
+    if options.dtype == "bfloat16":
+        from ..numeric import bfloat16_round
+
+        if targets.dtype.kind == "f":
+            targets = bfloat16_round(targets, "target")
+        return bfloat16_round(case.logits, "logits"), targets
+    if targets.dtype.kind == "f":
+        targets = targets.astype(options.dtype)
+    return case.logits.astype(options.dtype), targets
+
+
 def _targets(rng: np.random.Generator, z: np.ndarray, options: LossSpec, kind: str = "auto") -> np.ndarray:
     n, c = z.shape
     out: np.ndarray
@@ -136,6 +152,18 @@ def battery(options: LossSpec, seed: int = 0) -> list[Case]:
         targets=onehot_or_index(t), tags=("masked",))
     add("offset", "logits 1000 + N(0, 1): exp(z) overflows unless shifted, every probability is moderate",
         1000.0 + rng.normal(size=(8, C)), tags=("large",))
+    if options.softcap is not None:
+        cap = float(options.softcap)  # type: ignore[arg-type]  # a numeric spec: no SYM
+        x = rng.uniform(-40.0, 40.0, size=(8, C))
+        x[:4, 0] = np.where(x[:4, 0] < 0, -1.0, 1.0) * rng.uniform(0.05, 0.5, size=4)  # and some below the cap
+        add("softcap-saturation", f"|z| up to 40 times the soft-cap ({cap:g}): tanh(z/c) rounds to ±1, and its "
+            "derivative 1 − tanh² is below 1e-30", cap * x, tags=("saturation",))
+    if options.has_z_loss:
+        add("large-lse", "logits 100 + N(0, 3^2): lse(z) ~ 100, the z-loss λ·lse² and its gradient 2λ·lse·p "
+            "dominate", 100.0 + rng.normal(scale=3.0, size=(8, C)), tags=("large",))
+        if fixed is None:
+            add("large-lse-vocab", f"4 samples x {LARGE_VOCAB} classes, logits 30 + N(0, 1): lse ~ 40 from the "
+                "many classes", 30.0 + rng.normal(size=(4, LARGE_VOCAB)), tags=("large",))
     if options.targets == "prob":
         add("one-hot", "one-hot probability rows", rng.normal(size=(8, C)), kind="onehot")
         add("soft", "soft probability rows (Dirichlet)", rng.normal(size=(8, C)), kind="soft")

@@ -29,6 +29,8 @@ import numpy as np
 from .. import numeric
 from ..spec import LossSpec
 from .accuracy import UNIT_ROUNDOFF, Bounds, bounds, dtype_rank
+from .battery import handed
+from .lm import LmView, lm_view
 from .runner import CaseResult, reference
 
 __all__ = ["CLIP_EPS", "MODELS", "Model", "diagnose", "evidence"]
@@ -55,12 +57,13 @@ class Ctx:
     def __init__(self, res: CaseResult, options: LossSpec):
         self.res = res
         self.options = options
-        self.dtype = options.dtype
-        self.dt = np.dtype(options.dtype)
+        # bfloat16 inputs are computed in float32 (PyTorch's CPU path): the models' arithmetic dtype
+        self.dtype = "float32" if options.dtype == "bfloat16" else options.dtype
+        self.dt = np.dtype(self.dtype)
         case = res.case
-        self.z = case.logits.astype(self.dt).astype(np.float64)
-        t = case.targets
-        self.t = t.astype(self.dt).astype(np.float64) if t.dtype.kind == "f" else t
+        z, t = handed(case, options)
+        self.z = z.astype(np.float64)
+        self.t = t.astype(np.float64) if t.dtype.kind == "f" else t
         self.ref = reference(case, options, self.z, self.t)
         self.n, self.c = self.z.shape
         self._a: np.ndarray | None = None
@@ -343,6 +346,117 @@ def _clipped(eps: float, form: str) -> Callable[[Ctx], Sim | None]:
     return sim
 
 
+# ------------------------------------------------------------------ models: language-model options
+
+
+def _lm(ctx: Ctx, option: str) -> LmView | None:
+    """The case's language-model view, when ``option`` (z_loss, softcap, temperature) is on."""
+    o = ctx.options
+    on = {"z_loss": o.has_z_loss, "softcap": o.softcap is not None, "temperature": o.has_temperature}[option]
+    return lm_view(o, ctx.z, ctx.t) if o.kind == "ce" and on else None
+
+
+def _z_loss_without_2(ctx: Ctx) -> Sim | None:
+    """The z-loss's value right, its gradient lambda lse p (one factor of lse^2 held constant)."""
+    if _lm(ctx, "z_loss") is None:
+        return None
+    half = ctx.evaluate(z_loss=float(ctx.options.z_loss) / 2)  # type: ignore[arg-type]
+    return Sim(ctx.ref_loss, np.asarray(half.grad, dtype=np.float64))
+
+
+def _z_loss_parts(ctx: Ctx, view: LmView, per_z: np.ndarray, grad_z_u: np.ndarray, denominator: float | None
+                  ) -> Sim:
+    """The cross-entropy without a z-loss plus a z-loss term of one's own: per-sample values ``per_z`` and
+    the gradient of their sum with respect to u, reduced over ``denominator`` (mean), chained to z."""
+    ce = ctx.evaluate(z_loss=0)
+    ce_loss = np.asarray(ce.loss if ce.loss is not None else ce.losses, dtype=np.float64)
+    grad_z = grad_z_u * view.chain
+    if ctx.options.reduction == "none":
+        return Sim(ce_loss + per_z, np.asarray(ce.grad, dtype=np.float64) + grad_z)
+    d = denominator if ctx.options.reduction == "mean" and denominator else 1.0
+    return Sim(ce_loss + np.sum(per_z) / d, np.asarray(ce.grad, dtype=np.float64) + grad_z / d)
+
+
+def _z_loss_on_lse(ctx: Ctx) -> Sim | None:
+    """lambda lse per counted sample instead of lambda lse^2: the gradient lambda p."""
+    view = _lm(ctx, "z_loss")
+    if view is None:
+        return None
+    m = view.counted.astype(np.float64)
+    per_z = view.lam * view.lse * m
+    return _z_loss_parts(ctx, view, per_z, view.lam * m[:, None] * view.probs, float(m.sum()))
+
+
+def _z_loss_counts_ignored(ctx: Ctx) -> Sim | None:
+    """The z-loss added for every sample, ignored ones too, and its mean taken over all N samples."""
+    view = _lm(ctx, "z_loss")
+    if view is None or ctx.options.targets != "index" or view.counted.all():
+        return None
+    per_z = view.lam * view.lse**2
+    return _z_loss_parts(ctx, view, per_z, 2.0 * view.lam * view.lse[:, None] * view.probs, float(ctx.n))
+
+
+def _softcap_after_softmax(ctx: Ctx) -> Sim | None:
+    """The cap applied to the probabilities instead of the logits, as this code does (autograd for the
+    gradient; the z-loss, if any, of the uncapped logits)::
+
+        p = softmax(z / T);  q = c * tanh(p / c);  loss = -sum(a * log(q)) + lambda * lse(z / T)**2
+    """
+    o = ctx.options
+    if _lm(ctx, "softcap") is None:
+        return None
+    cap, temp = float(o.softcap), float(o.temperature)  # type: ignore[arg-type]
+    x = ctx.z / temp
+    dt = ctx.dt
+    with np.errstate(all="ignore"):
+        xs = x.astype(dt)  # the softmax in the inputs' dtype: where p underflows to 0, log q is -inf
+        e = np.exp(xs - xs.max(axis=1, keepdims=True))
+        p = (e / e.sum(axis=1, keepdims=True, dtype=dt)).astype(np.float64)
+        q = cap * np.tanh(p / cap)
+        a = ctx.a
+        per = ctx.prob_loss(a, np.log(q))
+        # d/dq of -a log q, through q = c tanh(p/c), then the softmax's Jacobian
+        v = np.where(a != 0, -a / q, 0.0) * (1.0 - np.tanh(p / cap) ** 2)
+        grad_x = p * (v - np.sum(v * p, axis=1, keepdims=True))
+        grad_x[np.any(q == 0, axis=1)] = np.nan  # autograd of log q at q = 0: 0/0 fills the row
+        lse = numeric.logsumexp(x, axis=1)
+    ce = ctx.reduce(per, grad_x / temp)
+    if not o.has_z_loss:
+        return ce
+    plain = lm_view(o.with_(softcap=None), ctx.z, ctx.t)  # the z-loss of the uncapped logits
+    m = plain.counted.astype(np.float64)
+    lam = plain.lam
+    per_z = lam * lse**2 * m
+    grad_z = 2.0 * lam * (lse * m)[:, None] * plain.probs / temp
+    if o.reduction == "none":
+        return Sim(ce.loss + per_z, ce.grad + grad_z)
+    dz = float(m.sum()) if o.reduction == "mean" and m.sum() else 1.0
+    return Sim(ce.loss + np.sum(per_z) / dz, ce.grad + grad_z / dz)
+
+
+def _softcap_without_derivative(ctx: Ctx) -> Sim | None:
+    """The cap's value used, its derivative tanh' = 1 - tanh^2(z/c) left out of the gradient."""
+    view = _lm(ctx, "softcap")
+    if view is None:
+        return None
+    return Sim(ctx.ref_loss, view.grad_u / float(ctx.options.temperature))  # type: ignore[arg-type]
+
+
+def _temperature_not_in_gradient(ctx: Ctx) -> Sim | None:
+    """The logits divided by T in the loss, the gradient without the factor 1/T."""
+    if _lm(ctx, "temperature") is None:
+        return None
+    return Sim(ctx.ref_loss, ctx.ref_grad * float(ctx.options.temperature))  # type: ignore[arg-type]
+
+
+def _option_ignored(option: str, off: object) -> Callable[[Ctx], Sim | None]:
+    def sim(ctx: Ctx) -> Sim | None:
+        if _lm(ctx, option) is None:
+            return None
+        return ctx.sim_of(ctx.evaluate(**{option: off}))
+    return sim
+
+
 # ------------------------------------------------------------------ models: binary cross-entropy
 
 
@@ -550,6 +664,25 @@ def _models() -> list[Model]:
               _wrong_axis),
         Model("targets-kind", "the implementation expects probability rows (N×C), not class indices: it broadcasts "
               "the N indices against the logits; verify it with --targets prob", _other_targets_kind),
+        Model("z-loss-gradient-without-2", "the z-loss's gradient misses the factor 2: it is λ·lse·p, but the "
+              "derivative of λ·lse² is 2λ·lse·p (one factor of lse held constant, or detached)", _z_loss_without_2),
+        Model("z-loss-on-lse", "the z-loss is λ·lse instead of λ·lse² (its gradient λ·p instead of 2λ·lse·p)",
+              _z_loss_on_lse),
+        Model("z-loss-counts-ignored", "the z-loss is counted for ignored samples: λ·lse² is added for samples "
+              "whose class index is ignore_index and the z-loss's mean divides by all N; Liger-Kernel adds it for "
+              "the counted samples only and divides by their number", _z_loss_counts_ignored),
+        Model("softcap-after-softmax", "the soft-cap is applied after the softmax: the probabilities are capped, "
+              "q = c·tanh(p/c), instead of the logits before it, softmax(c·tanh(z/c))", _softcap_after_softmax),
+        Model("softcap-without-derivative", "the soft-cap's derivative is missing from the gradient: the gradient "
+              "must be multiplied by tanh′ = 1 − tanh²(z/c) (the cap's value was used but not differentiated)",
+              _softcap_without_derivative),
+        Model("temperature-not-in-gradient", "the temperature is missing from the gradient: the logits are "
+              "divided by T in the loss but the gradient lacks the factor 1/T", _temperature_not_in_gradient),
+        Model("z-loss-ignored", "the z-loss is ignored (λ·lse² is not added)", _option_ignored("z_loss", 0)),
+        Model("softcap-ignored", "the soft-cap is ignored (the logits are not capped to c·tanh(z/c))",
+              _option_ignored("softcap", None)),
+        Model("temperature-ignored", "the temperature is ignored (the logits are not divided by T)",
+              _option_ignored("temperature", 1)),
         Model("pos-weight-ignored", "pos_weight is ignored", _pos_weight_ignored),
         Model("bce-pos-weight-negative", "pos_weight multiplies the negative term (1 − y)·log(1 − σ) instead of the "
               "positive term y·log σ", _bce_pos_weight_negative),
@@ -795,7 +928,9 @@ def _pattern(g: np.ndarray, w: np.ndarray, tol: np.ndarray) -> str | None:
             return f"a constant factor {_fmt(r0)} on every element"
     if g.ndim == 2 and g.shape[1] > 1:
         c = g.shape[1]
-        for k in range(1, c):
+        # shifts of a few columns (an off-by-one label, a misplaced index) either way: trying every shift
+        # costs C comparisons of the whole array, minutes at C = 32768
+        for k in sorted({k for k in (1, 2, 3, c - 3, c - 2, c - 1) if 0 < k < c}):
             if np.allclose(g, np.roll(w, k, axis=1), rtol=1e-6, atol=float(np.max(tol))):
                 return (f"off by {min(k, c - k)} column{'s' if min(k, c - k) > 1 else ''}: got[:, j] matches the "
                         f"reference's column j {'−' if k <= c - k else '+'} {min(k, c - k)}")
@@ -876,7 +1011,7 @@ def _error_rule(res: CaseResult, options: LossSpec) -> tuple[str, str] | None:
 
 
 def _honesty_message(res: CaseResult, options: LossSpec) -> str:
-    digits = {"float64": 16, "float32": 7, "float16": 3}
+    digits = {"float64": 16, "float32": 7, "float16": 3, "bfloat16": 2}
     return (f"returns {res.dtype} results for {options.dtype} inputs: about {digits[res.dtype]} significant digits "
             f"where {options.dtype} carries {digits[options.dtype]} (a float32 default somewhere: JAX without "
             f"jax_enable_x64, torch.tensor(..., dtype=float32), np.float32 buffers); compute and return "
@@ -936,8 +1071,8 @@ def diagnose(results: list[CaseResult], options: LossSpec) -> list[str]:
         if by_key[key].precision is not None:
             continue
         for r in results:
-            if not r.passed or r.error:
-                continue
+            if not r.passed or r.error or r.divergence is not None:  # a documented divergence is no evidence:
+                continue  # its outputs differ from the reference as the frameworks do, whatever the mistake
             ctx = ctx_of(r)
             got = _returned(r, ctx) if ctx is not None else {}
             if ctx is not None and got and _reproduces(by_key[key], ctx, got, failing=False) is False:

@@ -18,7 +18,7 @@ from ..files import format_rows
 from ..spec import KINDS, LossSpec
 from ..writers import write_atomic
 from .accuracy import Bar
-from .battery import Case, battery
+from .battery import Case, battery, handed
 from .runner import CaseResult, judge
 
 FORMAT = "xent-verify-battery/1"
@@ -37,7 +37,7 @@ The loss to compute
 {loss}
 
 Precision: {dtype}
-  The inputs are {dtype} values (the .npy files are {dtype}; the CSV files hold
+  The inputs are {dtype} values (the .npy files are {npy_dtype}; the CSV files hold
   the same numbers). Compute in {dtype} (or more precisely) and write what you
   computed: the results are judged at {dtype}'s accuracy,
   |got - ref| <= 8 u (kappa + L) |ref| element by element, u = {u}, with
@@ -66,6 +66,26 @@ The options every case uses are also in manifest.json ("options").
 
 def _vector(v: Any) -> str:
     return "[" + ", ".join(format(float(x), "g") for x in v) + "]"
+
+
+def _protocol_lm(o: LossSpec) -> list[str]:
+    """The language-model options' lines of the README: where they enter the formulas above."""
+    cap = f"{float(o.softcap):g} * tanh(z[n,c] / {float(o.softcap):g})" if o.softcap is not None else "z[n,c]"  # type: ignore[arg-type]
+    temp = f" / {float(o.temperature):g}" if o.has_temperature else ""  # type: ignore[arg-type]
+    lines = ["", "Language-model options (Liger-Kernel's order): everywhere above, z[n,c] stands for",
+             f"  x[n,c] = {cap}{temp}",
+             "  and the gradient with respect to the logits is the one with respect to x times dx/dz:"]
+    if o.softcap is not None:
+        lines += [f"  dx[n,c]/dz[n,c] = (1 - tanh(z[n,c] / {float(o.softcap):g})^2){temp}"]  # type: ignore[arg-type]
+    else:
+        lines += [f"  dx[n,c]/dz[n,c] = 1{temp}"]
+    if o.has_z_loss:
+        lam = float(o.z_loss)  # type: ignore[arg-type]
+        lines += [f"  z-loss: loss[n] += m[n] * {lam:g} * lse[n]^2, lse[n] = logsumexp(x[n,:]) (m[n] = 1 for "
+                  "probability rows);",
+                  f"  its gradient adds m[n] * 2 * {lam:g} * lse[n] * p[n,c] (times dx/dz). A mean divides the "
+                  "summed z-loss by sum_n m[n] (not by the class weights)."]
+    return lines
 
 
 def protocol_loss(options: LossSpec) -> tuple[str, str, str]:
@@ -100,6 +120,8 @@ def protocol_loss(options: LossSpec) -> tuple[str, str, str]:
             lines += ["  loss[n] = - sum_c a[n,c] * log p[n,c]   (a term with a[n,c] = 0 is 0, even where",
                       "                                         log p = -inf)"]
         lines += ["  d loss[n] / d z[n,c] = p[n,c] * sum_k a[n,k] - a[n,c]"]
+        if o.language_model:
+            lines += _protocol_lm(o)
     else:
         pw = "pw[c]" if o.pos_weight is not None else "1"
         w = "w[c]" if o.weight is not None else "1"
@@ -136,14 +158,6 @@ def protocol_loss(options: LossSpec) -> tuple[str, str, str]:
     else:
         shape = "N lines, one number per sample"
     return "\n".join(lines), targets, shape
-
-
-def handed(case: Case, options: LossSpec) -> tuple[np.ndarray, np.ndarray]:
-    """A case's inputs in the dtype of the battery (``--dtype``): what an implementation is handed."""
-    targets = case.targets
-    if targets.dtype.kind == "f":
-        targets = targets.astype(options.dtype)
-    return case.logits.astype(options.dtype), targets
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -211,7 +225,9 @@ def export(directory: Path, options: LossSpec, seed: int, command: str) -> list[
     loss_text, targets_text, shape = protocol_loss(options)
     _write_text(directory / "README.txt", PROTOCOL.format(
         dir=directory, command=command, loss=loss_text, dtype=options.dtype, targets=targets_text, loss_shape=shape,
-        u={"float64": "2^-53", "float32": "2^-24", "float16": "2^-11"}[options.dtype]))
+        npy_dtype=("float32 arrays holding bfloat16 values, as NumPy has no bfloat16" if options.dtype == "bfloat16"
+                   else options.dtype),
+        u={"float64": "2^-53", "float32": "2^-24", "float16": "2^-11", "bfloat16": "2^-8"}[options.dtype]))
     return cases
 
 

@@ -14,8 +14,11 @@ A target is called in one of three ways (``framework``):
     class (constructed with the options) or instance, or any function that takes
     tensors: it gets tensors of the case's dtype on ``device``, the loss options
     under PyTorch's own keyword names (``weight`` and ``pos_weight`` as tensors,
-    ``ignore_index``, ``label_smoothing``, ``reduction``), and when it returns only
-    the loss the gradient is taken by autograd.
+    ``ignore_index``, ``label_smoothing``, ``reduction``; the language-model options
+    under the fused kernels' names: ``lse_square_scale`` for the z-loss, as
+    Liger-Kernel and flash-attn, ``softcap``, as Liger-Kernel and Cut
+    Cross-Entropy, and ``temperature``), and when it returns only the loss the
+    gradient is taken by autograd.
 ``jax``
     A JAX function (``optax.softmax_cross_entropy``): it gets ``jax.numpy``
     arrays (with 64-bit types switched on for float64 cases, without which JAX
@@ -35,8 +38,10 @@ divided by :meth:`~xentcli.spec.LossSpec.denominator`'s count for ``mean`` and
 verified as ``--loss nll`` or ``--loss kl`` they are handed the framework's
 ``log_softmax`` of the logits, which is the definition of those kinds.
 
-Framework outputs come back as NumPy arrays of the dtype the framework returned
-(bfloat16, which NumPy lacks, as float32); frameworks are imported only when a
+``--dtype bfloat16`` cases arrive as float32 arrays holding bfloat16 values (NumPy
+has no bfloat16): torch and JAX targets get them as ``torch.bfloat16`` and
+``jnp.bfloat16``, the same numbers. Framework outputs come back as NumPy arrays of
+the dtype the framework returned (bfloat16 as float32); frameworks are imported only when a
 target needs them.
 """
 
@@ -69,7 +74,15 @@ OPTION_KEYWORDS = {
     "ignore_index": "ignore_index",
     "label_smoothing": "label_smoothing",
     "pos_weight": "pos_weight",
+    # The language-model options under the fused kernels' names: Liger-Kernel's and flash-attn's
+    # lse_square_scale for the z-loss, Liger-Kernel's and Cut Cross-Entropy's softcap. The temperature has
+    # no name shared by such kernels: a target takes it as ``temperature`` or not at all.
+    "z_loss": "lse_square_scale",
+    "softcap": "softcap",
+    "temperature": "temperature",
 }
+# Keywords handed over as Python floats.
+_SCALARS = frozenset({"label_smoothing", "lse_square_scale", "softcap", "temperature"})
 # Framework callables whose first argument is log-probabilities, not logits.
 _LOG_PROB_NAMES = frozenset({"nll_loss", "NLLLoss", "kl_div", "KLDivLoss", "kl_divergence"})
 
@@ -173,6 +186,17 @@ def _takes_log_probs(obj: Any) -> bool:
     return name in _LOG_PROB_NAMES or _first_parameter(obj) in ("log_predictions", "log_probs", "log_probabilities")
 
 
+def _on(options: LossSpec, option: str) -> bool:
+    """Whether ``option`` is on (differs from its default) and must be handed to the target."""
+    if option == "label_smoothing":
+        return options.smoothing
+    if option == "z_loss":
+        return options.has_z_loss
+    if option == "temperature":
+        return options.has_temperature
+    return getattr(options, option) is not None
+
+
 class _Plan:
     """How one framework target is called with one spec: keywords, the log-softmax input, the reduction."""
 
@@ -194,8 +218,7 @@ class _Plan:
         names, var_kw = params if params is not None else (set(), True)
         for option, keyword in OPTION_KEYWORDS.items():
             value = getattr(options, option)
-            on = value is not None and not (option == "label_smoothing" and not options.smoothing)
-            if not on:
+            if not _on(options, option):
                 continue
             if keyword not in names and not var_kw:
                 flag = "--" + option.replace("_", "-")
@@ -326,14 +349,16 @@ def _call_torch(fn: Any, plan: _Plan, logits: np.ndarray, targets: np.ndarray, o
                 device: str | None) -> tuple[Any, Any]:
     torch = _import("torch")
     dev = _torch_device(device)
-    z = torch.tensor(np.array(logits), device=dev, requires_grad=True)
+    # bfloat16 arrives as float32 arrays of bfloat16 values (NumPy has none): the tensor is bfloat16, exactly
+    z = torch.tensor(np.array(logits), device=dev, requires_grad=True,
+                     dtype=torch.bfloat16 if options.dtype == "bfloat16" else None)
     index = targets.dtype.kind in "iu"
     t = torch.tensor(np.array(targets), device=dev, dtype=torch.long if index else z.dtype)
     kwargs: dict[str, Any] = {}
     for key, value in plan.keywords.items():
         if key in ("weight", "pos_weight"):
             kwargs[key] = torch.tensor([float(v) for v in value], dtype=z.dtype, device=dev)
-        elif key == "label_smoothing":
+        elif key in _SCALARS:
             kwargs[key] = float(value)
         else:
             kwargs[key] = value
@@ -393,13 +418,14 @@ def _call_jax(fn: Any, plan: _Plan, logits: np.ndarray, targets: np.ndarray, opt
 
     dev = _jax_device(device)
     with _jax_precision(jax, logits.dtype == np.float64 or targets.dtype == np.float64):
-        z = jnp.asarray(logits)
-        t = jnp.asarray(targets)
+        bf16 = jnp.bfloat16 if options.dtype == "bfloat16" else None
+        z = jnp.asarray(logits, dtype=bf16)
+        t = jnp.asarray(targets, dtype=bf16 if targets.dtype.kind == "f" else None)
         kwargs: dict[str, Any] = {}
         for key, value in plan.keywords.items():
             if key in ("weight", "pos_weight"):
                 kwargs[key] = jnp.asarray([float(v) for v in value], dtype=z.dtype)
-            elif key == "label_smoothing":
+            elif key in _SCALARS:
                 kwargs[key] = float(value)
             else:
                 kwargs[key] = value

@@ -13,7 +13,7 @@ import numpy as np
 from .. import numeric
 from ..spec import LossSpec
 from .accuracy import UNIT_ROUNDOFF, Bar, Bounds, bounds, dtype_rank
-from .battery import Case
+from .battery import Case, handed
 from .divergences import Divergence, Observed, explain
 from .isolation import InProcess, TargetFailed
 
@@ -282,6 +282,8 @@ def to_array(value: Any) -> np.ndarray:
             arr = np.asarray(value)
     except Exception as exc:  # noqa: BLE001 - whatever __array__/__len__ raise: not numbers
         raise TypeError(f"cannot read {type(value).__name__} as numbers ({type(exc).__name__}: {exc})") from None
+    if arr.dtype.name == "bfloat16":  # ml_dtypes' (NumPy has none): exactly as float32
+        arr = arr.astype(np.float32)
     kind = arr.dtype.kind
     if kind == "c":
         raise TypeError(f"complex numbers ({arr.dtype}) are not a real loss or gradient")
@@ -383,10 +385,8 @@ def run_case(
     """Run ``fn`` on one case and judge it; ``executor`` (an :class:`~.isolation.Executor`) calls the target,
     in a worker process, when given, else ``fn`` is called in this process; ``call`` (``device``,
     ``framework``) is handed to :func:`.native.call_target` then."""
-    logits_in = case.logits.astype(options.dtype)
-    targets_in = case.targets.copy()
-    if targets_in.dtype.kind == "f":
-        targets_in = targets_in.astype(options.dtype)
+    logits_in, targets_in = handed(case, options)
+    targets_in = targets_in.copy()
     # The implementation gets copies (call_target): code that works in place must not change what it is
     # judged on.
     caller = InProcess(fn) if executor is None else executor
