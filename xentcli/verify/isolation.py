@@ -369,8 +369,9 @@ class _Worker:
 
         threading.Thread(target=send, name="xent-verify-send", daemon=True).start()
 
-    def next_reply(self, deadline: float | None) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        """The next reply other than "ready"; raises _TimedOut at ``deadline`` and _Died when the worker ends."""
+    def _one_reply(self, deadline: float | None) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """The next reply, decoded; a "ready" reply is recorded. Raises _TimedOut at ``deadline`` and _Died when
+        the worker ends or sends what cannot be decoded."""
         while True:
             left = POLL if deadline is None else min(POLL, deadline - time.monotonic())
             if left <= 0:
@@ -389,8 +390,14 @@ class _Worker:
             if header["kind"] == "ready":
                 self.ready = True
                 self.import_seconds = float(header.get("import_seconds", 0.0))
-                continue
             return header, arrays
+
+    def next_reply(self, deadline: float | None) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """The next reply other than "ready"; raises _TimedOut at ``deadline`` and _Died when the worker ends."""
+        while True:
+            header, arrays = self._one_reply(deadline)
+            if header["kind"] != "ready":
+                return header, arrays
 
     def call(self, message: dict[str, Any], timeout: float | None) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         start = self.started if self.cases == 0 else time.monotonic()
@@ -402,24 +409,8 @@ class _Worker:
         """Wait until the target is loaded: None, or the worker's reply saying why it cannot be."""
         deadline = None if timeout is None else self.started + timeout
         while not self.ready:
-            left = POLL if deadline is None else min(POLL, deadline - time.monotonic())
-            if left <= 0:
-                raise _TimedOut()
-            try:
-                kind, payload = self.replies.get(timeout=left)
-            except queue.Empty:
-                continue
-            if kind == "eof":
-                raise _Died(payload)
-            assert isinstance(payload, bytes)
-            try:
-                header, _ = decode_reply(payload)
-            except WireError as exc:
-                raise _Died(str(exc)) from None
-            if header["kind"] == "ready":
-                self.ready = True
-                self.import_seconds = float(header.get("import_seconds", 0.0))
-            else:
+            header, _ = self._one_reply(deadline)
+            if header["kind"] != "ready":
                 return header
         return None
 
