@@ -391,7 +391,7 @@ class LossSpec:
             args += ["--targets", str(self.targets)]
         for option in OPTION_ORDER:
             value = getattr(self, option)
-            if not self._shown(option):
+            if not self.is_set(option):
                 continue
             args += [option_flag(option), format_value(value)]
         if command != "derive" and self.dtype != "float64":
@@ -402,12 +402,13 @@ class LossSpec:
         """One line: ``ce, reduction=mean, targets=index, weight=1,2,3, ...``."""
         parts = [self.kind, f"reduction={self.reduction}", f"targets={self.targets}"]
         for option in OPTION_ORDER:
-            if self._shown(option):
+            if self.is_set(option):
                 parts.append(f"{option}={format_value(getattr(self, option))}")
         return ", ".join(parts)
 
-    def _shown(self, option: str) -> bool:
-        """Whether ``option`` differs from its default (what a command line or a title names)."""
+    def is_set(self, option: str) -> bool:
+        """Whether ``option`` differs from its default (what a command line or a title names, and what is
+        handed to an implementation under test)."""
         value = getattr(self, option)
         if option == "label_smoothing":
             return self.smoothing

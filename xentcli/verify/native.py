@@ -186,17 +186,6 @@ def _takes_log_probs(obj: Any) -> bool:
     return name in _LOG_PROB_NAMES or _first_parameter(obj) in ("log_predictions", "log_probs", "log_probabilities")
 
 
-def _on(options: LossSpec, option: str) -> bool:
-    """Whether ``option`` is on (differs from its default) and must be handed to the target."""
-    if option == "label_smoothing":
-        return options.smoothing
-    if option == "z_loss":
-        return options.has_z_loss
-    if option == "temperature":
-        return options.has_temperature
-    return getattr(options, option) is not None
-
-
 class _Plan:
     """How one framework target is called with one spec: keywords, the log-softmax input, the reduction."""
 
@@ -218,7 +207,7 @@ class _Plan:
         names, var_kw = params if params is not None else (set(), True)
         for option, keyword in OPTION_KEYWORDS.items():
             value = getattr(options, option)
-            if not _on(options, option):
+            if not options.is_set(option):
                 continue
             if keyword not in names and not var_kw:
                 flag = "--" + option.replace("_", "-")
