@@ -444,6 +444,11 @@ def test_a_claim_never_reaches_eval_exec_compile_or_sympify(monkeypatch):
     import sympy.parsing.sympy_parser as sympy_parser
 
     core_sympify = sys.modules["sympy.core.sympify"]  # the module (sympy.core.sympify is also the function)
+    # The same runs without the marker first: what SymPy and NumPy compile for themselves on first use
+    # (lambdify's printers, lazily loaded modules) is then done, and the guards below see only the claim's path,
+    # whatever ran before this test in its process.
+    for classes in ("3", "n"):
+        assert xent("derive", "--classes", classes, "--claim", "p - y", "--format", "json").code == 0
 
     marker = "7654321"
     seen: list[str] = []

@@ -337,6 +337,10 @@ class _Worker:
         self.replies: queue.Queue[tuple[str, bytes | str]] = queue.Queue()
         self.capture = _Capture(self.proc.stderr.fileno(), self.marker)
         threading.Thread(target=self._read_replies, name="xent-verify-replies", daemon=True).start()
+        # One sender writes the messages in order: two threads writing frames to the same pipe could
+        # interleave them when the worker is not reading yet (a case's arrays do not fit in the pipe).
+        self._outbox: queue.Queue[bytes | None] = queue.Queue()
+        threading.Thread(target=self._write_messages, name="xent-verify-send", daemon=True).start()
         self.ready = False
         self.import_seconds = 0.0
         self.cases = 0
@@ -358,16 +362,17 @@ class _Worker:
             self.replies.put(("reply", payload))
 
     def _send(self, message: dict[str, Any]) -> None:
-        """Send on a thread: a worker still loading the target does not read, and must not block xent."""
+        """Send on the sender thread: a worker still loading the target does not read, and must not block xent."""
+        self._outbox.put(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+
+    def _write_messages(self) -> None:
         assert self.proc.stdin is not None
-        payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
         fd = self.proc.stdin.fileno()
-
-        def send() -> None:
-            with contextlib.suppress(OSError):
+        while (payload := self._outbox.get()) is not None:
+            try:
                 write_frame(fd, payload)
-
-        threading.Thread(target=send, name="xent-verify-send", daemon=True).start()
+            except OSError:
+                return  # the worker is gone: what it did is in its replies and its exit status
 
     def _one_reply(self, deadline: float | None) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """The next reply, decoded; a "ready" reply is recorded. Raises _TimedOut at ``deadline`` and _Died when
@@ -426,6 +431,7 @@ class _Worker:
     def stop(self, grace: float) -> int:
         """End the worker and its process group: it has ``grace`` s to end by itself (it is told to by the
         end of its input), then it is killed. Its exit status."""
+        self._outbox.put(None)
         with contextlib.suppress(OSError):
             assert self.proc.stdin is not None
             self.proc.stdin.close()
