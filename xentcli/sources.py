@@ -77,6 +77,18 @@ def _clean(cell: str) -> str:
 _POLARS: Any = None
 
 
+def _finite_floats(tokens: list[bytes], shape: tuple[int, int]) -> np.ndarray | None:
+    """The tokens as a float64 array of ``shape``, or ``None`` if one is not a finite number (the careful
+    reader then re-reads the block and names the bad cell)."""
+    try:
+        values = np.array([float(t) for t in tokens], dtype=np.float64)
+    except ValueError:
+        return None
+    if not np.isfinite(values).all():
+        return None
+    return values.reshape(shape)
+
+
 def polars() -> Any:
     """The polars module if it is installed (the optional ``xentcli[fast]`` extra), else ``None``."""
     global _POLARS
@@ -266,13 +278,7 @@ class TextParser:
         tokens = data.replace(delim.encode(), b" ").split()
         if len(tokens) != nlines * self.width:
             return None
-        try:
-            values = np.array([float(t) for t in tokens], dtype=np.float64)
-        except ValueError:
-            return None
-        if not np.isfinite(values).all():
-            return None
-        return values.reshape(nlines, self.width)
+        return _finite_floats(tokens, (nlines, self.width))
 
     @staticmethod
     def _numpy_column(data: bytes, nlines: int) -> np.ndarray | None:
@@ -282,13 +288,7 @@ class TextParser:
         tokens = data.split()  # on the line ends; a lone CR inside a line makes one token too many
         if len(tokens) != nlines:
             return None
-        try:
-            values = np.array([float(t) for t in tokens], dtype=np.float64)
-        except ValueError:
-            return None
-        if not np.isfinite(values).all():
-            return None
-        return values.reshape(nlines, 1)
+        return _finite_floats(tokens, (nlines, 1))
 
 
 # Bytes that make a line of a space-separated single column more than one plain cell.
