@@ -662,9 +662,12 @@ def finish(proc: subprocess.Popen, timeout: float = 15.0) -> tuple[int, str, str
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        if hasattr(signal, "SIGUSR1"):
+            proc.send_signal(signal.SIGUSR1)  # the scripts below print every thread's stack on it
+            time.sleep(1.0)
         proc.kill()
-        proc.communicate()
-        pytest.fail(f"still running {timeout} s after the signal")
+        err = proc.communicate()[1].decode(errors="replace")
+        pytest.fail(f"still running {timeout} s after the signal; its stderr: {err}")
     return proc.returncode, out.decode(), err.decode(), time.monotonic() - t0
 
 
@@ -716,7 +719,8 @@ def test_repeated_ctrl_c_still_cleans_up(big, tmp_path):
 
 # A slow disk: fsync takes a minute, so the signal lands while the temporary file is being written.
 SLOW_FSYNC = """\
-import os, sys, time
+import faulthandler, os, signal, sys, time
+faulthandler.register(signal.SIGUSR1)
 _fsync = os.fsync
 def slow_fsync(fd):
     time.sleep(60)
@@ -725,6 +729,12 @@ os.fsync = slow_fsync
 from xentcli.cli import main
 main(sys.argv[1:])
 """
+
+# fsync that the signal cannot interrupt (as on a disk that does not answer): the main thread blocks
+# SIGINT/SIGTERM while it waits, so neither stops the wait nor runs Python's handler.
+STUCK_FSYNC = SLOW_FSYNC.replace(
+    "    time.sleep(60)",
+    "    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})\n    time.sleep(60)")
 
 
 @posix_only
@@ -748,6 +758,27 @@ def test_signal_while_writing_slowly(xent, tmp_path, sig, what):
     wait_for(proc, lambda: bool(temporaries(tmp_path)), "a temporary file")
     proc.send_signal(sig)
     assert_interrupted(*finish(proc)[:3])
+    assert snapshot(tmp_path) == before
+    assert_earlier_untouched(target)
+
+
+@posix_only
+@pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="needs pthread_sigmask")
+@pytest.mark.parametrize("sig", SIGNALS)
+def test_signal_while_a_system_call_holds_the_main_thread(xent, tmp_path, sig):
+    from xentcli.cli import GRACE_SECONDS
+
+    target = tmp_path / "grad.npy"
+    plant_earlier(target)
+    before = snapshot(tmp_path)
+    proc = start(["-c", STUCK_FSYNC, "compute", "--logits", SEED_LOGITS, "--labels", SEED_LABELS, "-o", target],
+                 cwd=tmp_path)
+    wait_for(proc, lambda: bool(temporaries(tmp_path)), "a temporary file")
+    time.sleep(0.2)  # in the stuck fsync by now
+    proc.send_signal(sig)
+    code, out, err, seconds = finish(proc, timeout=GRACE_SECONDS + 10)
+    assert_interrupted(code, out, err)
+    assert GRACE_SECONDS - 1 < seconds < GRACE_SECONDS + 8, seconds
     assert snapshot(tmp_path) == before
     assert_earlier_untouched(target)
 

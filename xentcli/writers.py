@@ -22,7 +22,25 @@ from typing import BinaryIO
 
 from .errors import XentInputError
 
-__all__ = ["AtomicFile", "reason", "write_atomic"]
+__all__ = ["AtomicFile", "reason", "remove_temporaries", "write_atomic"]
+
+# The temporary files that may exist now (a name is added before its file is created and taken out
+# once the file is renamed or removed): what an exit that cannot wait for their owners removes.
+_TEMPORARIES: set[str] = set()
+
+
+def remove_temporaries() -> None:
+    """Remove every temporary file of an :class:`AtomicFile` not yet committed or aborted (best effort).
+
+    For a process that must end now, from any thread: the earlier files at
+    the targets' paths stay as they were.
+    """
+    for tmp in list(_TEMPORARIES):
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        _TEMPORARIES.discard(tmp)
 
 
 def reason(exc: OSError) -> str:
@@ -60,10 +78,12 @@ class AtomicFile:
         try:
             for _attempt in range(100):
                 self.tmp = str(parent / f".{self.path.name}.{os.urandom(4).hex()}.tmp")
+                _TEMPORARIES.add(self.tmp)
                 try:
                     fd = os.open(self.tmp, flags, 0o600)
                     break
                 except FileExistsError:
+                    _TEMPORARIES.discard(self.tmp)
                     self.tmp = None  # someone else's
             else:
                 raise FileExistsError(errno.EEXIST, "no free temporary file name", str(parent))
@@ -85,6 +105,7 @@ class AtomicFile:
             os.fsync(fh.fileno())
             fh.close()
             os.replace(tmp, self.path)
+            _TEMPORARIES.discard(tmp)
             self.tmp = None
         except BaseException as exc:
             self.abort()
@@ -99,6 +120,7 @@ class AtomicFile:
         if tmp is not None:
             try:
                 os.unlink(tmp)  # first: whatever happens next, nothing is left behind
+                _TEMPORARIES.discard(tmp)
                 self.tmp = None
             except OSError:
                 pass
@@ -112,6 +134,7 @@ class AtomicFile:
                 os.unlink(self.tmp)
             except OSError:
                 pass
+            _TEMPORARIES.discard(self.tmp)
             self.tmp = None
 
     def __enter__(self) -> BinaryIO:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 from typing import Any
 
 import click
@@ -46,6 +47,9 @@ class _Interrupted(BaseException):
 
 
 _signals_seen = 0
+_INTERRUPTED_LINE = "xent: interrupted"
+_said = threading.Lock()  # held once the line has been printed: it is printed once, by whoever is first
+GRACE_SECONDS = 5.0  # how long an interrupted command has to clean up by itself before the process ends anyway
 
 
 def _on_signal(signum: int, frame: Any) -> None:  # pragma: no cover - exercised via subprocess
@@ -56,6 +60,71 @@ def _on_signal(signum: int, frame: Any) -> None:  # pragma: no cover - exercised
         raise KeyboardInterrupt() if signum == signal.SIGINT else _Terminated()
     if _signals_seen >= 3:
         os._exit(EXIT_INTERRUPTED)
+
+
+def _say_interrupted() -> None:
+    if _said.acquire(blocking=False):
+        click.echo(_INTERRUPTED_LINE, err=True)
+
+
+def _watchdog() -> Any:
+    """End the process GRACE_SECONDS after SIGINT/SIGTERM if the command has not ended by then.
+
+    The handler above runs in the main thread, between two steps of Python
+    code. A main thread held in a system call (fsync on a slow disk, a write
+    to a full pipe), a long step of C code, or an interruption lost on the way
+    (raised where Python can only print it, as in a finaliser) would keep the
+    process running. The signal also wakes this thread (``set_wakeup_fd``),
+    whichever thread it was delivered to: after the grace period it removes
+    the temporary files still open, prints the line and exits with 130.
+    Returns a function that disarms it (POSIX only; ``None`` elsewhere).
+    """
+    if os.name != "posix":
+        return None
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    try:
+        previous = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+    except (ValueError, OSError):  # not the main thread
+        os.close(read_end)
+        os.close(write_end)
+        return None
+    done = threading.Event()
+
+    def watch() -> None:
+        wanted = {int(signal.SIGINT), int(signal.SIGTERM)}
+        while True:
+            try:
+                data = os.read(read_end, 64)
+            except OSError:
+                return
+            if not data or done.is_set():
+                return
+            if wanted.intersection(data):
+                break
+        if done.wait(GRACE_SECONDS):
+            return
+        from ..writers import remove_temporaries
+
+        remove_temporaries()
+        if _said.acquire(blocking=False):
+            try:
+                os.write(2, (_INTERRUPTED_LINE + "\n").encode())
+            except OSError:
+                pass
+        os._exit(EXIT_INTERRUPTED)
+
+    threading.Thread(target=watch, name="xent-interrupt-watch", daemon=True).start()
+
+    def disarm() -> None:
+        done.set()
+        try:
+            signal.set_wakeup_fd(previous)
+        except (ValueError, OSError):
+            pass
+        os.close(write_end)  # the thread reads the end of the pipe and returns
+
+    return disarm
 
 
 class XentGroup(click.Group):
@@ -87,7 +156,10 @@ class XentGroup(click.Group):
         return code
 
     def _run(self, args: Any, prog_name: str | None, complete_var: str | None, **extra: Any) -> int:
+        global _said
         debug = bool(os.environ.get("XENT_DEBUG"))
+        if not _signals_seen:
+            _said = threading.Lock()  # a new command (the library's tests run many in one process)
         try:
             rv = super().main(args, prog_name or "xent", complete_var, standalone_mode=False, **extra)
         except BaseException as exc:
@@ -95,7 +167,7 @@ class XentGroup(click.Group):
                 # The signal's exception can reach here in another form: C code that is interrupted in
                 # the middle may replace it (numpy's file writing turns it into a TypeError). Whatever
                 # comes out after SIGINT/SIGTERM is the interruption; the files were cleaned up on the way.
-                click.echo("xent: interrupted", err=True)
+                _say_interrupted()
                 return EXIT_INTERRUPTED
             return self._failure(exc, debug)
         if isinstance(rv, int):
@@ -122,7 +194,7 @@ class XentGroup(click.Group):
             error_line(exc.format_message())
             return exc.exit_code if exc.exit_code != 1 else EXIT_INPUT
         except (_Interrupted, click.Abort, KeyboardInterrupt):
-            click.echo("xent: interrupted", err=True)
+            _say_interrupted()
             return EXIT_INTERRUPTED
         except BrokenPipeError:
             # The reader went away (``xent ... | head``): not an error of ours.
@@ -198,7 +270,8 @@ def main(argv: list[str] | None = None) -> None:
     SIGINT (unless it was ignored when the program started, as for a
     background job) and SIGTERM interrupt the command: temporary files are
     removed, earlier output files are left as they were, and the program
-    prints ``xent: interrupted`` and exits with 130.
+    prints ``xent: interrupted`` and exits with 130, within GRACE_SECONDS
+    even if the command cannot stop by itself (see :func:`_watchdog`).
     """
     previous = {}
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -209,9 +282,12 @@ def main(argv: list[str] | None = None) -> None:
             previous[signum] = signal.signal(signum, _on_signal)
         except (ValueError, OSError):  # not in the main thread
             pass
+    disarm = _watchdog() if previous else None
     try:
         cli.main(args=argv, prog_name="xent")
     finally:
+        if disarm is not None and not _signals_seen:
+            disarm()  # after an interruption it stays: the way out may still hang (a thread's join at exit)
         for signum, handler in previous.items():
             try:
                 # After an interruption the process is on its way out: a late second Ctrl-C must not kill
