@@ -482,3 +482,44 @@ def test_a_named_pipe_is_read_once_into_memory(xent, tmp_path, monkeypatch, mode
     assert run.json()["loss"] == want.loss and run.json()["n"] == 400
     if mode == "output":
         np.testing.assert_array_equal(np.load(out), want.grad)
+
+
+# A whole run in a process of its own, its standard output a file or a pipe: the spooled arrays are then copied
+# by the kernel (sendfile), which the in-process runs above (standard output a Python buffer) never reach.
+RUN_WITH_THRESHOLD = """\
+import sys
+import xentcli.cli.compute
+xentcli.cli.compute.STREAM_MIN_BYTES = int(sys.argv[1])
+from xentcli.cli import main
+main(sys.argv[2:])
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "sendfile"), reason="no os.sendfile here")
+@pytest.mark.parametrize("fmt", ["json", "csv"])
+@pytest.mark.parametrize("sink", ["file", "pipe"])
+def test_streamed_stdout_through_the_kernel_is_the_in_memory_output(tmp_path, fmt, sink):
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(7)
+    z = rng.normal(scale=4.0, size=(3000, 40))
+    y = rng.integers(0, 40, size=3000)
+    lg, lb = tmp_path / "z.csv", tmp_path / "y.npy"
+    write_table(lg, z, "csv")
+    np.save(lb, y)
+    outputs = {}
+    for name, threshold in (("streamed", 0), ("memory", 1 << 62)):
+        cmd = [sys.executable, "-c", RUN_WITH_THRESHOLD, str(threshold), "compute", str(lg), str(lb), "--format", fmt]
+        env = dict(os.environ, COLUMNS="120", TERM="dumb")
+        if sink == "file":
+            target = tmp_path / f"{name}.out"
+            with open(target, "wb") as fh:
+                done = subprocess.run(cmd, stdout=fh, stderr=subprocess.PIPE, env=env)
+            outputs[name] = target.read_bytes()
+        else:
+            done = subprocess.run(cmd, capture_output=True, env=env)
+            outputs[name] = done.stdout
+        assert done.returncode == 0, done.stderr
+    assert len(outputs["streamed"]) > 1 << 20
+    assert outputs["streamed"] == outputs["memory"]

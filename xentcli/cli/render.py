@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import math
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -107,6 +109,41 @@ class Output:
     def abort(self) -> None:
         pass
 
+    def copy_file(self, src: BinaryIO, chunk: int = 1 << 20) -> None:
+        """Append the rest of the file ``src``: copied by the kernel (``os.sendfile``) when both ends are
+        descriptors that allow it, else read and written in chunks."""
+        self.out.flush()
+        try:
+            out_fd, in_fd = self.out.fileno(), src.fileno()
+        except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+            out_fd = in_fd = -1
+        if out_fd >= 0 and hasattr(os, "sendfile"):
+            start = offset = src.tell()
+            try:
+                while sent := _sendfile(out_fd, in_fd, offset):
+                    offset += sent
+                src.seek(offset)
+                return
+            except OSError as exc:
+                if offset != start or exc.errno not in _NO_SENDFILE:
+                    raise
+        while data := src.read(chunk):
+            self.out.write(data)
+
+
+_NO_SENDFILE = {errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSOCK, errno.EBADF}
+
+
+def _sendfile(out_fd: int, in_fd: int, offset: int) -> int:
+    """One ``os.sendfile`` call; on an output that is not ready (a non-blocking pipe), wait until it is."""
+    import select
+
+    while True:
+        try:
+            return os.sendfile(out_fd, in_fd, offset, 1 << 30)
+        except BlockingIOError:
+            select.select([], [out_fd], [])
+
 
 class BackgroundOutput(Output):
     """An :class:`Output` that formats and writes on a thread of its own, while the caller computes the next
@@ -165,6 +202,10 @@ class BackgroundOutput(Output):
 
     def put(self, make: Callable[..., bytes], *args: Any) -> None:
         self._send((make, args))
+
+    def copy_file(self, src: BinaryIO, chunk: int = 1 << 20) -> None:
+        while data := src.read(chunk):  # in order behind what is queued
+            self.write(data)
 
     def close(self) -> None:
         """Wait for everything queued to be written."""
@@ -288,10 +329,9 @@ class Spool:
         for f in self.files:
             f.seek(0)
 
-    def copy(self, i: int, out: Output, chunk: int = 1 << 20) -> None:
+    def copy(self, i: int, out: Output) -> None:
         """Copy the ``i``-th spooled array to ``out``."""
-        while data := self.files[i].read(chunk):
-            out.write(data)
+        out.copy_file(self.files[i])
 
     def abort(self) -> None:
         for o in self.outs:
