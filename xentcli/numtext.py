@@ -124,7 +124,7 @@ def _orjson_rows(piece: np.ndarray) -> bytes:
     (memchr) per row for its ``]``, so the bytes are scanned once, in C, and copied once."""
     text = _orjson().dumps(piece, option=_orjson().OPT_SERIALIZE_NUMPY)
     find, view, last = text.find, memoryview(text), len(text) - 2  # the final "]]"
-    rows = []
+    rows: list[bytes | memoryview] = []
     pos = 2  # after "[["
     while True:
         end = find(b"]", pos)
