@@ -63,6 +63,12 @@ def _on_signal(signum: int, frame: Any) -> None:  # pragma: no cover - exercised
 
 
 def _say_interrupted() -> None:
+    """After SIGINT/SIGTERM: remove every temporary file still there, then print the line (once)."""
+    from ..writers import remove_temporaries
+
+    # Each writer removes its own file on the way out; this also covers an interruption that surfaced
+    # where no writer saw it (Python runs the handler between any two steps, even inside a cleanup).
+    remove_temporaries()
     if _said.acquire(blocking=False):
         click.echo(_INTERRUPTED_LINE, err=True)
 
