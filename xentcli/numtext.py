@@ -217,12 +217,9 @@ def _fast_text(block: np.ndarray, how: str, style: str, numbered_from: int | Non
             buf[ends] = COMMA
         else:
             buf[row_ends] = NEWLINE
-        if numbered_from is not None:  # "i," at the start of every row
-            row_starts = np.empty(rows, dtype=np.int64)
-            row_starts[0] = 0
-            row_starts[1:] = row_ends[:-1] + 1
+        if numbered_from is not None:  # "i," at the start of every row (its first value)
             widths, digits = _row_numbers(numbered_from + start, rows)
-            before.append(np.repeat(row_starts, widths))
+            before.append(np.repeat(np.arange(0, rows * c, c, dtype=np.int64), widths))
             before_what.append(digits)
         text = _python_layout(buf, ends, before, before_what).tobytes()
         # The separators that every value gets are put in by bytes.replace (a memchr-speed pass).
@@ -276,9 +273,10 @@ def _python_layout(buf: np.ndarray, ends: np.ndarray, before: list[np.ndarray],
     """Rewrite Ryu-layout values (``0.00001``, ``1e-7``) into Python's (``1e-05``, ``1e-07``).
 
     ``ends`` holds the position of the separator after each value; ``before``
-    are more positions to insert ``before_what`` bytes at (ahead of the
-    rewrite's own insertions at the same position). The work is done per
-    value (gathers at known offsets) and in one splice of the whole text.
+    are the indices of values to insert ``before_what`` bytes in front of
+    (ahead of the rewrite's own insertions there). The work is done per
+    value (gathers at known offsets), values that get shorter are rewritten
+    in place, and the text is spliced once (twice when some got shorter).
     """
     starts = np.empty_like(ends)
     starts[0] = 0
@@ -287,67 +285,80 @@ def _python_layout(buf: np.ndarray, ends: np.ndarray, before: list[np.ndarray],
     # A one-digit exponent: the value ends "e-D" or "e+D".
     sign = buf[ends - 2]
     pad = (buf[np.maximum(ends - 3, 0)] == E) & ((sign == MINUS) | (sign == PLUS)) & (length >= 4)
-    insert_at = [*before, ends[pad] - 1]
-    insert_what = [*before_what, np.full(int(np.count_nonzero(pad)), ZERO, dtype=np.uint8)]
     # A decimal exponent of -5 or -6 written positionally: [-]0.0000[0]d... becomes [-]d[.d...]e-0N.
     s0 = starts + (buf[starts] == MINUS)
     room = ends - s0 >= 7  # "0.0000" and a digit
     tiny = np.flatnonzero(room & (buf[np.minimum(s0 + 5, buf.size - 1)] == ZERO))
-    drop_at = drop_len = np.empty(0, dtype=np.int64)
     if tiny.size:
         s1 = s0[tiny]
         tiny = tiny[(buf[s1] == ZERO) & (buf[s1 + 1] == DOT) & (buf[s1 + 2] == ZERO) & (buf[s1 + 3] == ZERO)
                     & (buf[s1 + 4] == ZERO)]
     if tiny.size:
-        s1 = s0[tiny]
-        end = ends[tiny]
-        zeros = np.full(tiny.size, 4, dtype=np.int64)
-        more = buf[s1 + 2 + zeros] == ZERO
-        while more.any():  # float32 writes 1e-06 as 0.000001
-            zeros += more
-            more = buf[s1 + 2 + zeros] == ZERO
-        first = s1 + 2 + zeros  # the first significant digit
-        many = end - first > 1
-        drop_at, drop_len = s1, zeros + 2  # "0." and the zeros go
-        exponent = np.empty((tiny.size, 4), dtype=np.uint8)
-        exponent[:, 0], exponent[:, 1], exponent[:, 2] = E, MINUS, ZERO
-        exponent[:, 3] = ZERO + zeros + 1
-        insert_at += [first[many] + 1, np.repeat(end, 4)]  # "." after the first digit, "e-0N" at the end
-        insert_what += [np.full(int(np.count_nonzero(many)), DOT, dtype=np.uint8), exponent.reshape(-1)]
+        buf, ends, starts = _rewrite_tiny(buf, ends, s0[tiny], tiny)
+    insert_at = [*(starts[v] for v in before), ends[pad] - 1]
+    insert_what = [*before_what, np.full(int(np.count_nonzero(pad)), ZERO, dtype=np.uint8)]
     insert_at = [a for a in insert_at if a.size]
     insert_what = [w for w in insert_what if w.size]
     if not insert_at:
         return buf
     positions = insert_at[0] if len(insert_at) == 1 else np.concatenate(insert_at)
-    if not positions.size:
-        return buf
     return _splice(buf, positions, insert_what[0] if len(insert_what) == 1 else np.concatenate(insert_what),
-                   drop_at, drop_len, presorted=len(insert_at) == 1)
+                   presorted=len(insert_at) == 1)
+
+
+def _rewrite_tiny(buf: np.ndarray, ends: np.ndarray, s1: np.ndarray,
+                  tiny: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Values ``tiny`` (their digits start at ``s1``: ``0.0000[0]d...``) rewritten in place as ``d[.d...]e-0N``,
+    which is shorter; the bytes left over are dropped. Returns the text, and the values' new ends and starts."""
+    end = ends[tiny]
+    zeros = np.full(tiny.size, 4, dtype=np.int64)
+    more = buf[s1 + 2 + zeros] == ZERO
+    while more.any():  # float32 writes 1e-06 as 0.000001
+        zeros += more
+        more = buf[s1 + 2 + zeros] == ZERO
+    first = s1 + 2 + zeros  # the first significant digit
+    count = end - first
+    many = count > 1
+    rest = count - 1  # the digits after the first, which move behind a "."
+    digits = buf[np.repeat(first + 1, rest) + _ramp(rest)]  # taken before anything is written over them
+    buf[s1] = buf[first]
+    buf[s1[many] + 1] = DOT
+    buf[np.repeat(s1 + 2, rest) + _ramp(rest)] = digits
+    exponent = s1 + count + many  # "e-0N" goes here
+    buf[exponent] = E
+    buf[exponent + 1] = MINUS
+    buf[exponent + 2] = ZERO
+    buf[exponent + 3] = ZERO + zeros + 1
+    new_end = exponent + 4
+    shrink = end - new_end  # at least 1: "0." and four zeros became "." and "e-0N"
+    keep = np.ones(buf.size, dtype=bool)
+    keep[np.repeat(new_end, shrink) + _ramp(shrink)] = False
+    shift = np.zeros(ends.size, dtype=np.int64)
+    shift[tiny] = shrink
+    ends = ends - np.cumsum(shift)
+    starts = np.empty_like(ends)
+    starts[0] = 0
+    starts[1:] = ends[:-1] + 1
+    return buf[keep], ends, starts
 
 
 _SPARSE = 64  # up to this many insertions, the text is copied in pieces instead of through a mask
 
 
-def _splice(buf: np.ndarray, at: np.ndarray, what: np.ndarray, drop_at: np.ndarray, drop_len: np.ndarray, *,
-            presorted: bool = False) -> np.ndarray:
-    """``buf`` with the runs ``[drop_at, drop_at + drop_len)`` removed and ``what[i]`` inserted before ``at[i]``.
-
-    Runs are in order, do not overlap and hold no insertion point; equal
-    insertion points keep the order of ``what`` (``presorted``: ``at`` is in
-    order already).
-    """
+def _splice(buf: np.ndarray, at: np.ndarray, what: np.ndarray, *, presorted: bool = False) -> np.ndarray:
+    """``buf`` with ``what[i]`` inserted before ``at[i]``; equal insertion points keep the order of ``what``
+    (``presorted``: ``at`` is in order already)."""
     if not presorted:
         order = np.argsort(at, kind="stable")
         at, what = at[order], what[order]
-    size = buf.size - int(drop_len.sum()) + at.size
-    if at.size + drop_at.size <= _SPARSE:
-        return _splice_sparse(buf, at, what, drop_at, drop_len)
-    if drop_at.size:
-        cumulative = np.concatenate([[0], np.cumsum(drop_len)])
-        at = at - cumulative[np.searchsorted(drop_at, at, side="left")]  # in the text after the removal
-        keep = np.ones(buf.size, dtype=bool)
-        keep[np.repeat(drop_at, drop_len) + _ramp(drop_len)] = False
-        buf = buf[keep]
+    if at.size <= _SPARSE:  # a few: the text between them is copied as it is
+        bounds = [0, *at.tolist(), buf.size]
+        parts = []
+        for k in range(at.size):
+            parts += [buf[bounds[k] : bounds[k + 1]], what[k : k + 1]]
+        parts.append(buf[bounds[-2] :])
+        return np.concatenate(parts)
+    size = buf.size + at.size
     slots = at + np.arange(at.size)  # where the inserted bytes land
     out = np.empty(size, dtype=np.uint8)
     old = np.ones(size, dtype=bool)
@@ -355,24 +366,6 @@ def _splice(buf: np.ndarray, at: np.ndarray, what: np.ndarray, drop_at: np.ndarr
     out[old] = buf
     out[slots] = what
     return out
-
-
-def _splice_sparse(buf: np.ndarray, at: np.ndarray, what: np.ndarray, drop_at: np.ndarray,
-                   drop_len: np.ndarray) -> np.ndarray:
-    """:func:`_splice` for a few edits: the text between them is copied as it is."""
-    # At one position: the insertions (in their order), then the run that starts there.
-    edits = sorted([(int(p), 0, i) for i, p in enumerate(at)] + [(int(p), 1, i) for i, p in enumerate(drop_at)])
-    parts = []
-    done = 0
-    for p, kind, i in edits:
-        parts.append(buf[done:p])
-        if kind == 0:
-            parts.append(what[i : i + 1])
-            done = p
-        else:
-            done = p + int(drop_len[i])
-    parts.append(buf[done:])
-    return np.concatenate(parts)
 
 
 def _ramp(lengths: np.ndarray) -> np.ndarray:
