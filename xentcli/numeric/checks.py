@@ -189,6 +189,13 @@ def prob_targets(target: np.ndarray, shape: tuple[int, int], dt: np.dtype, was_1
     y = target.reshape(shape) if was_1d else target
     if y.dtype.kind == "b":
         y = y.astype(np.float64)
+    if y.size and y.dtype.kind in "fiu":
+        # Two reductions (a NaN makes both comparisons false) instead of N x C masks, whose page faults
+        # cost more than the loss itself on wide rows; the masks are built only to say where it is wrong.
+        with np.errstate(invalid="ignore"):
+            low, high = np.min(y), np.max(y)
+        if low >= 0 and np.isfinite(high):
+            return np.ascontiguousarray(y, dtype=dt)
     bad = ~np.isfinite(y)
     if bad.any():
         raise XentInputError(
