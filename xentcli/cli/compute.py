@@ -14,7 +14,7 @@ from typing import Any, BinaryIO
 import click
 
 from ..errors import XentInputError, XentWarning
-from ..malloc import reuse_block_memory
+from ..malloc import reuse_block_memory as _reuse_block_memory
 from . import CONTEXT_SETTINGS, warning_line
 from .options import loss_options, loss_spec, pop_loss_params
 
@@ -243,6 +243,15 @@ def _stdout(background: bool = False) -> Iterator[Any]:
         raise
 
 
+def _long_run() -> None:
+    """Settings for a run over a big input: freed block buffers stay in the heap for the next block, and the
+    objects alive now (modules, mostly) leave the garbage collector's full passes (``gc.freeze``)."""
+    import gc
+
+    _reuse_block_memory()
+    gc.freeze()
+
+
 def _input_bytes(*paths: str) -> int:
     total = 0
     for path in paths:
@@ -331,7 +340,7 @@ def _streamed(logits_path: str, labels_path: str, output: Path, out_fmt: str, he
 
     if not _rereadable(logits_path, labels_path):
         return None  # a pipe: what a stream reads of it could not be read again by the in-memory path
-    reuse_block_memory()
+    _long_run()
     progress = _progress_bar()
     try:
         flow = stream.Stream(_opener(logits_path, header), _opener(labels_path, header, labels=True), spec,
@@ -376,7 +385,7 @@ def _streamed_to_stdout(chosen: str, logits_path: str, labels_path: str, header:
 
     if not _rereadable(logits_path, labels_path):
         return False  # a pipe: what a stream reads of it could not be read again by the in-memory path
-    reuse_block_memory()
+    _long_run()
     progress = _progress_bar()
     try:
         try:
