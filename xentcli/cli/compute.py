@@ -80,9 +80,12 @@ def compute(ctx: click.Context, /, **options: Any) -> None:
     # NumPy's RuntimeWarnings (an overflow in an intermediate that the result accounts
     # for) would print several lines on stderr: errors and notes about the result are
     # reported as one line each, by the code below.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        _compute(spec, **options)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            _compute(spec, **options)
+    finally:
+        _end_long_run()
 
 
 # File inputs at least this big (both together) are streamed to standard output too: read, computed and
@@ -243,13 +246,28 @@ def _stdout(background: bool = False) -> Iterator[Any]:
         raise
 
 
+_frozen = False
+
+
 def _long_run() -> None:
     """Settings for a run over a big input: freed block buffers stay in the heap for the next block, and the
-    objects alive now (modules, mostly) leave the garbage collector's full passes (``gc.freeze``)."""
+    objects alive now (modules, mostly) leave the garbage collector's full passes until the command ends
+    (``gc.freeze``; :func:`_end_long_run` gives them back, for a caller that runs more commands)."""
     import gc
 
+    global _frozen
     _reuse_block_memory()
     gc.freeze()
+    _frozen = True
+
+
+def _end_long_run() -> None:
+    global _frozen
+    if _frozen:
+        import gc
+
+        gc.unfreeze()
+        _frozen = False
 
 
 def _input_bytes(*paths: str) -> int:
