@@ -113,11 +113,13 @@ def _watchdog() -> Any:
         from ..writers import remove_temporaries
 
         remove_temporaries()
+        line = b"\r\x1b[?25h" if os.isatty(2) else b""  # a progress bar's hidden cursor shown again
         if _said.acquire(blocking=False):
-            try:
-                os.write(2, (_INTERRUPTED_LINE + "\n").encode())
-            except OSError:
-                pass
+            line += (_INTERRUPTED_LINE + "\n").encode()
+        try:
+            os.write(2, line)
+        except OSError:
+            pass
         os._exit(EXIT_INTERRUPTED)
 
     threading.Thread(target=watch, name="xent-interrupt-watch", daemon=True).start()
