@@ -93,6 +93,21 @@ def json_values(block: np.ndarray) -> bytes:
     return _text(block, "values", True, None)
 
 
+def json_rows_parts(block: np.ndarray) -> list[bytes]:
+    """:func:`json_rows` as pieces to write one after the other (no copy of the whole text to join them)."""
+    return _text_parts(block, "rows", True, None)
+
+
+def json_values_parts(block: np.ndarray) -> list[bytes]:
+    """:func:`json_values` as pieces to write one after the other."""
+    return _text_parts(block, "values", True, None)
+
+
+def lines_parts(block: np.ndarray, *, numbered_from: int | None = None) -> list[bytes]:
+    """:func:`lines` as pieces to write one after the other."""
+    return _text_parts(block, "csv", False, numbered_from)
+
+
 def round_trip_lines(block: np.ndarray, delimiter: bytes = b",") -> bytes | None:
     """Rows of a finite 2-D block with shortest round-trip digits in the libraries' own layout (``1e-7``,
     ``0.00001``: what a file needs, not Python's layout), or ``None`` without orjson and polars."""
@@ -140,6 +155,11 @@ _JOIN = {"csv": b"", "rows": b",\n    ", "values": b", "}  # between two parts o
 
 
 def _text(block: np.ndarray, style: str, quote: bool, numbered_from: int | None) -> bytes:
+    return b"".join(_text_parts(block, style, quote, numbered_from))
+
+
+def _text_parts(block: np.ndarray, style: str, quote: bool, numbered_from: int | None) -> list[bytes]:
+    """The text of a block as pieces whose concatenation is it."""
     block = np.asarray(block)
     if block.dtype not in (np.float32, np.float64):
         block = block.astype(np.float64)
@@ -147,28 +167,37 @@ def _text(block: np.ndarray, style: str, quote: bool, numbered_from: int | None)
         block = block.reshape(-1, 1)
     n = block.shape[0]
     if n == 0 or block.shape[1] == 0:
-        return b"\n" * n if style == "csv" and numbered_from is None else _python_text(block, style, quote,
-                                                                                        numbered_from)
+        return [b"\n" * n if style == "csv" and numbered_from is None else _python_text(block, style, quote,
+                                                                                         numbered_from)]
     how = engine()
     if how == "python":
-        return _python_text(block, style, quote, numbered_from)
+        return [_python_text(block, style, quote, numbered_from)]
     special = _special_rows(block)
     if special is None:
-        return _fast_text(block, how, style, numbered_from)
+        return _fast_parts(block, how, style, numbered_from)
 
     def number(i: int) -> int | None:
         return None if numbered_from is None else numbered_from + i
 
-    parts = []
+    runs: list[list[bytes]] = []  # the text of consecutive rows, each run joined to the next by the style's join
     start = 0
     for i in special.tolist():
         if i > start:
-            parts.append(_fast_text(block[start:i], how, style, number(start)))
-        parts.append(_python_text(block[i : i + 1], style, quote, number(i)))
+            runs.append(_fast_parts(block[start:i], how, style, number(start)))
+        runs.append([_python_text(block[i : i + 1], style, quote, number(i))])
         start = i + 1
     if start < n:
-        parts.append(_fast_text(block[start:], how, style, number(start)))
-    return _JOIN[style].join(parts)
+        runs.append(_fast_parts(block[start:], how, style, number(start)))
+    return _joined(runs, _JOIN[style])
+
+
+def _joined(runs: list[list[bytes]], join: bytes) -> list[bytes]:
+    parts = runs[0]
+    for run in runs[1:]:
+        if join:
+            parts.append(join)
+        parts += run
+    return parts
 
 
 def _python_text(block: np.ndarray, style: str, quote: bool, numbered_from: int | None = None) -> bytes:
@@ -202,10 +231,10 @@ def _special_rows(block: np.ndarray) -> np.ndarray | None:
 PIECE_VALUES = 1 << 15  # values written at a time: the text and its scratch arrays stay in the CPU's cache
 
 
-def _fast_text(block: np.ndarray, how: str, style: str, numbered_from: int | None = None) -> bytes:
+def _fast_parts(block: np.ndarray, how: str, style: str, numbered_from: int | None = None) -> list[bytes]:
     c = block.shape[1]
     step = max(1, PIECE_VALUES // c)
-    parts = []
+    runs: list[list[bytes]] = []
     for start in range(0, block.shape[0], step):
         piece = np.ascontiguousarray(block[start : start + step])
         rows = piece.shape[0]
@@ -221,14 +250,15 @@ def _fast_text(block: np.ndarray, how: str, style: str, numbered_from: int | Non
             widths, digits = _row_numbers(numbered_from + start, rows)
             before.append(np.repeat(np.arange(0, rows * c, c, dtype=np.int64), widths))
             before_what.append(digits)
-        text = _python_layout(buf, ends, before, before_what).tobytes()
+        out = _python_layout(buf, ends, before, before_what)
         # The separators that every value gets are put in by bytes.replace (a memchr-speed pass).
         if style == "values":
-            text = text[:-1].replace(b",", b", ")
+            runs.append([out[:-1].tobytes().replace(b",", b", ")])
         elif style == "rows":
-            text = b"[" + text[:-1].replace(b",", b", ").replace(b"\n", b"],\n    [") + b"]"
-        parts.append(text)
-    return _JOIN[style].join(parts)
+            runs.append([b"[", out[:-1].tobytes().replace(b",", b", ").replace(b"\n", b"],\n    ["), b"]"])
+        else:
+            runs.append([out.tobytes()])
+    return _joined(runs, _JOIN[style])
 
 
 def _row_numbers(first: int, count: int) -> tuple[np.ndarray, np.ndarray]:

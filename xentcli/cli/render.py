@@ -90,9 +90,13 @@ def in_blocks(values: np.ndarray) -> Rows:
     return feed
 
 
+_Make = Callable[..., "bytes | list[bytes]"]  # what Output.put calls: bytes, or pieces to write in turn
+
+
 class Output:
     """Bytes for a binary stream, in order. :meth:`put` ``(make, *args)`` writes what ``make(*args)``
-    returns: here at once; in a :class:`BackgroundOutput`, made and written on a thread of its own."""
+    returns (bytes, or a list of pieces written one after the other): here at once; in a
+    :class:`BackgroundOutput`, made and written on a thread of its own."""
 
     def __init__(self, out: BinaryIO) -> None:
         self.out = out
@@ -100,8 +104,8 @@ class Output:
     def write(self, data: bytes) -> None:
         self.out.write(data)
 
-    def put(self, make: Callable[..., bytes], *args: Any) -> None:
-        self.out.write(make(*args))
+    def put(self, make: _Make, *args: Any) -> None:
+        _write_made(self.out, make(*args))
 
     def close(self) -> None:
         self.out.flush()
@@ -131,6 +135,14 @@ class Output:
             self.out.write(data)
 
 
+def _write_made(out: BinaryIO, made: bytes | list[bytes]) -> None:
+    if isinstance(made, list):
+        for piece in made:
+            out.write(piece)
+    else:
+        out.write(made)
+
+
 _NO_SENDFILE = {errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSOCK, errno.EBADF}
 
 
@@ -157,7 +169,7 @@ class BackgroundOutput(Output):
         import threading
 
         super().__init__(out)
-        self._queue: queue.Queue[tuple[Callable[..., bytes] | None, tuple[Any, ...]]] = queue.Queue(maxsize=depth)
+        self._queue: queue.Queue[tuple[_Make | None, tuple[Any, ...]]] = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="xent-output", daemon=True)
@@ -176,7 +188,7 @@ class BackgroundOutput(Output):
             if self._error is not None:
                 continue
             try:
-                self.out.write(make(*args))
+                _write_made(self.out, make(*args))
             except BaseException as exc:  # noqa: BLE001 - raised in the caller by the next call
                 self._error = exc
 
@@ -184,7 +196,7 @@ class BackgroundOutput(Output):
         if self._error is not None:
             raise self._error
 
-    def _send(self, item: tuple[Callable[..., bytes] | None, tuple[Any, ...]]) -> None:
+    def _send(self, item: tuple[_Make | None, tuple[Any, ...]]) -> None:
         import queue
 
         while True:
@@ -200,7 +212,7 @@ class BackgroundOutput(Output):
     def write(self, data: bytes) -> None:
         self._send((bytes, (data,)))
 
-    def put(self, make: Callable[..., bytes], *args: Any) -> None:
+    def put(self, make: _Make, *args: Any) -> None:
         self._send((make, args))
 
     def copy_file(self, src: BinaryIO, chunk: int = 1 << 20) -> None:
@@ -236,11 +248,11 @@ class JsonArray:
             return
         if self.matrix:
             self.out.write(b",\n    " if self.started else b"[\n    ")
-            self.out.put(numtext.json_rows, np.asarray(block, dtype=self.dtype))
+            self.out.put(numtext.json_rows_parts, np.asarray(block, dtype=self.dtype))
         else:
             if self.started:
                 self.out.write(b", ")
-            self.out.put(numtext.json_values, np.asarray(block, dtype=self.dtype))
+            self.out.put(numtext.json_values_parts, np.asarray(block, dtype=self.dtype))
         self.started = True
 
     def close(self) -> None:
@@ -360,11 +372,12 @@ def csv_header(o: Outcome, elementwise: bool) -> bytes:
     return (",".join(cols) + "\n").encode()
 
 
-def csv_rows(start: int, losses: np.ndarray, probs: np.ndarray, grad: np.ndarray, dtype: np.dtype) -> bytes:
+def csv_rows(start: int, losses: np.ndarray, probs: np.ndarray, grad: np.ndarray,
+             dtype: np.dtype) -> list[bytes]:
     """Rows ``sample,loss...,p...,grad...`` of samples ``start``, ``start + 1``, ..."""
     n = grad.shape[0]
     block = np.concatenate([np.asarray(losses).reshape(n, -1).astype(dtype), probs, grad], axis=1, dtype=dtype)
-    return numtext.lines(block, numbered_from=start)
+    return numtext.lines_parts(block, numbered_from=start)
 
 
 def csv_footer(o: Outcome, elementwise: bool) -> bytes:
