@@ -935,15 +935,15 @@ def test_output_thread_failure_reaches_the_caller(xent, tmp_path, tiny_blocks, m
     monkeypatch.setattr(compute_cli, "STREAM_MIN_BYTES", 0)
     z, y = write_inputs(tmp_path, n=3000, c=4)
     calls = []
-    real = numtext.json_rows
+    real = numtext.json_rows_parts  # what the streamed JSON's output thread formats with
 
-    def json_rows(block):
+    def json_rows_parts(block):
         calls.append(1)
         if len(calls) == 3:
             raise RuntimeError("the formatter broke")
         return real(block)
 
-    monkeypatch.setattr(numtext, "json_rows", json_rows)
+    monkeypatch.setattr(numtext, "json_rows_parts", json_rows_parts)
     run = xent("compute", z, y, "--format", "json")
     assert run.code == 2, run
     assert "the formatter broke" in run.stderr and "Traceback" not in run.stderr

@@ -14,7 +14,7 @@ from typing import Any, BinaryIO
 import click
 
 from ..errors import XentInputError, XentWarning
-from ..malloc import reuse_block_memory as _reuse_block_memory
+from ..malloc import reuse_block_memory
 from . import CONTEXT_SETTINGS, warning_line
 from .options import loss_options, loss_spec, pop_loss_params
 
@@ -256,7 +256,7 @@ def _long_run() -> None:
     import gc
 
     global _frozen
-    _reuse_block_memory()
+    reuse_block_memory()
     gc.freeze()
     _frozen = True
 
