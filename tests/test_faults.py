@@ -734,7 +734,9 @@ main(sys.argv[1:])
 # SIGINT/SIGTERM while it waits, so neither stops the wait nor runs Python's handler.
 STUCK_FSYNC = SLOW_FSYNC.replace(
     "    time.sleep(60)",
-    "    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})\n    time.sleep(60)")
+    "    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})\n"
+    "    open(os.environ['XENT_TEST_STUCK'], 'w').close()  # tells the test the wait has begun\n"
+    "    time.sleep(60)")
 
 
 @posix_only
@@ -765,16 +767,18 @@ def test_signal_while_writing_slowly(xent, tmp_path, sig, what):
 @posix_only
 @pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="needs pthread_sigmask")
 @pytest.mark.parametrize("sig", SIGNALS)
-def test_signal_while_a_system_call_holds_the_main_thread(xent, tmp_path, sig):
+def test_signal_while_a_system_call_holds_the_main_thread(xent, tmp_path_factory, monkeypatch, sig):
     from xentcli.cli import GRACE_SECONDS
 
+    tmp_path = tmp_path_factory.mktemp("out")
+    stuck = tmp_path_factory.mktemp("marker") / "stuck"  # outside the folder whose files are compared
+    monkeypatch.setenv("XENT_TEST_STUCK", str(stuck))
     target = tmp_path / "grad.npy"
     plant_earlier(target)
     before = snapshot(tmp_path)
     proc = start(["-c", STUCK_FSYNC, "compute", "--logits", SEED_LOGITS, "--labels", SEED_LABELS, "-o", target],
                  cwd=tmp_path)
-    wait_for(proc, lambda: bool(temporaries(tmp_path)), "a temporary file")
-    time.sleep(0.2)  # in the stuck fsync by now
+    wait_for(proc, stuck.exists, "the stuck fsync")
     proc.send_signal(sig)
     code, out, err, seconds = finish(proc, timeout=GRACE_SECONDS + 10)
     assert_interrupted(code, out, err)
