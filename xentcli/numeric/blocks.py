@@ -19,6 +19,7 @@ BLOCK_ELEMENTS = 1 << 19  # elements per block of rows for the softmax kernels
 BCE_BLOCK_ELEMENTS = 1 << 18  # BCE keeps ~8 block-sized arrays live: smaller blocks stay in cache
 PARALLEL_MIN = 1 << 20  # below this many elements one thread is faster
 SHORT_ROWS = 64  # rows up to this length are summed with einsum (no per-row call overhead)
+NARROW_ROWS = 8  # rows up to this length are summed column by column (einsum's setup per row costs more)
 
 _POOL: ThreadPoolExecutor | None = None
 _LOCAL = threading.local()
@@ -91,16 +92,28 @@ def zeros(shape: tuple[int, int], dtype: Any) -> np.ndarray:
     return z
 
 
+def _column_sum(e: np.ndarray) -> np.ndarray:
+    """Row sums of a narrow block, left to right in float64, a column at a time."""
+    acc = e[:, 0].astype(np.float64)
+    for j in range(1, e.shape[1]):
+        np.add(acc, e[:, j], out=acc)
+    return acc
+
+
 def row_sums(e: np.ndarray) -> np.ndarray:
     """Row sums accumulated in float64.
 
-    Short rows go through einsum with a float64 accumulator (no per-row call
-    overhead); longer rows through NumPy's pairwise summation, in float64 also
-    for float32 rows (the cast is done in buffers, without a float64 copy of
-    the block; a float64 sum of float32 values loses nothing float32 can show).
+    Narrow rows are added column by column and short rows go through einsum
+    with a float64 accumulator (neither makes a call per row); longer rows
+    through NumPy's pairwise summation, in float64 also for float32 rows (the
+    cast is done in buffers, without a float64 copy of the block; a float64 sum
+    of float32 values loses nothing float32 can show). Each row's sum depends
+    on that row alone, whatever block it is in.
     """
     out: np.ndarray
-    if e.shape[1] <= SHORT_ROWS:
+    if e.shape[1] <= NARROW_ROWS:
+        out = _column_sum(e)
+    elif e.shape[1] <= SHORT_ROWS:
         out = np.einsum("ij->i", e, dtype=np.float64)
     else:
         out = np.add.reduce(e, axis=1, dtype=np.float64)
@@ -112,10 +125,14 @@ def row_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
     Long float32 rows are multiplied in float32 (each product then carries one rounding, a relative
     u32, which a sum of terms of one sign keeps: the kernels' float32 bound allows 8 u32 kappa) and
-    summed with a float64 accumulator; float64 rows in float64.
+    summed with a float64 accumulator; float64 rows in float64. Narrow rows form their products in
+    float64 (exact for float32 values) and add them column by column.
     """
     out: np.ndarray
-    if a.shape[1] <= SHORT_ROWS:
+    if a.shape[1] <= NARROW_ROWS:
+        prod64 = scratch("rowdot64", (a.shape[0], a.shape[1]), np.float64)
+        out = _column_sum(np.multiply(a, b, out=prod64, dtype=np.float64))
+    elif a.shape[1] <= SHORT_ROWS:
         out = np.einsum("ij,ij->i", a, b, dtype=np.float64)
     else:
         prod = np.multiply(a, b, out=scratch("rowdot", (a.shape[0], a.shape[1]), a.dtype))

@@ -233,8 +233,8 @@ class CountedWarning(XentWarning):
         return CountedWarning(self.kind, self.text, self.count + later.count, operand=self.operand, index=self.index)
 
 
-def warn_unnormalised(y: np.ndarray, was_1d: bool, notes: list[XentWarning]) -> None:
-    sums = y.sum(axis=1, dtype=np.float64)
+def warn_unnormalised(sums: np.ndarray, y: np.ndarray, was_1d: bool, notes: list[XentWarning]) -> None:
+    """Warn about probability rows of ``y`` whose ``sums`` (float64, one per row) are not 1."""
     off = np.abs(sums - 1.0) > PROB_SUM_TOL[y.dtype] * max(1, y.shape[1]) ** 0.5
     if off.any():
         i = int(np.argmax(off))

@@ -53,7 +53,6 @@ def softmax_loss(
         rows: Any = _IndexRows(spec, t, valid, None if w is None else plan.scale_weights(w), c, dt)
     else:
         y = prob_targets(y_raw, (n, c), dt, was_1d)
-        warn_unnormalised(y, was_1d, notes)
         if plan is None:
             plan = ReductionPlan.for_batch(spec, c, n)
         rows = _ProbRows(spec, y, w, c, dt)
@@ -66,6 +65,9 @@ def softmax_loss(
     div = plan.divisor
     lm = None if spec.kind != "ce" or not spec.language_model else LogitMap(spec, dt)
     zl = _ZLoss(spec, plan, rows, n) if spec.kind == "ce" and spec.has_z_loss else None
+    # Row sums of probability targets, for the warning about rows that do not sum to 1: taken block
+    # by block, while the block is in cache and on every core.
+    target_sums = np.empty(n, dtype=np.float64) if isinstance(rows, _ProbRows) else None
 
     def work(sl: slice) -> None:
         zb = z[sl]
@@ -75,6 +77,8 @@ def softmax_loss(
         if zl is not None and pb is None:
             pb = blocks.scratch("lm_p", (ub.shape[0], c), dt)
         lse = None if zl is None else zl.lse[sl]
+        if target_sums is not None:
+            target_sums[sl] = blocks.row_sums(rows.y[sl])
         if elementwise:
             losses[sl] = kl_block(zb, rows.y[sl], None if kl_terms is None else kl_terms[sl])
             ce_dense_block(zb, rows.dense(sl), div, gb, pb)
@@ -91,6 +95,8 @@ def softmax_loss(
             lm.chain(zb, gb)
 
     blocks.for_blocks(work, n, c)
+    if target_sums is not None:
+        warn_unnormalised(target_sums, rows.y, was_1d, notes)
     # Pairwise within fixed groups of samples, exact across groups: the same bits under any blocking.
     total = GroupedSum().add(losses) if spec.reduction != "none" else GroupedSum()
     loss, reduce_notes = plan.finish(total)

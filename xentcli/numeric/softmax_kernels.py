@@ -73,20 +73,47 @@ class ShiftedExp:
 
 
 NARROW = 8  # rows up to this long find their maximum column by column (argmax pays a call per row)
+SHORT = 16  # rows up to this long find the arg-max from a column code (below)
+_CODES: dict[int, tuple[np.ndarray, np.dtype]] = {}
+
+
+def _code_powers(c: int) -> tuple[np.ndarray, np.dtype]:
+    """``2^(c-1-j)`` for the columns j of a row, in the smallest unsigned type that holds their sum."""
+    found = _CODES.get(c)
+    if found is None:
+        dt = np.dtype(np.uint8 if c <= 8 else np.uint16)
+        found = _CODES.setdefault(c, (np.left_shift(1, np.arange(c - 1, -1, -1)).astype(dt), dt))
+    return found
 
 
 def row_max(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The first arg-max of each row and the maximum (the logits hold no NaN)."""
+    """The first arg-max of each row and the maximum (the logits hold no NaN).
+
+    NumPy's arg-max makes a call per row, which costs more than a short row.
+    Rows up to ``NARROW`` long keep the arg-max while taking the maximum
+    column by column; rows up to ``SHORT`` long take the maximum column by
+    column, then the first column holding it from one integer matrix-vector
+    product, ``code = sum_j [z_j = m] 2^(c-1-j)``, whose leading bit is that
+    column (an integer product runs in NumPy's own loop, never a threaded BLAS).
+    """
     b, c = z.shape
-    if c > NARROW:
+    if c > SHORT:
         k = z.argmax(axis=1)
         return k, z.reshape(-1)[np.arange(0, b * c, c) + k]
-    k = np.zeros(b, dtype=np.intp)
     best = z[:, 0].copy()
+    if c <= NARROW:
+        k = np.zeros(b, dtype=np.intp)
+        for j in range(1, c):
+            column = z[:, j]
+            k[column > best] = j  # strictly greater: the first of equal maxima stays, as with argmax
+            np.maximum(best, column, out=best)
+        return k, best
     for j in range(1, c):
-        column = z[:, j]
-        k[column > best] = j  # strictly greater: the first of equal maxima stays, as with argmax
-        np.maximum(best, column, out=best)
+        np.maximum(best, z[:, j], out=best)
+    powers, dt = _code_powers(c)
+    eq = np.equal(z, best[:, None], out=scratch("row_max_eq", (b, c), dt), casting="unsafe")
+    code = np.matmul(eq, powers).astype(np.float32)  # exact and positive: the maximum is in its row
+    k = (c + 126) - (code.view(np.int32) >> 23).astype(np.intp)  # the float's exponent is c - 1 - k
     return k, best
 
 
