@@ -250,14 +250,18 @@ def _fast_parts(block: np.ndarray, how: str, style: str, numbered_from: int | No
             widths, digits = _row_numbers(numbered_from + start, rows)
             before.append(np.repeat(np.arange(0, rows * c, c, dtype=np.int64), widths))
             before_what.append(digits)
-        out = _python_layout(buf, ends, before, before_what)
+        # Few values below 1e-4 (written with an exponent or five zeros): only those are looked at.
+        mag = np.abs(piece.reshape(-1))
+        below = mag < 1e-4
+        small = None if np.count_nonzero(below) > buf.size >> _FEW_SHIFT else np.flatnonzero(below & (mag >= 9e-7))
+        out = _python_layout(buf, ends, before, before_what, small)
         # The separators that every value gets are put in by bytes.replace (a memchr-speed pass).
         if style == "values":
-            runs.append([out[:-1].tobytes().replace(b",", b", ")])
+            runs.append([out[:-1].replace(b",", b", ")])
         elif style == "rows":
-            runs.append([b"[", out[:-1].tobytes().replace(b",", b", ").replace(b"\n", b"],\n    ["), b"]"])
+            runs.append([b"[", out[:-1].replace(b",", b", ").replace(b"\n", b"],\n    ["), b"]"])
         else:
-            runs.append([out.tobytes()])
+            runs.append([out])
     return _joined(runs, _JOIN[style])
 
 
@@ -299,15 +303,72 @@ def _digits(block: np.ndarray, how: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _python_layout(buf: np.ndarray, ends: np.ndarray, before: list[np.ndarray],
-                   before_what: list[np.ndarray]) -> np.ndarray:
+                   before_what: list[np.ndarray], small: np.ndarray | None = None) -> bytes:
     """Rewrite Ryu-layout values (``0.00001``, ``1e-7``) into Python's (``1e-05``, ``1e-07``).
 
-    ``ends`` holds the position of the separator after each value; ``before``
-    are the indices of values to insert ``before_what`` bytes in front of
-    (ahead of the rewrite's own insertions there). The work is done per
-    value (gathers at known offsets), values that get shorter are rewritten
-    in place, and the text is spliced once (twice when some got shorter).
+    ``ends`` holds the position of the separator after each value; ``small``
+    (when given) the indices of the values that may be written positionally
+    with five or six zeros (decimal exponents -5 and -6: a superset, such as
+    every value from 9e-7 to 1e-4 in magnitude), so that only those are
+    looked at. ``before`` are the indices of values to insert
+    ``before_what`` bytes in front of (ahead of the rewrite's own insertions
+    there). Values that get shorter are rewritten in place, one-digit
+    exponents are found by their ``e`` alone, and the text is spliced once
+    (twice when some values got shorter).
     """
+    if before or small is None:
+        return _python_layout_everywhere(buf, ends, before, before_what).tobytes()
+    if small.size:
+        end = ends[small]
+        start = np.where(small > 0, ends[np.maximum(small - 1, 0)] + 1, 0)
+        s0 = start + (buf[start] == MINUS)
+        tiny = _five_zeros(buf, s0, end)
+        if tiny.size:  # rewritten in place, then the bytes left over behind each are dropped
+            end = end[tiny]
+            shrink = _rewrite_in_place(buf, end, s0[tiny])
+            if tiny.size > buf.size >> _FEW_SHIFT:
+                keep = np.ones(buf.size, dtype=bool)
+                keep[np.repeat(end - shrink, shrink) + _ramp(shrink)] = False
+                buf = buf[keep]
+            else:
+                buf = np.frombuffer(_cut(buf, end - shrink, end, b""), dtype=np.uint8)
+    # A one-digit exponent: "e", a sign, one digit and the separator.
+    exps = np.flatnonzero(buf == E)
+    if exps.size:
+        sign = buf[exps + 1]
+        after = buf[np.minimum(exps + 3, buf.size - 1)]
+        one = ((sign == MINUS) | (sign == PLUS)) & ((after < ZERO) | (after > ZERO + 9)) & (exps + 3 < buf.size)
+        exps = exps[one]
+    if not exps.size:
+        return buf.tobytes()
+    if exps.size > buf.size >> _FEW_SHIFT:
+        return _splice(buf, exps + 2, np.full(exps.size, ZERO, dtype=np.uint8), presorted=True).tobytes()
+    return _cut(buf, exps + 2, exps + 2, b"0")
+
+
+_FEW_SHIFT = 10  # up to one change per this power of two of bytes, the text is cut in pieces (else masks)
+
+
+def _cut(buf: np.ndarray, cut: np.ndarray, resume: np.ndarray, put: bytes) -> bytes:
+    """The text with ``buf[cut[i]:resume[i]]`` replaced by ``put`` (``cut`` sorted, ranges apart)."""
+    view = memoryview(buf)  # type: ignore[arg-type]
+    pieces = [view[i:j] for i, j in zip([0, *resume.tolist()], [*cut.tolist(), buf.size])]
+    return put.join(pieces)
+
+
+def _five_zeros(buf: np.ndarray, s0: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """Which of the values whose digits run from ``s0`` to ``end`` are written ``0.0000`` and a digit or more."""
+    tiny = np.flatnonzero((end - s0 >= 7) & (buf[np.minimum(s0 + 5, buf.size - 1)] == ZERO))
+    if tiny.size:
+        s1 = s0[tiny]
+        tiny = tiny[(buf[s1] == ZERO) & (buf[s1 + 1] == DOT) & (buf[s1 + 2] == ZERO) & (buf[s1 + 3] == ZERO)
+                    & (buf[s1 + 4] == ZERO)]
+    return tiny
+
+
+def _python_layout_everywhere(buf: np.ndarray, ends: np.ndarray, before: list[np.ndarray],
+                              before_what: list[np.ndarray]) -> np.ndarray:
+    """:func:`_python_layout` looking at every value (also where bytes go in front of some)."""
     starts = np.empty_like(ends)
     starts[0] = 0
     starts[1:] = ends[:-1] + 1
@@ -317,14 +378,15 @@ def _python_layout(buf: np.ndarray, ends: np.ndarray, before: list[np.ndarray],
     pad = (buf[np.maximum(ends - 3, 0)] == E) & ((sign == MINUS) | (sign == PLUS)) & (length >= 4)
     # A decimal exponent of -5 or -6 written positionally: [-]0.0000[0]d... becomes [-]d[.d...]e-0N.
     s0 = starts + (buf[starts] == MINUS)
-    room = ends - s0 >= 7  # "0.0000" and a digit
-    tiny = np.flatnonzero(room & (buf[np.minimum(s0 + 5, buf.size - 1)] == ZERO))
+    tiny = _five_zeros(buf, s0, ends)
     if tiny.size:
-        s1 = s0[tiny]
-        tiny = tiny[(buf[s1] == ZERO) & (buf[s1 + 1] == DOT) & (buf[s1 + 2] == ZERO) & (buf[s1 + 3] == ZERO)
-                    & (buf[s1 + 4] == ZERO)]
-    if tiny.size:
-        buf, ends, starts = _rewrite_tiny(buf, ends, s0[tiny], tiny)
+        buf, new_end, shrink = _rewrite_tiny(buf, ends[tiny], s0[tiny])
+        shift = np.zeros(ends.size, dtype=np.int64)
+        shift[tiny] = shrink
+        ends = ends - np.cumsum(shift)
+        starts = np.empty_like(ends)
+        starts[0] = 0
+        starts[1:] = ends[:-1] + 1
     insert_at = [*(starts[v] for v in before), ends[pad] - 1]
     insert_what = [*before_what, np.full(int(np.count_nonzero(pad)), ZERO, dtype=np.uint8)]
     insert_at = [a for a in insert_at if a.size]
@@ -336,12 +398,21 @@ def _python_layout(buf: np.ndarray, ends: np.ndarray, before: list[np.ndarray],
                    presorted=len(insert_at) == 1)
 
 
-def _rewrite_tiny(buf: np.ndarray, ends: np.ndarray, s1: np.ndarray,
-                  tiny: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Values ``tiny`` (their digits start at ``s1``: ``0.0000[0]d...``) rewritten in place as ``d[.d...]e-0N``,
-    which is shorter; the bytes left over are dropped. Returns the text, and the values' new ends and starts."""
-    end = ends[tiny]
-    zeros = np.full(tiny.size, 4, dtype=np.int64)
+def _rewrite_tiny(buf: np.ndarray, end: np.ndarray, s1: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_rewrite_in_place`, then the bytes left over dropped. Returns the text, each value's new end
+    (in the old text's positions) and how many bytes it lost."""
+    shrink = _rewrite_in_place(buf, end, s1)
+    new_end = end - shrink
+    keep = np.ones(buf.size, dtype=bool)
+    keep[np.repeat(new_end, shrink) + _ramp(shrink)] = False
+    return buf[keep], new_end, shrink
+
+
+def _rewrite_in_place(buf: np.ndarray, end: np.ndarray, s1: np.ndarray) -> np.ndarray:
+    """Values whose digits start at ``s1`` (``0.0000[0]d...``) and end before ``end``, rewritten in place as
+    ``d[.d...]e-0N``, which is shorter. Returns how many bytes each left over at its end (at least 1: "0."
+    and four zeros became "." and "e-0N"); those bytes hold digits and dots, never an "e"."""
+    zeros = np.full(s1.size, 4, dtype=np.int64)
     more = buf[s1 + 2 + zeros] == ZERO
     while more.any():  # float32 writes 1e-06 as 0.000001
         zeros += more
@@ -359,17 +430,8 @@ def _rewrite_tiny(buf: np.ndarray, ends: np.ndarray, s1: np.ndarray,
     buf[exponent + 1] = MINUS
     buf[exponent + 2] = ZERO
     buf[exponent + 3] = ZERO + zeros + 1
-    new_end = exponent + 4
-    shrink = end - new_end  # at least 1: "0." and four zeros became "." and "e-0N"
-    keep = np.ones(buf.size, dtype=bool)
-    keep[np.repeat(new_end, shrink) + _ramp(shrink)] = False
-    shift = np.zeros(ends.size, dtype=np.int64)
-    shift[tiny] = shrink
-    ends = ends - np.cumsum(shift)
-    starts = np.empty_like(ends)
-    starts[0] = 0
-    starts[1:] = ends[:-1] + 1
-    return buf[keep], ends, starts
+    shrink: np.ndarray = end - (exponent + 4)
+    return shrink
 
 
 _SPARSE = 64  # up to this many insertions, the text is copied in pieces instead of through a mask
