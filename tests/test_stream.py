@@ -23,6 +23,7 @@ from xentcli.errors import XentWarning
 @pytest.fixture(autouse=True)
 def tiny_blocks(monkeypatch):
     monkeypatch.setattr(sources, "CHUNK_BYTES", 997)  # read blocks of a few lines
+    monkeypatch.setattr(stream, "BLOCK_VALUES", 23)  # each cut in parts of a few rows to compute and write
     monkeypatch.setattr(numeric.blocks, "BLOCK_ELEMENTS", 64)  # kernel blocks of a few rows
     monkeypatch.setattr(numeric.sigmoid, "BCE_BLOCK_ELEMENTS", 64)
     monkeypatch.setattr(numeric.blocks, "PARALLEL_MIN", 256)  # and threads
@@ -454,7 +455,7 @@ def test_wide_rows_are_read_in_bigger_blocks_with_the_same_result(xent, tmp_path
     monkeypatch.setattr(sources.TextSource, "_blocks", blocks)
     streamed, memory, _ = run_both(xent, monkeypatch, "compute", lg, lb, "--format", "json")
     assert streamed.code == 0 and streamed.stdout == memory.stdout
-    assert max(size for name, size in sizes if name == str(lg)) == 4 * sources.CHUNK_BYTES
+    assert max(size for name, size in sizes if name == str(lg)) == sources.WIDE_GROWTH * sources.CHUNK_BYTES
     meta = {"logits": str(lg), "labels": str(lb), "output": None, "warnings": []}
     assert memory.stdout == reference_render.to_json(numeric.cross_entropy(z, y), meta)
 

@@ -158,6 +158,7 @@ class GradWriter:
 
 _LIVE = threading.local()  # the writers a running stream_compute has created (see GradWriter.__init__)
 _POLL_SECONDS = 0.05  # how often a waiting reader or writer thread looks whether it should stop
+BLOCK_VALUES = 1 << 17  # logits computed and written at a time (a text block may hold more: it is cut)
 
 
 def write_block(fh: BinaryIO, block: np.ndarray, delimiter: str) -> None:
@@ -429,12 +430,17 @@ class Stream:
 
         def produce() -> None:
             try:
-                for chunk in logit_chunks:
-                    if stop.is_set():
-                        return
-                    lab = labels.take(chunk.rows)
-                    if not hand_over((chunk, lab)):
-                        return
+                for whole in logit_chunks:
+                    # Text is parsed in big blocks (each parse has a fixed cost), computed and written in
+                    # blocks of at most BLOCK_VALUES (what is formatted at once is several times its size).
+                    step = max(1, BLOCK_VALUES // max(1, whole.values.shape[1]))
+                    for start in range(0, whole.rows, step):
+                        if stop.is_set():
+                            return
+                        chunk = whole if whole.rows <= step else whole.part(start, min(whole.rows, start + step))
+                        lab = labels.take(chunk.rows)
+                        if not hand_over((chunk, lab)):
+                            return
                 hand_over(("end", None))
             except BaseException as exc:  # noqa: BLE001 - handed to the consumer
                 hand_over(("error", exc))
