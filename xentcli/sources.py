@@ -246,11 +246,13 @@ class TextParser:
             )
         except Exception:  # noqa: BLE001 - anything polars dislikes goes to the careful parser
             return None
-        if frame.height != nlines or frame.null_count().to_numpy().sum():
-            return None  # blank lines, ragged rows or empty cells: let the careful parser say which
+        if frame.height != nlines:
+            return None  # blank lines or ragged rows: let the careful parser say which
         values = frame.to_numpy(order="c") if frame.width > 1 else frame.to_numpy().reshape(-1, 1)
         if values.dtype != np.float64 or not np.isfinite(values).all():
-            return None  # nan/inf words and out-of-range numbers are told apart by the careful parser
+            # Empty cells (nulls, which become NaN here), nan/inf words and out-of-range numbers are told
+            # apart by the careful parser.
+            return None
         return np.ascontiguousarray(values)
 
     def _numpy_block(self, data: bytes, nlines: int) -> np.ndarray | None:
