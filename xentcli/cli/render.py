@@ -342,8 +342,10 @@ class Spool:
             f.seek(0)
 
     def copy(self, i: int, out: Output) -> None:
-        """Copy the ``i``-th spooled array to ``out``."""
+        """Copy the ``i``-th spooled array to ``out``, then empty its file: what is copied is not needed again,
+        and its pages need never reach the disk (a big JSON would otherwise be written to it twice)."""
         out.copy_file(self.files[i])
+        self.files[i].truncate(0)
 
     def abort(self) -> None:
         for o in self.outs:
