@@ -289,9 +289,11 @@ class TextParser:
         """A single space-separated column: one plain number per line (no spaces, quotes or comments)."""
         if not data.isascii() or _has_any(data, _SINGLE_COLUMN_REFUSED + (b"_", b"\x0b", b"\x0c")):
             return None
-        tokens = data.split()  # on the line ends; a lone CR inside a line makes one token too many
+        if b"\r" in data and _count_byte(data, CR) != data.count(b"\r\n"):
+            return None  # a lone CR: it would split a line in two, and a blank line elsewhere would hide it
+        tokens = data.split()  # on the line ends (every other space is refused above): one per line
         if len(tokens) != nlines:
-            return None
+            return None  # a blank line
         return _finite_floats(tokens, (nlines, 1))
 
 
