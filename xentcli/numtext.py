@@ -323,15 +323,10 @@ def _python_layout(buf: np.ndarray, ends: np.ndarray, before: list[np.ndarray],
         start = np.where(small > 0, ends[np.maximum(small - 1, 0)] + 1, 0)
         s0 = start + (buf[start] == MINUS)
         tiny = _five_zeros(buf, s0, end)
-        if tiny.size:  # rewritten in place, then the bytes left over behind each are dropped
+        if tiny.size:  # rewritten in place, then the bytes left over behind each are cut out (they are few)
             end = end[tiny]
             shrink = _rewrite_in_place(buf, end, s0[tiny])
-            if tiny.size > buf.size >> _FEW_SHIFT:
-                keep = np.ones(buf.size, dtype=bool)
-                keep[np.repeat(end - shrink, shrink) + _ramp(shrink)] = False
-                buf = buf[keep]
-            else:
-                buf = np.frombuffer(_cut(buf, end - shrink, end, b""), dtype=np.uint8)
+            buf = np.frombuffer(_cut(buf, end - shrink, end, b""), dtype=np.uint8)
     # A one-digit exponent: "e", a sign, one digit and the separator.
     exps = np.flatnonzero(buf == E)
     if exps.size:
