@@ -375,7 +375,7 @@ def _python_layout_everywhere(buf: np.ndarray, ends: np.ndarray, before: list[np
     s0 = starts + (buf[starts] == MINUS)
     tiny = _five_zeros(buf, s0, ends)
     if tiny.size:
-        buf, new_end, shrink = _rewrite_tiny(buf, ends[tiny], s0[tiny])
+        buf, shrink = _rewrite_tiny(buf, ends[tiny], s0[tiny])
         shift = np.zeros(ends.size, dtype=np.int64)
         shift[tiny] = shrink
         ends = ends - np.cumsum(shift)
@@ -393,14 +393,13 @@ def _python_layout_everywhere(buf: np.ndarray, ends: np.ndarray, before: list[np
                    presorted=len(insert_at) == 1)
 
 
-def _rewrite_tiny(buf: np.ndarray, end: np.ndarray, s1: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`_rewrite_in_place`, then the bytes left over dropped. Returns the text, each value's new end
-    (in the old text's positions) and how many bytes it lost."""
+def _rewrite_tiny(buf: np.ndarray, end: np.ndarray, s1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_rewrite_in_place`, then the bytes left over dropped. Returns the text and how many bytes each
+    value lost."""
     shrink = _rewrite_in_place(buf, end, s1)
-    new_end = end - shrink
     keep = np.ones(buf.size, dtype=bool)
-    keep[np.repeat(new_end, shrink) + _ramp(shrink)] = False
-    return buf[keep], new_end, shrink
+    keep[np.repeat(end - shrink, shrink) + _ramp(shrink)] = False
+    return buf[keep], shrink
 
 
 def _rewrite_in_place(buf: np.ndarray, end: np.ndarray, s1: np.ndarray) -> np.ndarray:
