@@ -16,7 +16,7 @@ import pytest
 import reference_render
 from conftest import one_error_line
 
-from xentcli import numeric, numtext, sources, stream
+from xentcli import numeric, numtext, sources, stream, writers
 from xentcli.errors import XentWarning
 
 
@@ -27,6 +27,7 @@ def tiny_blocks(monkeypatch):
     monkeypatch.setattr(numeric.blocks, "BLOCK_ELEMENTS", 64)  # kernel blocks of a few rows
     monkeypatch.setattr(numeric.sigmoid, "BCE_BLOCK_ELEMENTS", 64)
     monkeypatch.setattr(numeric.blocks, "PARALLEL_MIN", 256)  # and threads
+    monkeypatch.setattr(writers, "WRITEBACK_BYTES", 1)  # every written part handed to the disk at once
 
 
 @pytest.fixture(params=["fast", "numpy"])
@@ -524,3 +525,34 @@ def test_streamed_stdout_through_the_kernel_is_the_in_memory_output(tmp_path, fm
         assert done.returncode == 0, done.stderr
     assert len(outputs["streamed"]) > 1 << 20
     assert outputs["streamed"] == outputs["memory"]
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_fadvise"), reason="no posix_fadvise on this system")
+@pytest.mark.parametrize("fmt", ["csv", "npy"])
+def test_the_writer_hands_its_file_to_the_disk_in_consecutive_ranges(tmp_path, monkeypatch, fmt):
+    calls = []
+    real = os.posix_fadvise
+
+    def advise(fd, offset, length, advice):
+        calls.append((offset, length, advice))
+        return real(fd, offset, length, advice)
+
+    monkeypatch.setattr(os, "posix_fadvise", advise)
+    monkeypatch.setattr(writers, "WRITEBACK_BYTES", 500)
+    rng = np.random.default_rng(3)
+    blocks = [rng.normal(size=(rows, 3)) for rows in (40, 1, 7, 60, 2, 30)]
+    path = tmp_path / f"grad.{fmt}"
+    writer = stream.GradWriter(path, fmt, np.dtype(np.float64), 3)
+    for block in blocks:
+        writer.write(block)
+    writer.commit()
+    whole = np.concatenate(blocks)
+    if fmt == "npy":
+        assert np.array_equal(np.load(path), whole)
+    else:
+        assert np.array_equal(np.loadtxt(path, delimiter=",", ndmin=2), whole)
+    size = path.stat().st_size
+    assert calls and all(advice == os.POSIX_FADV_DONTNEED for _, _, advice in calls)
+    assert [offset for offset, _, _ in calls] == [0] + [o + n for o, n, _ in calls[:-1]]  # one after the other
+    assert all(length >= 500 for _, length, _ in calls)
+    assert calls[-1][0] + calls[-1][1] <= size

@@ -108,6 +108,7 @@ class GradWriter:
                     fh.write(block.tobytes())
                 else:
                     write_block(fh, block, "\t" if self.fmt == "tsv" else ",")
+                self.file.start_writeback()
             except BaseException as exc:  # noqa: BLE001 - reported to the caller by write/commit
                 self._error = exc
 
