@@ -108,15 +108,16 @@ def lines_parts(block: np.ndarray, *, numbered_from: int | None = None) -> list[
     return _text_parts(block, "csv", False, numbered_from)
 
 
-def round_trip_lines(block: np.ndarray, delimiter: bytes = b",") -> bytes | None:
+def round_trip_parts(block: np.ndarray, delimiter: bytes = b",") -> list[bytes | memoryview] | None:
     """Rows of a finite 2-D block with shortest round-trip digits in the libraries' own layout (``1e-7``,
-    ``0.00001``: what a file needs, not Python's layout), or ``None`` without orjson and polars."""
+    ``0.00001``: what a file needs, not Python's layout), as pieces to write one after the other (no copy
+    of the whole text to join them), or ``None`` without orjson and polars."""
     how = engine()
     if how == "python" or block.shape[0] == 0:
         return None
     c = block.shape[1]
     step = max(1, PIECE_VALUES // c)
-    parts = []
+    parts: list[bytes | memoryview] = []
     for start in range(0, block.shape[0], step):
         piece = np.ascontiguousarray(block[start : start + step])
         if how == "orjson" and c >= _ROW_BY_ROW:
@@ -127,8 +128,8 @@ def round_trip_lines(block: np.ndarray, delimiter: bytes = b",") -> bytes | None
         if delimiter != b",":
             buf[ends] = ord(delimiter)
         buf[ends[c - 1 :: c]] = NEWLINE
-        parts.append(buf.tobytes())
-    return b"".join(parts)
+        parts.append(buf.data)  # a new array for each piece: no copy to bytes
+    return parts
 
 
 _ROW_BY_ROW = 16  # from this many values a row, finding each row's end beats finding every separator

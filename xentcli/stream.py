@@ -165,9 +165,10 @@ BLOCK_VALUES = 1 << 17  # logits computed and written at a time (a text block ma
 def write_block(fh: BinaryIO, block: np.ndarray, delimiter: str) -> None:
     """Append a 2-D float block as text with round-trip precision (shortest digits through orjson or polars)."""
     if np.isfinite(block).all():
-        text = numtext.round_trip_lines(block, delimiter.encode())
-        if text is not None:
-            fh.write(text)
+        parts = numtext.round_trip_parts(block, delimiter.encode())
+        if parts is not None:
+            for part in parts:
+                fh.write(part)
             return
     pl = polars()
     if pl is not None:
