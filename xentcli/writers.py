@@ -104,21 +104,22 @@ class AtomicFile:
         works while the next parts are computed. Each call hands over at
         least :data:`WRITEBACK_BYTES` (smaller calls do nothing); on systems
         without ``posix_fadvise`` it does nothing. On Linux, advising
-        ``DONTNEED`` starts the writeback of the range's dirty pages and
-        drops none of them (pages still dirty or being written stay cached).
+        ``DONTNEED`` starts the write-back of the range's dirty pages and
+        drops only pages already clean (just written, the range has none).
+        A failure to write (the flush) is raised; a refused advice is not.
         """
         fh = self.fh
         if fh is None or not hasattr(os, "posix_fadvise"):
             return
+        fh.flush()
+        end = fh.tell()
+        if end - self._synced_to < WRITEBACK_BYTES:
+            return
         try:
-            fh.flush()
-            end = fh.tell()
-            if end - self._synced_to < WRITEBACK_BYTES:
-                return
             os.posix_fadvise(fh.fileno(), self._synced_to, end - self._synced_to, os.POSIX_FADV_DONTNEED)
-            self._synced_to = end
         except OSError:
-            pass  # an advice: a failure to write is reported by the writes and commit
+            pass  # an advice: the data is written either way, and commit flushes it to disk
+        self._synced_to = end
 
     def commit(self) -> None:
         """Flush the file to disk, give it its mode and rename it into place."""
